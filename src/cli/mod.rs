@@ -2,6 +2,7 @@
 //! asking the session daemon), render the answer, pick the exit status.
 
 mod args;
+mod data;
 mod px;
 mod render;
 mod session_cmds;
@@ -53,6 +54,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ids => current_thread()?.block_on(session_cmds::ids(session)),
         Command::Status { json } => current_thread()?.block_on(session_cmds::status(session, json)),
         Command::Px(args) => current_thread()?.block_on(px::run(session, args)),
+        Command::Push(args) => current_thread()?.block_on(data::push(session, args)),
+        Command::Pull(args) => current_thread()?.block_on(data::pull(session, args)),
+        Command::Scatter(args) => current_thread()?.block_on(data::scatter(session, args)),
+        Command::Gather(args) => current_thread()?.block_on(data::gather(session, args)),
     }
 }
 

@@ -22,13 +22,13 @@ use crate::transport::{Identity, read_frame, server_endpoint, write_frame};
 
 /// One engine: its shell, and the shell's pid readable without waiting
 /// for the lock a running command holds.
-struct Engine {
-    shell: Mutex<Shell>,
-    pid: AtomicI32,
+pub(super) struct Engine {
+    pub(super) shell: Mutex<Shell>,
+    pub(super) pid: AtomicI32,
 }
 
-struct Host {
-    config: EngineHostConfig,
+pub(super) struct Host {
+    pub(super) config: EngineHostConfig,
     engines: OnceCell<Vec<Result<Arc<Engine>, String>>>,
 }
 
@@ -168,12 +168,17 @@ impl Host {
                 };
                 write_frame(&mut send, &reply).await?;
             }
+            EngineRequest::Data(op) => super::data::serve(self, op, &mut send, &mut recv).await?,
+            EngineRequest::Chunk(_) | EngineRequest::End(_) => {
+                let reply = EngineReply::Error("data without a request".into());
+                write_frame(&mut send, &reply).await?;
+            }
         }
         let _ = send.finish();
         Ok(())
     }
 
-    async fn engine(&self, id: u32) -> Result<Arc<Engine>, String> {
+    pub(super) async fn engine(&self, id: u32) -> Result<Arc<Engine>, String> {
         let index = id
             .checked_sub(self.config.first_id)
             .filter(|&i| i < self.config.engines)
@@ -197,7 +202,7 @@ impl OutputSink for StreamSink<'_> {
 }
 
 /// Expand a leading `~` and create the directory; no workdir means home.
-fn prepare_workdir(workdir: Option<&str>) -> Result<PathBuf, EngineError> {
+pub(super) fn prepare_workdir(workdir: Option<&str>) -> Result<PathBuf, EngineError> {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/".into());

@@ -1,6 +1,7 @@
 //! The engine side: an engine host process (`pcl engine`) owning N engines,
 //! each a persistent shell.
 
+mod data;
 mod error;
 mod host;
 mod marker;

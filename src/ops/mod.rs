@@ -1,10 +1,17 @@
 //! One file per verb. Each runs inside the daemon against the engine
 //! pool and writes its replies to the CLI that asked.
 
+mod data;
 pub mod down;
+mod gather;
 pub mod ids;
+mod lines;
+mod pull;
+mod push;
 pub mod px;
+mod scatter;
 pub mod status;
+mod transfer;
 pub mod up;
 
 use std::sync::Arc;
@@ -30,5 +37,9 @@ pub async fn dispatch(
         Request::Ids => ids::run(pool, out).await,
         Request::Status => status::run(pool, out).await,
         Request::Px(request) => px::run(pool, request, out).await,
+        Request::Data(request) => data::run(pool, request, out).await,
+        Request::Chunk(_) | Request::Eof => Err(SessionError::Refused(
+            "stdin data without a request that reads it".into(),
+        )),
     }
 }

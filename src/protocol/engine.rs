@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::data::{Digest, EngineData};
+
 /// First token of the line an engine host prints once it listens.
 pub const HANDSHAKE_PREFIX: &str = "PCL-ENGINE/1";
 
@@ -35,6 +37,13 @@ pub enum EngineRequest {
         command: String,
         timeout_ms: Option<u64>,
     },
+    /// Data movement (push, pull, scatter, gather); the bulk kinds are
+    /// followed by `Chunk` frames and one `End`.
+    Data(EngineData),
+    /// Part of the bytes of a `Data` request.
+    Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The end of the bytes, with their SHA-256.
+    End(Digest),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +55,12 @@ pub enum EngineReply {
     Stderr(#[serde(with = "serde_bytes")] Vec<u8>),
     Done(ExecEnd),
     Error(String),
+    /// Part of the bytes a `Data` request asked for.
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The end of those bytes, with their SHA-256.
+    DataEnd(Digest),
+    /// A `Data` request that stores something succeeded.
+    Stored,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

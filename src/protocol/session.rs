@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::data::DataRequest;
 use crate::ops::px::PxRequest;
 use crate::session::LaunchProgress;
 
@@ -13,6 +14,11 @@ pub enum Request {
     Ids,
     Status,
     Px(PxRequest),
+    Data(DataRequest),
+    /// Part of the CLI's stdin, after a request whose source is `Stdin`.
+    Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The end of the CLI's stdin.
+    Eof,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +44,16 @@ pub enum Reply {
     EngineDone(EngineDone),
     Done,
     Error(String),
+    /// Part of the value of variable `name` on engine `id` (`pull`);
+    /// several in a row for one value are concatenated.
+    Value {
+        id: u32,
+        name: String,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Bytes moved so far by a transfer, out of `total` when known.
+    Transfer { done: u64, total: Option<u64> },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -21,6 +21,12 @@ impl ReplySink {
     pub async fn send(&mut self, reply: &Reply) -> Result<(), SessionError> {
         Ok(write_frame(&mut self.stream, reply).await?)
     }
+
+    /// A further frame from the CLI, for requests that stream their input
+    /// (stdin) after the request itself.
+    pub async fn recv(&mut self) -> Result<Option<Request>, SessionError> {
+        Ok(read_frame(&mut self.stream).await?)
+    }
 }
 
 /// `pcl session serve`: the detached daemon. Reads the cluster (JSON) on

@@ -20,4 +20,9 @@ pub enum SessionError {
     Transport(#[from] crate::transport::TransportError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Data(#[from] crate::protocol::data::DataError),
+    /// A data request that cannot be carried out as asked; says why.
+    #[error("{0}")]
+    Refused(String),
 }

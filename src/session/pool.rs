@@ -206,6 +206,12 @@ impl EnginePool {
             .clone()
     }
 
+    /// Engines with the same host slot share one engine host process, and
+    /// so one workdir.
+    pub fn host_slot(&self, id: u32) -> usize {
+        self.engines[id as usize].host_index
+    }
+
     pub fn state(&self, id: u32) -> EngineState {
         self.engines[id as usize]
             .state
@@ -217,6 +223,19 @@ impl EnginePool {
     /// Send one request to engine `id` on a stream of its own; the engine
     /// shows as busy with `job` until the returned call is dropped.
     pub async fn call(
+        &self,
+        id: u32,
+        job: &str,
+        request: &EngineRequest,
+    ) -> Result<EngineCall<'_>, String> {
+        let mut call = self.open(id, job, request).await?;
+        let _ = call.send.finish();
+        Ok(call)
+    }
+
+    /// Like `call`, but the send side stays open for the bulk frames that
+    /// follow the request (`EngineCall::send`).
+    pub async fn open(
         &self,
         id: u32,
         job: &str,
@@ -239,18 +258,13 @@ impl EnginePool {
         write_frame(&mut send, request)
             .await
             .map_err(|e| format!("engine {id} unreachable: {e}"))?;
-        let _ = send.finish();
         {
             let mut state = slot.state.lock().expect("lock");
             if *state == EngineState::Idle {
                 *state = EngineState::Busy(job.to_string());
             }
         }
-        Ok(EngineCall {
-            slot,
-            _send: send,
-            recv,
-        })
+        Ok(EngineCall { slot, send, recv })
     }
 
     /// Stop every engine host: close the connections and the tethers, and
@@ -286,11 +300,16 @@ impl EnginePool {
 /// One request in flight to one engine.
 pub struct EngineCall<'a> {
     slot: &'a EngineSlot,
-    _send: SendStream,
+    send: SendStream,
     recv: RecvStream,
 }
 
 impl EngineCall<'_> {
+    /// The request's send side, for bulk frames after the request.
+    pub fn send(&mut self) -> &mut SendStream {
+        &mut self.send
+    }
+
     /// The next reply; `Err` when the engine went away mid-request.
     pub async fn next(&mut self) -> Result<Option<EngineReply>, String> {
         read_frame(&mut self.recv).await.map_err(|e| {
