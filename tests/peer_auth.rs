@@ -48,6 +48,7 @@ fn start_engine_host(trusted: &Identity) -> EngineHost {
         workdir: Some(workdir.path().display().to_string()),
         shell: "bash".into(),
         setup: None,
+        reconnect_grace_secs: 60,
     };
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{}", serde_json::to_string(&config).unwrap()).unwrap();
@@ -80,7 +81,7 @@ fn start_engine_host(trusted: &Identity) -> EngineHost {
 async fn try_start(client: &Identity, addr: SocketAddr, pinned: &str) -> Result<(), String> {
     let endpoint = client_endpoint().map_err(|e| e.to_string())?;
     let attempt = async {
-        let conn = connect(&endpoint, client, addr, pinned)
+        let conn = connect(&endpoint, client, addr, pinned, Duration::from_secs(10))
             .await
             .map_err(|e| e.to_string())?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;

@@ -44,6 +44,12 @@ pub enum Command {
     },
     /// Run a command in the shell of every target engine
     Px(PxArgs),
+    /// Relaunch dead target engines with fresh state; live ones are left alone
+    Restart {
+        /// Engines to consider: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
+        #[arg(short = 't', long, default_value = "all", value_name = "T")]
+        targets: String,
+    },
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]

@@ -53,6 +53,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ids => current_thread()?.block_on(session_cmds::ids(session)),
         Command::Status { json } => current_thread()?.block_on(session_cmds::status(session, json)),
         Command::Px(args) => current_thread()?.block_on(px::run(session, args)),
+        Command::Restart { targets } => {
+            current_thread()?.block_on(session_cmds::restart(session, targets))
+        }
     }
 }
 

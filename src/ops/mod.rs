@@ -4,6 +4,7 @@
 pub mod down;
 pub mod ids;
 pub mod px;
+pub mod restart;
 pub mod status;
 pub mod up;
 
@@ -30,5 +31,6 @@ pub async fn dispatch(
         Request::Ids => ids::run(pool, out).await,
         Request::Status => status::run(pool, out).await,
         Request::Px(request) => px::run(pool, request, out).await,
+        Request::Restart(request) => restart::run(pool, request, out).await,
     }
 }

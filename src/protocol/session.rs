@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ops::px::PxRequest;
+use crate::ops::restart::RestartRequest;
 use crate::session::LaunchProgress;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -13,6 +14,7 @@ pub enum Request {
     Ids,
     Status,
     Px(PxRequest),
+    Restart(RestartRequest),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
