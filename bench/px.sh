@@ -36,6 +36,7 @@ import ipyparallel as ipp
 rc = ipp.Client(profile_dir="$IPP_PROFILE_DIR")
 rc.wait_for_engines(4, timeout=120)
 rc[:].execute("pass", block=True)
+rc.close()
 PY
     "$BENCH_TMP/venv/bin/python" "$BENCH_TMP/ipp_oneshot.py" # wait for engines
     ipp_ms=$(median_ms "$((RUNS / 3 + 1))" "$BENCH_TMP/venv/bin/python" "$BENCH_TMP/ipp_oneshot.py")

@@ -64,6 +64,9 @@ pub enum Command {
         /// Address to listen on for QUIC [default: 0.0.0.0:0]
         #[arg(long)]
         bind: Option<SocketAddr>,
+        /// Run as the engine host's guard (reads shell pids on stdin)
+        #[arg(long)]
+        guard: bool,
     },
     /// Session daemon (started by `pcl up`)
     #[command(hide = true)]

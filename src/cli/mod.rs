@@ -27,7 +27,11 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let session = cli.session;
     match cli.command {
-        Command::Engine { bind } => {
+        Command::Engine { guard: true, .. } => {
+            crate::engine::run_guard();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Engine { bind, .. } => {
             multi_thread()?.block_on(crate::engine::run(bind))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::{Mutex, OnceCell, watch};
 use tokio::time::Instant;
 
+use super::guard::Guard;
 use super::procs::kill_session;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
@@ -33,6 +34,7 @@ struct Host {
     engines: OnceCell<Vec<Result<Arc<Engine>, String>>>,
     /// Daemon connections open now.
     connections: watch::Sender<usize>,
+    guard: Option<Arc<Guard>>,
 }
 
 pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
@@ -56,6 +58,15 @@ pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
         config,
         engines: OnceCell::new(),
         connections: watch::Sender::new(0),
+        guard: match Guard::spawn() {
+            Ok(guard) => Some(Arc::new(guard)),
+            Err(e) => {
+                eprintln!(
+                    "pcl engine: no guard process ({e}); shells may outlive a killed engine host"
+                );
+                None
+            }
+        },
     });
     let mut connections = host.connections.subscribe();
     // Not connected to any daemon since then; after the grace, nobody
@@ -119,6 +130,7 @@ impl Host {
                     ("PCL_SESSION".into(), c.session.clone()),
                 ],
                 setup: c.setup.clone(),
+                guard: self.guard.clone(),
             };
             async move {
                 let shell = Shell::start(spec).await.map_err(|e| e.to_string())?;
