@@ -586,6 +586,7 @@ pub struct Env {
     dir: tempfile::TempDir,
     /// The session name all `pcl` calls of this env use (`PCL_SESSION`).
     pub session: String,
+    other_sessions: std::sync::Mutex<Vec<String>>,
 }
 
 impl Default for Env {
@@ -607,7 +608,11 @@ impl Env {
         label.truncate(24);
         let label = label.trim_matches('-').to_string();
         let session = format!("{label}-{}-{}", std::process::id(), next_id());
-        let env = Env { dir, session };
+        let env = Env {
+            dir,
+            session,
+            other_sessions: Default::default(),
+        };
         for d in [env.home(), env.runtime_dir()] {
             fs::create_dir_all(&d).expect("create dir");
             fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -733,6 +738,43 @@ impl Env {
         self.write_cluster(&hs)
     }
 
+    /// Another session name for this env (`<session>-<suffix>`), for tests
+    /// that run several sessions; it is stopped and cleaned up on drop too.
+    pub fn other_session(&self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.session);
+        self.other_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name.clone());
+        name
+    }
+
+    fn cleanup_session(&self, name: &str) {
+        // Best effort: stop the session, then kill whatever is left.
+        let _ = self
+            .pcl(["down", "--session", name])
+            .timeout_secs(30)
+            .execute();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let left = session_processes(name);
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                eprintln!(
+                    "harness: killing processes of session {name} left after `pcl down`:\n{}",
+                    format_procs(&left)
+                );
+                for p in &left {
+                    send_signal(p.pid, libc::SIGKILL);
+                }
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The session's daemon log(s), if any.
     pub fn logs(&self) -> String {
         collect_logs(&[self.runtime_dir(), self.home().join(".local/state")])
@@ -747,26 +789,14 @@ impl Drop for Env {
                 eprintln!("session {} logs:\n{logs}", self.session);
             }
         }
-        // Best effort: stop the session, then kill whatever is left.
-        let _ = self.pcl(["down"]).timeout_secs(30).execute();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let left = session_processes(&self.session);
-            if left.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                eprintln!(
-                    "harness: killing processes of session {} left after `pcl down`:\n{}",
-                    self.session,
-                    format_procs(&left)
-                );
-                for p in &left {
-                    send_signal(p.pid, libc::SIGKILL);
-                }
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
+        let others = std::mem::take(
+            &mut *self
+                .other_sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for name in others.iter().chain(std::iter::once(&self.session)) {
+            self.cleanup_session(name);
         }
     }
 }
@@ -1044,7 +1074,7 @@ fn argv_exact_session(argv: &[String], session: &str) -> bool {
     let eq = format!("--session={session}");
     argv.windows(2)
         .any(|w| w[0] == "--session" && w[1] == session)
-        || argv.iter().any(|a| *a == eq)
+        || argv.contains(&eq)
 }
 
 fn environ_has_session(pid: i32, session: &str) -> bool {
@@ -1155,6 +1185,29 @@ pub fn daemon_pids(session: &str) -> Vec<i32> {
 /// The executable of a process (`/proc/PID/exe`).
 pub fn proc_exe(pid: i32) -> Option<PathBuf> {
     fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// Parent pids of `pid`, nearest first, up to init.
+pub fn ancestors(pid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    let mut cur = pid;
+    while let Some((_, ppid)) = read_stat(cur) {
+        if ppid <= 0 || v.contains(&ppid) {
+            break;
+        }
+        v.push(ppid);
+        cur = ppid;
+    }
+    v
+}
+
+/// Name of the network namespace `pid` is in (`ip netns identify`), empty
+/// for the root namespace.
+pub fn netns_of(pid: i32) -> String {
+    sh("ip", &["netns", "identify", &pid.to_string()])
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// Direct children of `pid`.
