@@ -8,8 +8,11 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+mod join;
 pub mod launcher;
 pub mod ops;
 pub mod protocol;
 pub mod session;
 pub mod transport;
+
+pub(crate) use join::join_all;

@@ -1,0 +1,101 @@
+//! The command line, as clap sees it. Nothing here runs anything.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pcl",
+    version,
+    about = "Interactive parallel computing across many hosts",
+    long_about = "pcl keeps a session of persistent engines (one shell each) on many hosts, \
+                  launched over SSH and driven over QUIC, and runs commands on all of them at once."
+)]
+pub struct Cli {
+    /// Session to use [default: the cluster file's name, else `default`]
+    #[arg(long, global = true, env = "PCL_SESSION", value_name = "NAME")]
+    pub session: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a session: launch the engines of CLUSTER (default: one local engine per core)
+    Up {
+        /// Cluster file (TOML); without it, engines run on this machine
+        cluster: Option<PathBuf>,
+        /// Engines per host, overriding the cluster file
+        #[arg(short = 'n', long = "engines", value_name = "N")]
+        engines: Option<u32>,
+    },
+    /// Stop the session: every engine, shell and the daemon
+    Down,
+    /// Print the ids of the engines that can take work, one per line
+    Ids,
+    /// Show every engine: id, host, state (idle/busy/dead) and current job
+    Status {
+        /// One JSON document
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in the shell of every target engine
+    Px(PxArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff)
+    #[command(hide = true)]
+    Man,
+    /// Engine host (started by the session daemon)
+    #[command(hide = true)]
+    Engine {
+        /// Address to listen on for QUIC [default: 0.0.0.0:0]
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
+    /// Session daemon (started by `pcl up`)
+    #[command(hide = true)]
+    Session {
+        #[command(subcommand)]
+        action: SessionAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionAction {
+    /// Serve the session named by --session; the cluster arrives on stdin
+    Serve,
+}
+
+#[derive(Debug, Args)]
+pub struct PxArgs {
+    /// Engines to run on: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
+    #[arg(short = 't', long, default_value = "all", value_name = "T")]
+    pub targets: String,
+    /// Kill the command (not the shell) after S seconds; its status is 124
+    #[arg(long, value_name = "S")]
+    pub timeout: Option<f64>,
+    /// Group engines with identical stdout, like `dshbak -c`
+    #[arg(short = 'b', long = "gather")]
+    pub gather: bool,
+    /// Each engine's exact stdout bytes, in engine order, without prefixes
+    #[arg(long, conflicts_with_all = ["gather", "json"])]
+    pub raw: bool,
+    /// One JSON document with every engine's result
+    #[arg(long, conflicts_with = "gather")]
+    pub json: bool,
+    /// The command; several words are joined with spaces
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}

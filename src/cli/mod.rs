@@ -1,0 +1,78 @@
+//! The binary's edge: parse the command line, run the verb (mostly by
+//! asking the session daemon), render the answer, pick the exit status.
+
+mod args;
+mod px;
+mod render;
+mod session_cmds;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+pub use args::Cli;
+use args::{Command, SessionAction};
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pcl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let session = cli.session;
+    match cli.command {
+        Command::Engine { bind } => {
+            multi_thread()?.block_on(crate::engine::run(bind))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Session {
+            action: SessionAction::Serve,
+        } => {
+            let name = session.ok_or_else(|| anyhow::anyhow!("--session is required"))?;
+            crate::session::serve_main(&name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "pcl", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Up { cluster, engines } => {
+            current_thread()?.block_on(session_cmds::up(session, cluster, engines))
+        }
+        Command::Down => current_thread()?.block_on(session_cmds::down(session)),
+        Command::Ids => current_thread()?.block_on(session_cmds::ids(session)),
+        Command::Status { json } => current_thread()?.block_on(session_cmds::status(session, json)),
+        Command::Px(args) => current_thread()?.block_on(px::run(session, args)),
+    }
+}
+
+/// One-shot calls are short: a single thread starts fastest.
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// The man page, as `man/pcl.1` holds it.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    Ok(out)
+}

@@ -1,0 +1,89 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use super::args::PxArgs;
+use super::render::{EngineResult, grouped, note, prefixed};
+use super::session_cmds::connect;
+use crate::ops::px::PxRequest;
+use crate::protocol::session::{Reply, Request, Stream};
+
+pub async fn run(session: Option<String>, args: PxArgs) -> anyhow::Result<ExitCode> {
+    let timeout_ms = match args.timeout {
+        Some(s) if !(s > 0.0 && s.is_finite()) => {
+            bail!("--timeout takes a positive number of seconds")
+        }
+        Some(s) => Some((s * 1000.0).round() as u64),
+        None => None,
+    };
+    let mut client = connect(session).await?;
+    client
+        .send(&Request::Px(PxRequest {
+            targets: args.targets,
+            command: args.command.join(" "),
+            timeout_ms,
+        }))
+        .await?;
+
+    let mut stdout = std::io::stdout().lock();
+    let mut results = Vec::new();
+    let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
+    let mut worst = 0;
+    loop {
+        match client.next().await? {
+            Reply::Output { stream, data, .. } => match stream {
+                // Raw stdout streams straight through: nothing to hold.
+                Stream::Stdout if args.raw => stdout.write_all(&data)?,
+                Stream::Stdout => out_buf.extend(data),
+                Stream::Stderr => err_buf.extend(data),
+            },
+            Reply::EngineDone(done) => {
+                let result = EngineResult {
+                    id: done.id,
+                    host: done.host,
+                    status: done.status,
+                    stdout: std::mem::take(&mut out_buf),
+                    stderr: std::mem::take(&mut err_buf),
+                    note: done.note,
+                };
+                worst = worst.max(result.status);
+                if !(args.json || args.gather) {
+                    prefixed(
+                        &mut stdout,
+                        &format!("[stdout:{}] ", result.id),
+                        &result.stdout,
+                    )?;
+                    stdout.flush()?;
+                    prefixed(
+                        &mut std::io::stderr().lock(),
+                        &format!("[stderr:{}] ", result.id),
+                        &result.stderr,
+                    )?;
+                    note(&result);
+                } else {
+                    results.push(result);
+                }
+            }
+            Reply::Done => break,
+            Reply::Error(e) => bail!(e),
+            other => bail!("unexpected reply {other:?}"),
+        }
+    }
+    if args.json {
+        serde_json::to_writer(&mut stdout, &serde_json::json!({ "results": results }))?;
+        writeln!(stdout)?;
+    } else if args.gather {
+        grouped(&mut stdout, &results)?;
+        for r in &results {
+            prefixed(
+                &mut std::io::stderr().lock(),
+                &format!("[stderr:{}] ", r.id),
+                &r.stderr,
+            )?;
+            note(r);
+        }
+    }
+    stdout.flush()?;
+    Ok(ExitCode::from(worst.clamp(0, 255) as u8))
+}

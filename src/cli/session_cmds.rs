@@ -1,0 +1,211 @@
+//! `up`, `down`, `ids`, `status` on the CLI side.
+
+use std::io::{IsTerminal, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Cluster;
+use crate::protocol::session::{Reply, Request, StatusReport};
+use crate::session::{Client, SessionError, SessionPaths, session_name};
+
+/// How long `pcl up` waits for a fresh daemon to open its socket.
+const DAEMON_START: Duration = Duration::from_secs(10);
+
+pub async fn connect(session: Option<String>) -> anyhow::Result<Client> {
+    let paths = SessionPaths::new(&session_name(session.as_deref(), None))?;
+    Ok(Client::connect(&paths).await?)
+}
+
+pub async fn up(
+    session: Option<String>,
+    file: Option<PathBuf>,
+    engines: Option<u32>,
+) -> anyhow::Result<ExitCode> {
+    let mut cluster = match &file {
+        Some(path) => Cluster::load(path)?,
+        None => Cluster::local_default(
+            std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        ),
+    };
+    if let Some(n) = engines {
+        if n == 0 {
+            bail!("-n must be at least 1");
+        }
+        cluster = cluster.with_engines(n);
+    }
+    let paths = SessionPaths::new(&session_name(session.as_deref(), cluster.name.as_deref()))?;
+    if Client::connect(&paths).await.is_ok() {
+        return Err(SessionError::AlreadyRunning(paths.name.clone()).into());
+    }
+    paths.create_dir()?;
+    let mut daemon = spawn_daemon(&paths, &cluster)?;
+
+    let started = Instant::now();
+    let mut client = loop {
+        match Client::connect(&paths).await {
+            Ok(client) => break client,
+            Err(_) if started.elapsed() < DAEMON_START => {
+                if let Some(status) = daemon.try_wait()? {
+                    bail!(SessionError::DaemonFailed(
+                        paths.name.clone(),
+                        log_tail(&paths, status.to_string())
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(_) => bail!(SessionError::DaemonFailed(
+                paths.name.clone(),
+                log_tail(&paths, "no socket after 10 s".into())
+            )),
+        }
+    };
+    client.send(&Request::Up).await?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} starting hosts {pos}/{len} [{elapsed}]")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    });
+    let report = loop {
+        match client.next().await? {
+            Reply::Progress(p) => {
+                if let Some(bar) = &bar {
+                    bar.set_length(p.total as u64);
+                    bar.set_position(p.settled as u64);
+                }
+            }
+            Reply::Up(report) => break report,
+            Reply::Error(e) => bail!(e),
+            other => bail!("unexpected reply {other:?}"),
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let mut stdout = std::io::stdout().lock();
+    for engine in report.status.engines.iter().filter(|e| e.state != "dead") {
+        writeln!(stdout, "{} {}", engine.id, engine.host)?;
+    }
+    let mut failed = false;
+    for (host, reason) in &report.failures {
+        eprintln!("pcl: host {host}: {reason}");
+        failed = true;
+    }
+    for engine in report.status.engines.iter().filter(|e| e.state == "dead") {
+        if !report.failures.iter().any(|(h, _)| *h == engine.host) {
+            eprintln!(
+                "pcl: engine {} on {}: {}",
+                engine.id,
+                engine.host,
+                engine.reason.as_deref().unwrap_or("dead")
+            );
+            failed = true;
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn spawn_daemon(paths: &SessionPaths, cluster: &Cluster) -> anyhow::Result<std::process::Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&paths.log)
+        .with_context(|| format!("cannot open the session log {}", paths.log.display()))?;
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .args(["session", "serve", "--session", &paths.name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe. The daemon leaves our session
+    // so that closing the terminal does not take it down.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().context("cannot start the session daemon")?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(&serde_json::to_vec(cluster)?)?;
+    drop(stdin);
+    Ok(child)
+}
+
+fn log_tail(paths: &SessionPaths, why: String) -> String {
+    let log = std::fs::read_to_string(&paths.log).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    if tail.is_empty() {
+        why
+    } else {
+        format!("{why}: {}", tail.join("\n"))
+    }
+}
+
+pub async fn down(session: Option<String>) -> anyhow::Result<ExitCode> {
+    let paths = SessionPaths::new(&session_name(session.as_deref(), None))?;
+    let mut client = Client::connect(&paths).await?;
+    client.send(&Request::Down).await?;
+    match client.next().await? {
+        Reply::Done => {}
+        Reply::Error(e) => bail!(e),
+        other => bail!("unexpected reply {other:?}"),
+    }
+    // The daemon removes its socket as the last thing it does.
+    let started = Instant::now();
+    while paths.socket.exists() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn ids(session: Option<String>) -> anyhow::Result<ExitCode> {
+    let mut client = connect(session).await?;
+    client.send(&Request::Ids).await?;
+    match client.next().await? {
+        Reply::Ids(ids) => {
+            let mut out = std::io::stdout().lock();
+            for id in ids {
+                writeln!(out, "{id}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Reply::Error(e) => bail!(e),
+        other => bail!("unexpected reply {other:?}"),
+    }
+}
+
+pub async fn status(session: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut client = connect(session).await?;
+    client.send(&Request::Status).await?;
+    let report: StatusReport = match client.next().await? {
+        Reply::Status(report) => report,
+        Reply::Error(e) => bail!(e),
+        other => bail!("unexpected reply {other:?}"),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{:>4}  {:<20} {:<6} JOB", "ID", "HOST", "STATE")?;
+        for e in &report.engines {
+            let job = e.job.as_deref().or(e.reason.as_deref()).unwrap_or("");
+            writeln!(out, "{:>4}  {:<20} {:<6} {job}", e.id, e.host, e.state)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,149 @@
+//! A parsed cluster file.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{ConfigError, line_col};
+use super::host_spec::{HostSpec, LauncherKind};
+use super::schema::{ClusterFile, HostKeys};
+
+/// The hosts a session starts engines on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// The file's `name`, used as the session name unless overridden.
+    pub name: Option<String>,
+    /// One entry per host, never empty. `[[hosts]]` tables keep the file's
+    /// order; within one `host` value names are sorted with repeats merged,
+    /// as ClusterShell's `nodeset -e` does (`n[1-3,7],login1` gives login1,
+    /// n1, n2, n3, n7). A host appears once: names are compared ignoring
+    /// ASCII case, as DNS does.
+    pub hosts: Vec<HostSpec>,
+}
+
+impl Cluster {
+    /// Reads and parses the cluster file at `path`, naming it in errors as
+    /// given.
+    pub fn load(path: &Path) -> Result<Cluster, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Cluster::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses cluster file `text`; `origin` names it in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Cluster, ConfigError> {
+        let at = |offset: usize, message: String| ConfigError::at(origin, text, offset, message);
+        let file: ClusterFile =
+            toml::from_str(text).map_err(|error| ConfigError::from_toml(origin, text, &error))?;
+
+        if let Some(host) = &file.defaults.host {
+            return Err(at(
+                host.span().start,
+                "host belongs in a [[hosts]] table, not in [defaults]; move it there".into(),
+            ));
+        }
+        let no_hosts = "no hosts: add at least one [[hosts]] table with host = \"name\"".to_owned();
+        let tables = match file.hosts {
+            None => return Err(at(0, no_hosts)),
+            Some(tables) if tables.get_ref().0.is_empty() => {
+                return Err(at(tables.span().start, no_hosts));
+            }
+            Some(tables) => tables.into_inner().0,
+        };
+
+        let mut hosts = Vec::new();
+        // Lowercased host name -> offset of the `host` value that first gave it.
+        let mut first_seen: HashMap<String, usize> = HashMap::new();
+        for table in tables {
+            let table_start = table.span().start;
+            let keys = table.into_inner().or(&file.defaults);
+            let Some(host) = &keys.host else {
+                return Err(at(
+                    table_start,
+                    "this [[hosts]] table has no host; add host = \"name\" or a range \
+                     like host = \"node[01-16]\""
+                        .into(),
+                ));
+            };
+            let offset = host.span().start;
+            for name in &host.get_ref().0 {
+                match first_seen.entry(name.to_ascii_lowercase()) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(offset);
+                    }
+                    Entry::Occupied(first) => {
+                        let (line, column) = line_col(text, *first.get());
+                        return Err(at(
+                            offset,
+                            format!(
+                                "host {name:?} is listed twice (first at line {line}, column \
+                                 {column}); list each host once and set engines = N there \
+                                 for more engines"
+                            ),
+                        ));
+                    }
+                }
+                hosts.push(host_spec(name.clone(), &keys));
+            }
+        }
+        Ok(Cluster {
+            name: file.name.map(|name| name.0),
+            hosts,
+        })
+    }
+
+    /// The embedded default cluster, used when `pcl up` is given no file:
+    /// `engines` local engines on "localhost". `engines` must be at least 1.
+    pub fn local_default(engines: u32) -> Cluster {
+        debug_assert!(engines >= 1, "a host needs at least one engine");
+        Cluster {
+            name: None,
+            hosts: vec![HostSpec {
+                launcher: LauncherKind::Local,
+                engines,
+                ..HostSpec::new("localhost")
+            }],
+        }
+    }
+
+    /// Sets every host's engine count, for `pcl up -n N`. `engines` must be
+    /// at least 1.
+    pub fn with_engines(mut self, engines: u32) -> Cluster {
+        debug_assert!(engines >= 1, "a host needs at least one engine");
+        for host in &mut self.hosts {
+            host.engines = engines;
+        }
+        self
+    }
+
+    /// Engines across all hosts. Saturates rather than wrapping: no real
+    /// cluster gets near `u32::MAX`, and a bogus file must not panic.
+    pub fn engine_count(&self) -> u32 {
+        self.hosts
+            .iter()
+            .fold(0, |total, host| total.saturating_add(host.engines))
+    }
+}
+
+/// The spec for host `name` from its table's keys, `[defaults]` already
+/// applied; what neither gives takes `HostSpec::new`'s default.
+fn host_spec(name: String, keys: &HostKeys) -> HostSpec {
+    let default = HostSpec::new(name);
+    HostSpec {
+        launcher: keys.launcher.unwrap_or(default.launcher),
+        engines: keys.engines.map_or(default.engines, |engines| engines.0),
+        user: keys.user.clone(),
+        port: keys.port.map(|port| port.0),
+        identity: keys.identity.clone(),
+        ssh_options: keys.ssh_options.clone().unwrap_or_default(),
+        workdir: keys.workdir.clone(),
+        engine_path: keys.engine_path.clone(),
+        shell: keys.shell.clone().unwrap_or(default.shell),
+        setup: keys.setup.clone(),
+        ..default
+    }
+}

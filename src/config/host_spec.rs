@@ -1,0 +1,68 @@
+//! One host to start engines on, fully resolved.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The shell engines run when the cluster file does not name one.
+const DEFAULT_SHELL: &str = "bash";
+
+/// How engine hosts are started on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LauncherKind {
+    /// Through the system OpenSSH client. The default for every host, even
+    /// one named `localhost`: only `launcher = "local"` skips ssh.
+    #[default]
+    Ssh,
+    /// As local processes, no ssh.
+    Local,
+}
+
+/// Everything needed to start engines on one host: one per expanded host
+/// name, with `[defaults]` already applied.
+///
+/// The serde derives are for handing a validated cluster from one pcl
+/// process to another; cluster files are read with `Cluster::parse`/`load`,
+/// which check what serde alone would not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSpec {
+    /// Host name as ssh will be given it (one name, never a range).
+    pub host: String,
+    pub launcher: LauncherKind,
+    /// Engines on this host, at least 1.
+    pub engines: u32,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    /// Passed to ssh as given; ssh itself expands a leading `~`.
+    pub identity: Option<PathBuf>,
+    /// Extra ssh arguments, passed verbatim before the host name, e.g.
+    /// `["-o", "ConnectTimeout=5"]`.
+    pub ssh_options: Vec<String>,
+    /// Raw: `~` is expanded on the engine side, where home is known.
+    pub workdir: Option<String>,
+    /// Where pcl is on the host; `None` lets the launcher upload itself.
+    pub engine_path: Option<String>,
+    pub shell: String,
+    /// Shell code run in every engine's shell before it is ready.
+    pub setup: Option<String>,
+}
+
+impl HostSpec {
+    /// A host with every setting at its default: ssh, 1 engine, bash.
+    pub fn new(host: impl Into<String>) -> HostSpec {
+        HostSpec {
+            host: host.into(),
+            launcher: LauncherKind::default(),
+            engines: 1,
+            user: None,
+            port: None,
+            identity: None,
+            ssh_options: Vec::new(),
+            workdir: None,
+            engine_path: None,
+            shell: DEFAULT_SHELL.to_owned(),
+            setup: None,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The cluster file: which hosts to start engines on, and how.
+//!
+//! `Cluster::load` reads a TOML file (see `cluster.example.toml`) into one
+//! `HostSpec` per host, with host ranges expanded and `[defaults]` applied,
+//! so launchers never see the file's structure. Every error names the file,
+//! line and column it applies to.
+
+mod cluster;
+mod error;
+mod host_spec;
+mod schema;
+mod values;
+
+pub use cluster::Cluster;
+pub use error::ConfigError;
+pub use host_spec::{HostSpec, LauncherKind};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! The shape of a cluster file as serde reads it. Checks that involve more
+//! than one value (a missing or misplaced `host`, duplicates, no hosts) are
+//! made in `cluster.rs`, which still knows every `host`'s position.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use toml::Spanned;
+
+use super::host_spec::LauncherKind;
+use super::values::{EngineCount, HostNames, Port, SessionName};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClusterFile {
+    pub(super) name: Option<SessionName>,
+    #[serde(default)]
+    pub(super) defaults: HostKeys,
+    pub(super) hosts: Option<Spanned<HostTables>>,
+}
+
+/// The keys of a `[[hosts]]` table. `[defaults]` takes the same keys but
+/// `host`; sharing one type lets `cluster.rs` say precisely what is wrong
+/// with a misplaced or missing `host` instead of serde's generic message.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct HostKeys {
+    pub(super) host: Option<Spanned<HostNames>>,
+    pub(super) engines: Option<EngineCount>,
+    pub(super) user: Option<String>,
+    pub(super) port: Option<Port>,
+    pub(super) identity: Option<PathBuf>,
+    pub(super) ssh_options: Option<Vec<String>>,
+    pub(super) launcher: Option<LauncherKind>,
+    pub(super) workdir: Option<String>,
+    pub(super) engine_path: Option<String>,
+    pub(super) shell: Option<String>,
+    pub(super) setup: Option<String>,
+}
+
+impl HostKeys {
+    /// These keys, with `defaults` filling in the ones left out. A key
+    /// replaces its default whole: `ssh_options` lists are not joined.
+    pub(super) fn or(self, defaults: &HostKeys) -> HostKeys {
+        HostKeys {
+            host: self.host,
+            engines: self.engines.or(defaults.engines),
+            user: self.user.or_else(|| defaults.user.clone()),
+            port: self.port.or(defaults.port),
+            identity: self.identity.or_else(|| defaults.identity.clone()),
+            ssh_options: self.ssh_options.or_else(|| defaults.ssh_options.clone()),
+            launcher: self.launcher.or(defaults.launcher),
+            workdir: self.workdir.or_else(|| defaults.workdir.clone()),
+            engine_path: self.engine_path.or_else(|| defaults.engine_path.clone()),
+            shell: self.shell.or_else(|| defaults.shell.clone()),
+            setup: self.setup.or_else(|| defaults.setup.clone()),
+        }
+    }
+}
+
+/// The `hosts` array. A type of its own so that `[hosts]`, a common slip
+/// for `[[hosts]]`, is answered with what to write.
+#[derive(Debug)]
+pub(super) struct HostTables(pub(super) Vec<Spanned<HostKeys>>);
+
+impl<'de> Deserialize<'de> for HostTables {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(HostTablesVisitor)
+    }
+}
+
+struct HostTablesVisitor;
+
+impl<'de> Visitor<'de> for HostTablesVisitor {
+    type Value = HostTables;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of tables: write [[hosts]], with double brackets")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HostTables, A::Error> {
+        let mut tables = Vec::new();
+        while let Some(table) = seq.next_element()? {
+            tables.push(table);
+        }
+        Ok(HostTables(tables))
+    }
+}

@@ -1,0 +1,120 @@
+//! Values in a cluster file that carry their own rules. Each checks itself
+//! while it is deserialized, so the toml crate attaches the value's position
+//! to the error, and the message says what is allowed instead of naming a
+//! Rust type.
+
+use std::fmt;
+
+use nodeset::{NodeSet, NodeSetParseError};
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+
+/// `engines`: engines on one host, at least 1.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EngineCount(pub(super) u32);
+
+/// `port`: an ssh port, 1 to 65535.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Port(pub(super) u16);
+
+/// `name`: the session name, which becomes part of file names: letters,
+/// digits, `_`, `.` and `-`, not starting with `.`.
+#[derive(Debug)]
+pub(super) struct SessionName(pub(super) String);
+
+/// `host`: one host name or a ClusterShell/pdsh range such as
+/// `node[01-16]` or `n[1-3,7],login1`, expanded.
+///
+/// Like ClusterShell's `nodeset -e`, a `host` value is a set: its names come
+/// out sorted (by prefix, then numerically) with repeats merged, so
+/// `n[1-3,7],login1` gives login1, n1, n2, n3, n7. Order across `[[hosts]]`
+/// tables is the file's order.
+#[derive(Debug)]
+pub(super) struct HostNames(pub(super) Vec<String>);
+
+/// Accepts TOML integers only, reporting anything else as "expected a whole
+/// number" rather than serde's "expected u32".
+struct WholeNumber;
+
+impl Visitor<'_> for WholeNumber {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a whole number")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+}
+
+impl<'de> Deserialize<'de> for EngineCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = d.deserialize_i64(WholeNumber)?;
+        match u32::try_from(n) {
+            Ok(engines) if engines >= 1 => Ok(EngineCount(engines)),
+            _ => Err(de::Error::custom(format!(
+                "engines must be between 1 and {}, not {n} (leave it out for 1 engine)",
+                u32::MAX
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = d.deserialize_i64(WholeNumber)?;
+        match u16::try_from(n) {
+            Ok(port) if port >= 1 => Ok(Port(port)),
+            _ => Err(de::Error::custom(format!(
+                "port must be between 1 and 65535, not {n} (leave it out for ssh's default)"
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        if name.is_empty() || name.starts_with('.') || !name.chars().all(allowed) {
+            return Err(de::Error::custom(format!(
+                "name {name:?} cannot be a session name: use letters, digits, '_', '.' and '-' \
+                 only, not starting with '.'"
+            )));
+        }
+        Ok(SessionName(name))
+    }
+}
+
+impl<'de> Deserialize<'de> for HostNames {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        expand(&text).map(HostNames).map_err(de::Error::custom)
+    }
+}
+
+fn expand(text: &str) -> Result<Vec<String>, String> {
+    let set: NodeSet = text.parse().map_err(|error| match error {
+        // `@` is ClusterShell's group syntax; pcl configures no group source.
+        NodeSetParseError::Source(_) => format!(
+            "host {text:?}: '@' node groups are not supported; list the hosts \
+             (and give a user name with user = \"...\")"
+        ),
+        error => format!(
+            "host {text:?} is not a valid host list ({error}); write names and ranges \
+             like \"node[01-16]\" or \"n[1-3,7],login1\""
+        ),
+    })?;
+    if set.is_empty() {
+        return Err("host is empty; give a host name or a range like \"node[01-16]\"".into());
+    }
+    let names: Vec<String> = set.iter().collect();
+    // ssh would read such a name as an option.
+    if let Some(name) = names.iter().find(|name| name.starts_with('-')) {
+        return Err(format!(
+            "host name {name:?} starts with '-', which ssh would take as an option; \
+             fix the host name"
+        ));
+    }
+    Ok(names)
+}

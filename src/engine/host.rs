@@ -1,0 +1,217 @@
+//! The engine host process (`pcl engine`): reads its configuration from
+//! stdin, listens on QUIC, prints the handshake line, and serves the
+//! daemon until stdin closes. Stdin is the tether: when the SSH channel or
+//! the daemon goes away, it reads end-of-file and takes every shell and
+//! child with it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use quinn::{Connection, RecvStream, SendStream};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::{Mutex, OnceCell};
+
+use super::procs::kill_session;
+use super::{EngineError, OutputSink, Shell, ShellSpec};
+use crate::join_all;
+use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest, HANDSHAKE_PREFIX};
+use crate::transport::{Identity, read_frame, server_endpoint, write_frame};
+
+/// One engine: its shell, and the shell's pid readable without waiting
+/// for the lock a running command holds.
+struct Engine {
+    shell: Mutex<Shell>,
+    pid: AtomicI32,
+}
+
+struct Host {
+    config: EngineHostConfig,
+    engines: OnceCell<Vec<Result<Arc<Engine>, String>>>,
+}
+
+pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut line = String::new();
+    stdin.read_line(&mut line).await?;
+    let config: EngineHostConfig =
+        serde_json::from_str(&line).map_err(|e| EngineError::Config(e.to_string()))?;
+
+    let identity = Identity::generate()?;
+    let bind = bind.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let endpoint = server_endpoint(&identity, &config.client_fingerprint, bind)?;
+    let port = endpoint.local_addr()?.port();
+    println!(
+        "{HANDSHAKE_PREFIX} port={port} fp={}",
+        identity.fingerprint()
+    );
+
+    let host = Arc::new(Host {
+        config,
+        engines: OnceCell::new(),
+    });
+    let starter = host.clone();
+    tokio::spawn(async move {
+        starter.engines().await;
+    });
+
+    let mut tether = [0u8; 512];
+    loop {
+        tokio::select! {
+            n = stdin.read(&mut tether) => {
+                if matches!(n, Ok(0) | Err(_)) { break; }
+            }
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let host = host.clone();
+                tokio::spawn(async move {
+                    match incoming.await {
+                        Ok(conn) => host.serve(conn).await,
+                        Err(e) => eprintln!("pcl engine: refused a peer: {e}"),
+                    }
+                });
+            }
+        }
+    }
+    endpoint.close(0u32.into(), b"engine host exiting");
+    host.kill_all();
+    Ok(())
+}
+
+impl Host {
+    async fn engines(&self) -> &Vec<Result<Arc<Engine>, String>> {
+        self.engines.get_or_init(|| self.start_engines()).await
+    }
+
+    async fn start_engines(&self) -> Vec<Result<Arc<Engine>, String>> {
+        let c = &self.config;
+        let workdir = match prepare_workdir(c.workdir.as_deref()) {
+            Ok(dir) => dir,
+            Err(e) => return (0..c.engines).map(|_| Err(e.to_string())).collect(),
+        };
+        let starts = (0..c.engines).map(|i| {
+            let spec = ShellSpec {
+                program: c.shell.clone(),
+                workdir: workdir.clone(),
+                env: vec![
+                    ("PCL_ENGINE_ID".into(), (c.first_id + i).to_string()),
+                    ("PCL_ENGINE_COUNT".into(), c.engine_count.to_string()),
+                    ("PCL_HOST".into(), c.host.clone()),
+                    ("PCL_SESSION".into(), c.session.clone()),
+                ],
+                setup: c.setup.clone(),
+            };
+            async move {
+                let shell = Shell::start(spec).await.map_err(|e| e.to_string())?;
+                Ok(Arc::new(Engine {
+                    pid: AtomicI32::new(shell.pid()),
+                    shell: Mutex::new(shell),
+                }))
+            }
+        });
+        join_all(starts).await
+    }
+
+    fn kill_all(&self) {
+        if let Some(engines) = self.engines.get() {
+            for engine in engines.iter().flatten() {
+                kill_session(engine.pid.load(Ordering::SeqCst));
+            }
+        }
+    }
+
+    async fn serve(self: Arc<Self>, conn: Connection) {
+        while let Ok((send, recv)) = conn.accept_bi().await {
+            let host = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = host.handle(send, recv).await {
+                    eprintln!("pcl engine: request failed: {e}");
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, mut send: SendStream, mut recv: RecvStream) -> Result<(), EngineError> {
+        let Some(request) = read_frame::<_, EngineRequest>(&mut recv).await? else {
+            return Ok(());
+        };
+        match request {
+            EngineRequest::Start => {
+                let report = self
+                    .engines()
+                    .await
+                    .iter()
+                    .map(|e| e.as_ref().map(|_| ()).map_err(Clone::clone))
+                    .collect();
+                write_frame(&mut send, &EngineReply::Started(report)).await?;
+            }
+            EngineRequest::Exec {
+                id,
+                command,
+                timeout_ms,
+            } => {
+                let reply = match self.engine(id).await {
+                    Ok(engine) => {
+                        let mut shell = engine.shell.lock().await;
+                        let mut sink = StreamSink { send: &mut send };
+                        let timeout = timeout_ms.map(Duration::from_millis);
+                        let end = shell.run_user(&command, timeout, &mut sink).await;
+                        engine.pid.store(shell.pid(), Ordering::SeqCst);
+                        match end {
+                            Ok(end) => EngineReply::Done(end),
+                            Err(e) => EngineReply::Error(e.to_string()),
+                        }
+                    }
+                    Err(e) => EngineReply::Error(e),
+                };
+                write_frame(&mut send, &reply).await?;
+            }
+        }
+        let _ = send.finish();
+        Ok(())
+    }
+
+    async fn engine(&self, id: u32) -> Result<Arc<Engine>, String> {
+        let index = id
+            .checked_sub(self.config.first_id)
+            .filter(|&i| i < self.config.engines)
+            .ok_or_else(|| format!("engine {id} is not on this host"))?;
+        self.engines().await[index as usize].clone()
+    }
+}
+
+struct StreamSink<'a> {
+    send: &'a mut SendStream,
+}
+
+impl OutputSink for StreamSink<'_> {
+    async fn stdout(&mut self, data: Vec<u8>) {
+        // A daemon that stopped listening loses the output, not the engine.
+        let _ = write_frame(self.send, &EngineReply::Stdout(data)).await;
+    }
+    async fn stderr(&mut self, data: Vec<u8>) {
+        let _ = write_frame(self.send, &EngineReply::Stderr(data)).await;
+    }
+}
+
+/// Expand a leading `~` and create the directory; no workdir means home.
+fn prepare_workdir(workdir: Option<&str>) -> Result<PathBuf, EngineError> {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/".into());
+    let path = match workdir {
+        None => return Ok(home),
+        Some("~") => home,
+        Some(w) => match w.strip_prefix("~/") {
+            Some(rest) => home.join(rest),
+            None => PathBuf::from(w),
+        },
+    };
+    std::fs::create_dir_all(&path).map_err(|source| EngineError::Workdir {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(path)
+}

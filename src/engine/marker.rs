@@ -1,0 +1,73 @@
+//! Finding the end of one command's output in a shell's stream. After each
+//! command the shell prints a random per-command marker; everything before
+//! it is the command's output, byte for byte.
+
+use memchr::memmem;
+
+pub struct MarkerScanner {
+    marker: Vec<u8>,
+    pending: Vec<u8>,
+    after: Option<Vec<u8>>,
+}
+
+impl MarkerScanner {
+    pub fn new(marker: &[u8]) -> Self {
+        Self {
+            marker: marker.to_vec(),
+            pending: Vec::new(),
+            after: None,
+        }
+    }
+
+    /// Feed bytes read from the stream; returns the part now known to be
+    /// command output. A possible marker prefix at the end is held back.
+    pub fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+        if let Some(after) = &mut self.after {
+            after.extend_from_slice(data);
+            return Vec::new();
+        }
+        self.pending.extend_from_slice(data);
+        if let Some(i) = memmem::find(&self.pending, &self.marker) {
+            self.after = Some(self.pending[i + self.marker.len()..].to_vec());
+            self.pending.truncate(i);
+            return std::mem::take(&mut self.pending);
+        }
+        let keep = self.pending.len().min(self.marker.len() - 1);
+        let emit = self.pending.len() - keep;
+        self.pending.drain(..emit).collect()
+    }
+
+    /// Bytes seen after the marker, once it was found.
+    pub fn after(&self) -> Option<&[u8]> {
+        self.after.as_deref()
+    }
+
+    /// What is held back, when the stream ends without a marker.
+    pub fn into_rest(self) -> Vec<u8> {
+        self.pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MarkerScanner;
+
+    #[test]
+    fn marker_split_across_reads() {
+        let mut s = MarkerScanner::new(b"MARK");
+        let mut out = s.feed(b"helloMA");
+        assert!(s.after().is_none());
+        out.extend(s.feed(b"RK0\n"));
+        assert_eq!(out, b"hello");
+        assert_eq!(s.after(), Some(&b"0\n"[..]));
+    }
+
+    #[test]
+    fn partial_prefix_that_is_not_the_marker_is_output() {
+        let mut s = MarkerScanner::new(b"MARK");
+        let mut out = s.feed(b"xxMA");
+        out.extend(s.feed(b"Zyy"));
+        out.extend(s.into_rest());
+        assert_eq!(out, b"xxMAZyy");
+    }
+}

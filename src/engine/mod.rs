@@ -1,0 +1,14 @@
+//! The engine side: an engine host process (`pcl engine`) owning N engines,
+//! each a persistent shell.
+
+mod error;
+mod host;
+mod marker;
+mod procs;
+mod quote;
+mod shell;
+
+pub use error::EngineError;
+pub use host::run;
+pub use quote::ansi_c_quote;
+pub use shell::{Capture, OutputSink, RunEnd, Shell, ShellSpec};

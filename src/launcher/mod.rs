@@ -1,0 +1,39 @@
+//! Starting engine hosts. A launcher only knows how to start the `pcl
+//! engine` process somewhere and where to reach it afterwards; the
+//! handshake that follows is the same for every launcher.
+
+mod bootstrap;
+mod error;
+mod handshake;
+mod local;
+mod ssh;
+
+use std::net::IpAddr;
+
+use tokio::process::Child;
+
+pub use error::LaunchError;
+pub use handshake::{EngineHostProcess, launch};
+pub use local::LocalLauncher;
+pub use ssh::SshLauncher;
+
+use crate::config::HostSpec;
+
+/// An engine host process that has been started but not yet greeted.
+pub struct Spawned {
+    pub child: Child,
+    /// Where the engine host's QUIC port will be, seen from the daemon.
+    pub address: IpAddr,
+    /// The remote side first reports whether it needs the binary uploaded
+    /// (`PCL-BOOT` line); local engines start directly.
+    pub bootstrap: bool,
+}
+
+/// Fits `local`, `ssh`, and later `slurm` (`srun` inside an allocation).
+pub trait Launcher {
+    fn spawn(
+        &self,
+        host: &HostSpec,
+        session: &str,
+    ) -> impl Future<Output = Result<Spawned, LaunchError>> + Send;
+}

@@ -1,0 +1,34 @@
+//! One file per verb. Each runs inside the daemon against the engine
+//! pool and writes its replies to the CLI that asked.
+
+pub mod down;
+pub mod ids;
+pub mod px;
+pub mod status;
+pub mod up;
+
+use std::sync::Arc;
+
+use crate::protocol::session::Request;
+use crate::session::{EnginePool, ReplySink, SessionError};
+
+/// What the daemon does once a verb has answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Continue,
+    StopSession,
+}
+
+pub async fn dispatch(
+    pool: &Arc<EnginePool>,
+    request: Request,
+    out: &mut ReplySink,
+) -> Result<After, SessionError> {
+    match request {
+        Request::Up => up::run(pool, out).await,
+        Request::Down => down::run(pool, out).await,
+        Request::Ids => ids::run(pool, out).await,
+        Request::Status => status::run(pool, out).await,
+        Request::Px(request) => px::run(pool, request, out).await,
+    }
+}

@@ -1,0 +1,34 @@
+use super::{After, status};
+use crate::protocol::session::{Reply, UpReport};
+use crate::session::{EnginePool, EngineState, ReplySink, SessionError};
+
+/// Report launch progress until every host has come up or failed, then
+/// the engine table and the failures. A session with no live engine at
+/// all stops itself: there is nothing to keep.
+pub async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
+    let mut progress = pool.progress();
+    loop {
+        let now = *progress.borrow_and_update();
+        out.send(&Reply::Progress(now)).await?;
+        if now.settled == now.total {
+            break;
+        }
+        if progress.changed().await.is_err() {
+            break;
+        }
+    }
+    let report = UpReport {
+        status: status::report(pool),
+        failures: pool.failures(),
+    };
+    let any_alive = pool
+        .roster()
+        .iter()
+        .any(|(id, _)| !matches!(pool.state(*id), EngineState::Dead(_)));
+    out.send(&Reply::Up(report)).await?;
+    Ok(if any_alive {
+        After::Continue
+    } else {
+        After::StopSession
+    })
+}

@@ -1,0 +1,6 @@
+//! What travels between the three roles: the CLI and the daemon (over the
+//! session's Unix socket), and the daemon and engine hosts (over QUIC).
+//! Both use the frames of `transport`.
+
+pub mod engine;
+pub mod session;

@@ -1,0 +1,75 @@
+//! CLI <-> daemon messages: one request per connection, answered by a
+//! stream of replies.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ops::px::PxRequest;
+use crate::session::LaunchProgress;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    Up,
+    Down,
+    Ids,
+    Status,
+    Px(PxRequest),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Reply {
+    Progress(LaunchProgress),
+    Up(UpReport),
+    Ids(Vec<u32>),
+    Status(StatusReport),
+    /// Part of one engine's output. Engines come in id order; each
+    /// engine's stdout before its stderr, then its `EngineDone`.
+    Output {
+        id: u32,
+        stream: Stream,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    EngineDone(EngineDone),
+    Done,
+    Error(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineStatus {
+    pub id: u32,
+    pub host: String,
+    /// `starting`, `idle`, `busy` or `dead`.
+    pub state: String,
+    pub job: Option<String>,
+    /// Why a dead engine is dead.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub session: String,
+    pub engines: Vec<EngineStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpReport {
+    pub status: StatusReport,
+    /// (host, reason) for every host that did not come up.
+    pub failures: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineDone {
+    pub id: u32,
+    pub host: String,
+    pub status: i32,
+    /// What pcl itself has to say about this engine's run: a timeout, a
+    /// replaced shell, a dead engine.
+    pub note: Option<String>,
+}

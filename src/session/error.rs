@@ -1,0 +1,23 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("invalid session name `{0}`: use letters, digits, `_`, `-` and `.`")]
+    BadName(String),
+    #[error("no session '{0}': run pcl up")]
+    NoSession(String),
+    #[error("session '{0}' is already running: pcl down first, or pick another --session")]
+    AlreadyRunning(String),
+    #[error("{path} is not private to this user (owner or mode): remove it and retry")]
+    NotPrivate { path: String },
+    #[error("session '{0}' did not start: {1}")]
+    DaemonFailed(String, String),
+    #[error("invalid targets `{0}`: {1}")]
+    BadTargets(String, String),
+    #[error("the session closed the connection before answering")]
+    Closed,
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}

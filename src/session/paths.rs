@@ -1,0 +1,85 @@
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::SessionError;
+
+/// Where a session lives: a 0700 directory holding its socket and log.
+#[derive(Debug, Clone)]
+pub struct SessionPaths {
+    pub name: String,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+/// `--session` (or `PCL_SESSION`, read by the CLI parser), else the
+/// cluster file's `name`, else `default`.
+pub fn session_name(explicit: Option<&str>, cluster_name: Option<&str>) -> String {
+    explicit.or(cluster_name).unwrap_or("default").to_string()
+}
+
+impl SessionPaths {
+    pub fn new(name: &str) -> Result<Self, SessionError> {
+        let valid = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !valid {
+            return Err(SessionError::BadName(name.to_string()));
+        }
+        let dir = root().join(name);
+        Ok(Self {
+            name: name.to_string(),
+            socket: dir.join("sock"),
+            log: dir.join("log"),
+            dir,
+        })
+    }
+
+    /// Create (or check) the private directories, refusing ones another
+    /// user could read or own.
+    pub fn create_dir(&self) -> Result<(), SessionError> {
+        for dir in [
+            self.dir.parent().expect("session dir has a parent"),
+            &self.dir,
+        ] {
+            match std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+            check_private(dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_private(dir: &Path) -> Result<(), SessionError> {
+    let meta = std::fs::metadata(dir)?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me || meta.permissions().mode() & 0o077 != 0 {
+        return Err(SessionError::NotPrivate {
+            path: dir.display().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// `$XDG_RUNTIME_DIR/pcl`, else `~/.local/state/pcl`.
+fn root() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("pcl"),
+        None => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/tmp".into());
+            home.join(".local/state/pcl")
+        }
+    }
+}

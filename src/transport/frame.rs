@@ -1,0 +1,70 @@
+//! Frames: a 4-byte big-endian length, then a postcard-encoded value.
+//! Used both on QUIC streams and on the session's Unix socket.
+
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::TransportError;
+
+/// Large enough for a chunk of bulk data plus its header; anything bigger
+/// is a corrupt or hostile peer, refused before allocating.
+pub const MAX_FRAME: usize = 16 << 20;
+
+pub async fn write_frame<W, T>(writer: &mut W, value: &T) -> Result<(), TransportError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let body = postcard::to_stdvec(value)?;
+    if body.len() > MAX_FRAME {
+        return Err(TransportError::FrameTooLarge(body.len()));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    writer.write_all(&buf).await?;
+    Ok(())
+}
+
+/// `Ok(None)` on a clean end of stream before a frame starts.
+pub async fn read_frame<R, T>(reader: &mut R) -> Result<Option<T>, TransportError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(TransportError::FrameTooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await?;
+    Ok(Some(postcard::from_bytes(&body)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trip_and_refuse_oversized() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        write_frame(&mut a, &(7u32, "hi".to_string()))
+            .await
+            .unwrap();
+        let got: Option<(u32, String)> = read_frame(&mut b).await.unwrap();
+        assert_eq!(got, Some((7, "hi".to_string())));
+
+        a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        let err = read_frame::<_, (u32, String)>(&mut b).await.unwrap_err();
+        assert!(matches!(err, TransportError::FrameTooLarge(_)));
+
+        drop(a);
+        assert_eq!(read_frame::<_, u32>(&mut b).await.unwrap(), None);
+    }
+}

@@ -1,0 +1,14 @@
+//! QUIC between the session daemon and engine hosts: pinned self-signed
+//! certificates on both sides, one connection per host, one bidirectional
+//! stream per request carrying length-prefixed frames.
+
+mod endpoint;
+mod error;
+mod frame;
+mod identity;
+mod pinning;
+
+pub use endpoint::{client_endpoint, connect, server_endpoint};
+pub use error::TransportError;
+pub use frame::{MAX_FRAME, read_frame, write_frame};
+pub use identity::{Identity, fingerprint};
