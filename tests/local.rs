@@ -285,7 +285,17 @@ fn px_timeout_kills_the_command_but_keeps_the_shell() {
     up_local(&env, 2);
     env.px(["z=5; cd /tmp"]).success();
     let start = Instant::now();
-    env.px(["--timeout", "1", "sleep 300"]).assert_exit(124);
+    let out = env
+        .px(["--timeout", "1", "echo before; sleep 300"])
+        .assert_exit(124);
+    // What the command printed before it was killed is kept.
+    let got = px_stdout_lines(&out);
+    assert_eq!(
+        got,
+        vec![(0, "before".to_string()), (1, "before".to_string())],
+        "{}",
+        out.describe()
+    );
     assert!(
         start.elapsed() < Duration::from_secs(30),
         "px --timeout 1 took {:?}",

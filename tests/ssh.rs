@@ -115,10 +115,35 @@ fn ssh_unreachable_host_is_reported_and_the_others_stay_usable() {
 
     let ids: String = table.iter().map(|(id, _)| format!("{id}\n")).collect();
     env.pcl(["ids"]).run().success().assert_stdout(&ids);
-    let out = env.px(["echo ok"]).success();
-    let got = px_stdout_lines(&out);
+
+    // The failed host either has no engines at all, or its engines show as
+    // dead (never idle); the good ones are idle.
+    let out = env.pcl(["status", "--json"]).run().success();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    for e in v["engines"].as_array().expect("engines") {
+        let id = e["id"].as_u64().expect("id") as u32;
+        if table.iter().any(|(t, _)| *t == id) {
+            assert_eq!(e["state"], "idle", "{v}");
+        } else {
+            assert_eq!(e["host"], "127.0.0.2", "{v}");
+            assert_eq!(e["state"], "dead", "{v}");
+        }
+    }
+
+    // The good engines work. On all engines, the failed host (if it has
+    // engines) counts as 255 and is named, and the others' output still
+    // prints.
     let want: Vec<(u32, String)> = table.iter().map(|(id, _)| (*id, "ok".into())).collect();
-    assert_eq!(got, want, "{}", out.describe());
+    let good: Vec<String> = table.iter().map(|(id, _)| id.to_string()).collect();
+    let out = env.px(["-t", &good.join(","), "echo ok"]).success();
+    assert_eq!(px_stdout_lines(&out), want, "{}", out.describe());
+    let out = env.px(["echo ok"]);
+    assert_eq!(px_stdout_lines(&out), want, "{}", out.describe());
+    match out.code {
+        Some(0) => {}
+        Some(255) => assert!(out.stderr.contains("127.0.0.2"), "{}", out.describe()),
+        _ => out.fail("expected exit 0, or 255 for the failed host's engines"),
+    }
 
     env.down();
     assert_nothing_left(&env.session);
