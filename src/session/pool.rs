@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use quinn::{Connection, RecvStream, SendStream};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::{oneshot, watch};
 
 use crate::config::{Cluster, HostSpec};
 use crate::launcher::{EngineHostProcess, launch};
@@ -37,11 +38,19 @@ struct EngineSlot {
     state: Mutex<EngineState>,
 }
 
+/// The local end of a running engine host: closing `stdin` asks it to
+/// exit; `kill` forces it; `exited` turns true once it is gone.
+struct Tether {
+    stdin: ChildStdin,
+    kill: oneshot::Sender<()>,
+    exited: watch::Receiver<bool>,
+}
+
 struct HostSlot {
     spec: HostSpec,
     first_id: u32,
     connection: Mutex<Option<Connection>>,
-    process: tokio::sync::Mutex<Option<EngineHostProcess>>,
+    tether: tokio::sync::Mutex<Option<Tether>>,
     failure: Mutex<Option<String>>,
 }
 
@@ -73,7 +82,7 @@ impl EnginePool {
                 spec,
                 first_id,
                 connection: Mutex::new(None),
-                process: tokio::sync::Mutex::new(None),
+                tether: tokio::sync::Mutex::new(None),
                 failure: Mutex::new(None),
             });
         }
@@ -101,6 +110,8 @@ impl EnginePool {
                 let host = &pool.hosts[index];
                 if let Err(reason) = result {
                     eprintln!("host {}: {reason}", host.spec.host);
+                    // Dropping the tether stops a half-started engine host.
+                    host.tether.lock().await.take();
                     *host.failure.lock().expect("lock") = Some(reason.clone());
                     pool.mark_host_dead(index, &reason);
                 }
@@ -125,9 +136,13 @@ impl EnginePool {
         let process = launch(&host.spec, &config)
             .await
             .map_err(|e| e.to_string())?;
-        let addr = process.addr;
-        let fingerprint = process.fingerprint.clone();
-        *host.process.lock().await = Some(process);
+        let EngineHostProcess {
+            child,
+            stdin,
+            addr,
+            fingerprint,
+        } = process;
+        *host.tether.lock().await = Some(self.watch_process(index, child, stdin));
         let connection = tokio::time::timeout(
             CONNECT_TIMEOUT,
             connect(&self.endpoint, &self.identity, addr, &fingerprint),
@@ -165,6 +180,39 @@ impl EnginePool {
             pool.mark_host_dead(index, &format!("connection lost: {reason}"));
         });
         Ok(())
+    }
+
+    /// Own the engine host's local process (the engine itself, or ssh):
+    /// when it exits, the host's engines are dead at once, without waiting
+    /// for QUIC to notice the silence.
+    fn watch_process(
+        self: &Arc<Self>,
+        index: usize,
+        mut child: Child,
+        stdin: ChildStdin,
+    ) -> Tether {
+        let (kill, kill_requested) = oneshot::channel::<()>();
+        let (exited_tx, exited) = watch::channel(false);
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let how = tokio::select! {
+                status = child.wait() => match status {
+                    Ok(status) => status.to_string(),
+                    Err(e) => e.to_string(),
+                },
+                _ = kill_requested => {
+                    let _ = child.kill().await;
+                    "killed by pcl".to_string()
+                }
+            };
+            pool.mark_host_dead(index, &format!("engine host exited ({how})"));
+            let _ = exited_tx.send(true);
+        });
+        Tether {
+            stdin,
+            kill,
+            exited,
+        }
     }
 
     fn mark_host_dead(&self, index: usize, reason: &str) {
@@ -262,21 +310,19 @@ impl EnginePool {
             }
         }
         // Close every tether first so all hosts wind down at once.
-        let mut children = Vec::new();
+        let mut tethers = Vec::new();
         for host in &self.hosts {
-            if let Some(process) = host.process.lock().await.take() {
-                let EngineHostProcess { child, stdin, .. } = process;
-                drop(stdin);
-                children.push(child);
+            if let Some(tether) = host.tether.lock().await.take() {
+                drop(tether.stdin);
+                tethers.push((tether.kill, tether.exited));
             }
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        for mut child in children {
-            if tokio::time::timeout_at(deadline, child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
+        for (kill, mut exited) in tethers {
+            let gone = exited.wait_for(|&gone| gone);
+            if tokio::time::timeout_at(deadline, gone).await.is_err() {
+                let _ = kill.send(());
+                let _ = exited.wait_for(|&gone| gone).await;
             }
         }
         self.endpoint.close(0u32.into(), b"session down");
