@@ -44,6 +44,12 @@ pub enum Command {
     },
     /// Run a command in the shell of every target engine
     Px(PxArgs),
+    /// Relaunch dead target engines with fresh state; live ones are left alone
+    Restart {
+        /// Engines to consider: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
+        #[arg(short = 't', long, default_value = "all", value_name = "T")]
+        targets: String,
+    },
     /// Set shell variables on every target, or copy a file to each
     Push(super::data::PushArgs),
     /// Print variables' values from every target, or fetch a file from each
@@ -66,6 +72,9 @@ pub enum Command {
         /// Address to listen on for QUIC [default: 0.0.0.0:0]
         #[arg(long)]
         bind: Option<SocketAddr>,
+        /// Run as the engine host's guard (reads shell pids on stdin)
+        #[arg(long)]
+        guard: bool,
     },
     /// Session daemon (started by `pcl up`)
     #[command(hide = true)]

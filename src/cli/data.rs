@@ -90,8 +90,8 @@ pub struct ScatterArgs {
     /// Take the items from the lines of FILE (`-`: stdin)
     #[arg(long, value_name = "FILE")]
     pub from: Option<OsString>,
-    /// NAME, then the items (unless --from)
-    #[arg(value_name = "NAME [ITEM]...", allow_hyphen_values = true)]
+    /// NAME, then the items (unless --from); put `--` before items that start with `-`
+    #[arg(value_name = "NAME [ITEM]...")]
     pub args: Vec<OsString>,
 }
 

@@ -28,7 +28,11 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let session = cli.session;
     match cli.command {
-        Command::Engine { bind } => {
+        Command::Engine { guard: true, .. } => {
+            crate::engine::run_guard();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Engine { bind, .. } => {
             multi_thread()?.block_on(crate::engine::run(bind))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -54,6 +58,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ids => current_thread()?.block_on(session_cmds::ids(session)),
         Command::Status { json } => current_thread()?.block_on(session_cmds::status(session, json)),
         Command::Px(args) => current_thread()?.block_on(px::run(session, args)),
+        Command::Restart { targets } => {
+            current_thread()?.block_on(session_cmds::restart(session, targets))
+        }
         Command::Push(args) => current_thread()?.block_on(data::push(session, args)),
         Command::Pull(args) => current_thread()?.block_on(data::pull(session, args)),
         Command::Scatter(args) => current_thread()?.block_on(data::scatter(session, args)),

@@ -3,6 +3,7 @@
 
 mod data;
 mod error;
+mod guard;
 mod host;
 mod marker;
 mod procs;
@@ -10,6 +11,7 @@ mod quote;
 mod shell;
 
 pub use error::EngineError;
+pub use guard::run as run_guard;
 pub use host::run;
 pub use quote::ansi_c_quote;
 pub use shell::{Capture, OutputSink, RunEnd, Shell, ShellSpec};

@@ -9,6 +9,7 @@ mod lines;
 mod pull;
 mod push;
 pub mod px;
+pub mod restart;
 mod scatter;
 pub mod status;
 mod transfer;
@@ -37,6 +38,7 @@ pub async fn dispatch(
         Request::Ids => ids::run(pool, out).await,
         Request::Status => status::run(pool, out).await,
         Request::Px(request) => px::run(pool, request, out).await,
+        Request::Restart(request) => restart::run(pool, request, out).await,
         Request::Data(request) => data::run(pool, request, out).await,
         Request::Chunk(_) | Request::Eof => Err(SessionError::Refused(
             "stdin data without a request that reads it".into(),

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::DataRequest;
 use crate::ops::px::PxRequest;
+use crate::ops::restart::RestartRequest;
 use crate::session::LaunchProgress;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -14,6 +15,7 @@ pub enum Request {
     Ids,
     Status,
     Px(PxRequest),
+    Restart(RestartRequest),
     Data(DataRequest),
     /// Part of the CLI's stdin, after a request whose source is `Stdin`.
     Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
