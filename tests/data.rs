@@ -46,7 +46,9 @@ impl XorShift {
 
 /// ipyparallel's block sizes (dist='b').
 fn blocks(total: usize, n: usize) -> Vec<usize> {
-    (0..n).map(|k| total / n + usize::from(k < total % n)).collect()
+    (0..n)
+        .map(|k| total / n + usize::from(k < total % n))
+        .collect()
 }
 
 /// `n` local hosts of one engine each, every one with its own workdir
@@ -155,7 +157,9 @@ fn values_round_trip_byte_for_byte() {
         assert_eq!(r["values"]["v8"], "UTF-8: héllo wörld ✓ 日本語 🚀", "{doc}");
     }
     // A pushed value replaces a scattered array whole.
-    env.pcl(["scatter", "-t", "0", "arr", "a", "b", "c"]).run().success();
+    env.pcl(["scatter", "-t", "0", "arr", "a", "b", "c"])
+        .run()
+        .success();
     env.pcl(["push", "arr=one"]).run().success();
     env.pcl(["gather", "-t", "0", "arr"])
         .run()
@@ -182,7 +186,11 @@ fn one_mib_value_round_trips() {
     // `$(...)` drops trailing newlines; the `x` guard keeps them.
     env.px(["v=$(cat big.val; printf x); v=${v%x}"]).success();
     let out = env.pcl(["pull", "--raw", "v"]).run().success();
-    assert!(out.stdout == value, "1 MiB value differs (got {} bytes)", out.stdout.len());
+    assert!(
+        out.stdout == value,
+        "1 MiB value differs (got {} bytes)",
+        out.stdout.len()
+    );
     let out = env.pcl(["gather", "v"]).run().success();
     let mut expected = value.clone();
     expected.push(b'\n');
@@ -226,11 +234,7 @@ fn invalid_input_is_refused_before_any_engine_is_touched() {
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "still here");
     let out = env.pcl(["status", "--json"]).run().success();
-    assert!(
-        !out.stdout_str().contains("\"busy\""),
-        "{}",
-        out.describe()
-    );
+    assert!(!out.stdout_str().contains("\"busy\""), "{}", out.describe());
     // The engines never saw a thing: `ok` was not set either.
     env.pcl(["pull", "ok"])
         .run()
@@ -357,7 +361,10 @@ fn scatter_more_engines_than_items_leaves_empty_arrays() {
             serde_json::json!([])
         ]
     );
-    env.pcl(["gather", "x"]).run().success().assert_stdout("a b\nc\nd\n");
+    env.pcl(["gather", "x"])
+        .run()
+        .success()
+        .assert_stdout("a b\nc\nd\n");
     env.pcl(["scatter", "-t", "1-2", "y", "--", "-1", "-2", "-3"])
         .run()
         .success();
@@ -366,7 +373,10 @@ fn scatter_more_engines_than_items_leaves_empty_arrays() {
         .success()
         .assert_stdout("-1\n-2\n-3\n");
     env.pcl(["scatter", "empty"]).run().success();
-    env.pcl(["gather", "empty"]).run().success().assert_stdout("");
+    env.pcl(["gather", "empty"])
+        .run()
+        .success()
+        .assert_stdout("");
 }
 
 #[test]
@@ -374,12 +384,20 @@ fn scatter_file_then_px_then_gather_and_pull_files() {
     let env = Env::new();
     let (cluster, dirs) = separate_hosts(&env, 3, &[]);
     env.up([&cluster]);
-    let input: Vec<u8> = (1..=10_000).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+    let input: Vec<u8> = (1..=10_000)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
     let file = env.write("input.txt", &input);
-    env.pcl(["scatter", "--file", "part.txt", "--from", &file.to_string_lossy()])
-        .run()
-        .success()
-        .assert_stdout("");
+    env.pcl([
+        "scatter",
+        "--file",
+        "part.txt",
+        "--from",
+        &file.to_string_lossy(),
+    ])
+    .run()
+    .success()
+    .assert_stdout("");
     env.px(["tac part.txt > out.txt"]).success();
     env.pcl(["gather", "--file", "part.txt"])
         .run()
@@ -391,7 +409,11 @@ fn scatter_file_then_px_then_gather_and_pull_files() {
     let mut blocks_out = Vec::new();
     let mut start = 0;
     for size in blocks(lines.len(), 3) {
-        let block: Vec<u8> = lines[start..start + size].iter().rev().flat_map(|l| l.to_vec()).collect();
+        let block: Vec<u8> = lines[start..start + size]
+            .iter()
+            .rev()
+            .flat_map(|l| l.to_vec())
+            .collect();
         expected_out.extend_from_slice(&block);
         blocks_out.push(block);
         start += size;
@@ -400,10 +422,16 @@ fn scatter_file_then_px_then_gather_and_pull_files() {
     assert!(out.stdout == expected_out, "gather --file out.txt");
 
     let dest = env.path().join("results");
-    env.pcl(["pull", "--file", "out.txt", "--dest", &dest.to_string_lossy()])
-        .run()
-        .success()
-        .assert_stdout("");
+    env.pcl([
+        "pull",
+        "--file",
+        "out.txt",
+        "--dest",
+        &dest.to_string_lossy(),
+    ])
+    .run()
+    .success()
+    .assert_stdout("");
     for (i, block) in blocks_out.iter().enumerate() {
         let got = std::fs::read(dest.join(format!("out.txt.{i}"))).unwrap();
         assert!(got == *block, "results/out.txt.{i}");
@@ -425,7 +453,10 @@ fn scatter_file_then_px_then_gather_and_pull_files() {
     assert_eq!(got, vec!["a\nb\n", "c\n", "d\n"]);
 
     // A JSON document per call.
-    let out = env.pcl(["gather", "--file", "sub/p.txt", "--json"]).run().success();
+    let out = env
+        .pcl(["gather", "--file", "sub/p.txt", "--json"])
+        .run()
+        .success();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["results"][1]["data"], "c\n", "{doc}");
 }
@@ -439,17 +470,34 @@ fn scatter_file_refuses_engines_sharing_a_workdir() {
         .run()
         .assert_exit(1)
         .assert_stderr_contains("share the workdir");
-    env.pcl(["scatter", "-t", "1", "--file", "p", "--from", &file.to_string_lossy()])
-        .run()
-        .success();
+    env.pcl([
+        "scatter",
+        "-t",
+        "1",
+        "--file",
+        "p",
+        "--from",
+        &file.to_string_lossy(),
+    ])
+    .run()
+    .success();
     // Push copies once per host and reports every engine.
     let out = env
-        .pcl(["push", "--json", "--file", &file.to_string_lossy(), "copy.txt"])
+        .pcl([
+            "push",
+            "--json",
+            "--file",
+            &file.to_string_lossy(),
+            "copy.txt",
+        ])
         .run()
         .success();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["results"].as_array().unwrap().len(), 2, "{doc}");
-    assert_eq!(std::fs::read_to_string(env.home().join("copy.txt")).unwrap(), "1\n2\n");
+    assert_eq!(
+        std::fs::read_to_string(env.home().join("copy.txt")).unwrap(),
+        "1\n2\n"
+    );
 }
 
 #[test]
@@ -465,18 +513,29 @@ fn missing_files_are_clear_errors() {
         .run()
         .assert_exit(1)
         .assert_stderr_contains("cannot read /nonexistent/lines");
-    env.pcl(["px", "-t", "0", "echo hi > only0.txt"]).run().success();
+    env.pcl(["px", "-t", "0", "echo hi > only0.txt"])
+        .run()
+        .success();
     env.pcl(["gather", "--file", "only0.txt"])
         .run()
         .assert_exit(1)
         .assert_stdout("hi\n")
         .assert_stderr_contains("engine 1 (h1): cannot read only0.txt: No such file");
     let dest = env.path().join("got");
-    env.pcl(["pull", "--file", "only0.txt", "--dest", &dest.to_string_lossy()])
-        .run()
-        .assert_exit(1)
-        .assert_stderr_contains("engine 1");
-    assert_eq!(std::fs::read_to_string(dest.join("only0.txt.0")).unwrap(), "hi\n");
+    env.pcl([
+        "pull",
+        "--file",
+        "only0.txt",
+        "--dest",
+        &dest.to_string_lossy(),
+    ])
+    .run()
+    .assert_exit(1)
+    .assert_stderr_contains("engine 1");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("only0.txt.0")).unwrap(),
+        "hi\n"
+    );
     assert!(!dest.join("only0.txt.1").exists());
     assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
     env.pcl(["gather", "--file", "."]).run().assert_exit(2);
@@ -511,10 +570,16 @@ fn netns_push_then_pull_64mib_on_four_hosts() {
         assert_eq!(text, sum, "engine {id}");
     }
     let dest = env.path().join("back");
-    env.pcl(["pull", "--file", "in/data.bin", "--dest", &dest.to_string_lossy()])
-        .timeout_secs(120)
-        .run()
-        .success();
+    env.pcl([
+        "pull",
+        "--file",
+        "in/data.bin",
+        "--dest",
+        &dest.to_string_lossy(),
+    ])
+    .timeout_secs(120)
+    .run()
+    .success();
     for i in 0..4 {
         let got = std::fs::read(dest.join(format!("in/data.bin.{i}"))).unwrap();
         assert_eq!(sha256_hex(&got), sum, "pulled from engine {i}");
@@ -535,7 +600,10 @@ impl Tmpfs {
         if ok {
             Some(Tmpfs(dir))
         } else {
-            eprintln!("SKIPPED: {} (cannot mount a tmpfs: needs root)", test_name());
+            eprintln!(
+                "SKIPPED: {} (cannot mount a tmpfs: needs root)",
+                test_name()
+            );
             None
         }
     }
@@ -543,7 +611,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -569,12 +640,20 @@ fn full_disk_fails_that_engine_only_and_leaves_nothing() {
     assert!(leftovers(&dirs[1]).is_empty(), "{:?}", leftovers(&dirs[1]));
 
     // Scatter of lines too: the others get their blocks.
-    let lines: Vec<u8> = (0..600_000).flat_map(|i| format!("{i:07}\n").into_bytes()).collect();
+    let lines: Vec<u8> = (0..600_000)
+        .flat_map(|i| format!("{i:07}\n").into_bytes())
+        .collect();
     let input = env.write("lines.txt", &lines);
-    env.pcl(["scatter", "--file", "part", "--from", &input.to_string_lossy()])
-        .run()
-        .assert_exit(1)
-        .assert_stderr_contains("engine 1 (h1)");
+    env.pcl([
+        "scatter",
+        "--file",
+        "part",
+        "--from",
+        &input.to_string_lossy(),
+    ])
+    .run()
+    .assert_exit(1)
+    .assert_stderr_contains("engine 1 (h1)");
     assert!(dirs[0].join("part").exists() && dirs[2].join("part").exists());
     assert!(!dirs[1].join("part").exists());
     assert!(leftovers(&dirs[1]).is_empty(), "{:?}", leftovers(&dirs[1]));
@@ -592,9 +671,9 @@ fn engine_host_in(session: &str, workdir: &Path) -> Option<i32> {
         all
     }
     engine_pids(session).into_iter().find(|&pid| {
-        descendants(pid).into_iter().any(|p| {
-            std::fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|cwd| cwd == workdir)
-        })
+        descendants(pid)
+            .into_iter()
+            .any(|p| std::fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|cwd| cwd == workdir))
     })
 }
 

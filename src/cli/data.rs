@@ -199,7 +199,12 @@ pub async fn pull(session: Option<String>, args: PullArgs) -> anyhow::Result<Exi
         }
         return view.finish();
     }
-    if let Some(Err(e)) = args.names.iter().map(|n| check_name(n)).find(Result::is_err) {
+    if let Some(Err(e)) = args
+        .names
+        .iter()
+        .map(|n| check_name(n))
+        .find(Result::is_err)
+    {
         return refuse(e);
     }
     if args.raw && args.names.len() != 1 {
@@ -219,8 +224,8 @@ pub async fn pull(session: Option<String>, args: PullArgs) -> anyhow::Result<Exi
     let mut values: BTreeMap<String, Value> = BTreeMap::new();
     let several = args.names.len() > 1;
     let flush = |current: &mut Option<(u32, String, Vec<u8>)>,
-                     values: &mut BTreeMap<String, Value>,
-                     stdout: &mut std::io::StdoutLock|
+                 values: &mut BTreeMap<String, Value>,
+                 stdout: &mut std::io::StdoutLock|
      -> std::io::Result<()> {
         let Some((id, name, bytes)) = current.take() else {
             return Ok(());
@@ -296,7 +301,9 @@ pub async fn scatter(session: Option<String>, args: ScatterArgs) -> anyhow::Resu
             }
             let items = match (&from, items.is_empty()) {
                 (Some(source), true) => Items::Lines(source.clone()),
-                (Some(_), false) => return refuse("give items as arguments or with --from, not both"),
+                (Some(_), false) => {
+                    return refuse("give items as arguments or with --from, not both");
+                }
                 (None, _) => Items::Args(
                     items
                         .iter()
@@ -363,7 +370,9 @@ pub async fn gather(session: Option<String>, args: GatherArgs) -> anyhow::Result
                 } else {
                     // Array elements come NUL-ended; on stdout, one a line.
                     if array {
-                        data.iter_mut().filter(|b| **b == 0).for_each(|b| *b = b'\n');
+                        data.iter_mut()
+                            .filter(|b| **b == 0)
+                            .for_each(|b| *b = b'\n');
                     }
                     stdout.write_all(&data)?;
                 }

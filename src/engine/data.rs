@@ -14,10 +14,10 @@ use thiserror::Error;
 use super::host::{Engine, Host, prepare_workdir};
 use super::{Capture, EngineError, ansi_c_quote};
 use crate::protocol::data::{
-    CHUNK, DataError, Digest, EngineData, check_name, check_remote, read_full,
+    Bulk, CHUNK, DataError, Digest, EngineData, check_name, check_remote, read_full,
 };
-use crate::protocol::engine::{EngineReply, EngineRequest, ExecOutcome};
-use crate::transport::{read_frame, write_frame};
+use crate::protocol::engine::{EngineReply, ExecOutcome};
+use crate::transport::{MAX_FRAME, write_frame};
 
 /// Why a data request failed on this engine; sent to the daemon as text.
 #[derive(Debug, Error)]
@@ -123,7 +123,9 @@ async fn set_vars(
     }
     let capture = run(&*engine(host, id).await?, &script).await?;
     if !capture.stderr.is_empty() {
-        let why = String::from_utf8_lossy(&capture.stderr).trim_end().to_string();
+        let why = String::from_utf8_lossy(&capture.stderr)
+            .trim_end()
+            .to_string();
         return Err(Refused::Shell(why));
     }
     Ok(())
@@ -140,7 +142,9 @@ async fn get_var(host: &Host, id: u32, name: &str, array: bool) -> Result<Vec<u8
              else builtin printf U; fi"
         )
     } else {
-        format!("if [[ ${{{name}+set}} ]]; then builtin printf 'S%s' \"${name}\"; else builtin printf U; fi")
+        format!(
+            "if [[ ${{{name}+set}} ]]; then builtin printf 'S%s' \"${name}\"; else builtin printf U; fi"
+        )
     };
     let mut capture = run(&*engine(host, id).await?, &script).await?;
     match capture.stdout.first() {
@@ -171,7 +175,9 @@ async fn load_array(
     );
     let capture = run(&engine, &script).await?;
     if !capture.stderr.is_empty() {
-        let why = String::from_utf8_lossy(&capture.stderr).trim_end().to_string();
+        let why = String::from_utf8_lossy(&capture.stderr)
+            .trim_end()
+            .to_string();
         return Err(Refused::Shell(why));
     }
     Ok(())
@@ -198,7 +204,9 @@ async fn write_file(
     };
     let dir = full.parent().expect("a checked remote path has a parent");
     std::fs::create_dir_all(dir).map_err(write_err)?;
-    let name = full.file_name().expect("a checked remote path names a file");
+    let name = full
+        .file_name()
+        .expect("a checked remote path names a file");
     let prefix = format!(".{}.pcl", name.to_string_lossy());
     let (mut file, mut temp) = TempFile::create(dir, &prefix).map_err(|e| match e {
         Refused::Write { source, .. } => write_err(source),
@@ -229,7 +237,8 @@ async fn open_remote(host: &Host, id: u32, path: &str) -> Result<std::fs::File, 
 }
 
 /// Chunks from the daemon into `file` until `End`, whose digest must
-/// match; then the data is made durable.
+/// match; then the data is made durable. Each frame is read into one
+/// reused buffer and its bytes used from there, uncopied.
 async fn receive(
     recv: &mut RecvStream,
     file: &mut std::fs::File,
@@ -240,22 +249,35 @@ async fn receive(
         source,
     };
     let mut digest = Context::new(&SHA256);
+    let mut frame = Vec::with_capacity(CHUNK + 16);
     loop {
-        match read_frame::<_, EngineRequest>(recv).await {
-            Ok(Some(EngineRequest::Chunk(data))) => {
+        let mut len = [0u8; 4];
+        if recv.read_exact(&mut len).await.is_err() {
+            return Err(Refused::CutOff);
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_FRAME {
+            return Err(Refused::CutOff);
+        }
+        frame.resize(len, 0);
+        if recv.read_exact(&mut frame).await.is_err() {
+            return Err(Refused::CutOff);
+        }
+        match postcard::from_bytes::<Bulk>(&frame) {
+            Ok(Bulk::Chunk(data)) => {
                 tokio::task::block_in_place(|| {
-                    digest.update(&data);
-                    file.write_all(&data)
+                    digest.update(data);
+                    file.write_all(data)
                 })
                 .map_err(write_err)?;
             }
-            Ok(Some(EngineRequest::End(expected))) => {
+            Ok(Bulk::End(expected)) => {
                 if digest.finish().as_ref() != expected {
                     return Err(Refused::Checksum(what.to_string()));
                 }
                 return tokio::task::block_in_place(|| file.sync_all()).map_err(write_err);
             }
-            Ok(Some(_)) | Ok(None) | Err(_) => return Err(Refused::CutOff),
+            Err(_) => return Err(Refused::CutOff),
         }
     }
 }
@@ -289,7 +311,6 @@ async fn send_bytes(
     write_frame(send, &EngineReply::DataEnd(end)).await?;
     Ok(Ok(()))
 }
-
 
 /// A temporary file removed on drop unless kept: whatever goes wrong, no
 /// half file is left behind.

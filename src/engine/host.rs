@@ -200,10 +200,6 @@ impl Host {
                 write_frame(&mut send, &reply).await?;
             }
             EngineRequest::Data(op) => super::data::serve(self, op, &mut send, &mut recv).await?,
-            EngineRequest::Chunk(_) | EngineRequest::End(_) => {
-                let reply = EngineReply::Error("data without a request".into());
-                write_frame(&mut send, &reply).await?;
-            }
         }
         let _ = send.finish();
         Ok(())

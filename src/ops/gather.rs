@@ -70,7 +70,11 @@ async fn stream_file(pool: &EnginePool, id: u32, remote: &str, out: &mut ReplySi
         path: remote.to_string(),
     };
     let mut call = pool
-        .call(id, &format!("gather --file {remote}"), &EngineRequest::Data(op))
+        .call(
+            id,
+            &format!("gather --file {remote}"),
+            &EngineRequest::Data(op),
+        )
         .await
         .map_err(Failure::Lost)?;
     let mut download = Download::new();

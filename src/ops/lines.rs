@@ -13,9 +13,7 @@ pub fn block_sizes(total: u64, n: usize) -> Vec<u64> {
         return Vec::new();
     }
     let (base, extra) = (total / n as u64, total % n as u64);
-    (0..n as u64)
-        .map(|k| base + u64::from(k < extra))
-        .collect()
+    (0..n as u64).map(|k| base + u64::from(k < extra)).collect()
 }
 
 /// What a first pass over a file found.
@@ -40,7 +38,8 @@ pub fn count_lines(file: &mut impl Read) -> io::Result<LineCount> {
         let chunk = &buf[..n];
         if nul_line.is_none() {
             if let Some(at) = memchr::memchr(0, chunk) {
-                nul_line = Some(newlines + memchr::memchr_iter(b'\n', &chunk[..at]).count() as u64 + 1);
+                nul_line =
+                    Some(newlines + memchr::memchr_iter(b'\n', &chunk[..at]).count() as u64 + 1);
             }
         }
         newlines += memchr::memchr_iter(b'\n', chunk).count() as u64;
@@ -151,8 +150,14 @@ mod tests {
 
     #[test]
     fn ranges_cover_whole_lines() {
-        assert_eq!(split(b"1\n2\n3\n4\n5\n", 2), vec![b"1\n2\n3\n".to_vec(), b"4\n5\n".to_vec()]);
-        assert_eq!(split(b"1\n2\n3", 3), vec![b"1\n".to_vec(), b"2\n".to_vec(), b"3".to_vec()]);
+        assert_eq!(
+            split(b"1\n2\n3\n4\n5\n", 2),
+            vec![b"1\n2\n3\n".to_vec(), b"4\n5\n".to_vec()]
+        );
+        assert_eq!(
+            split(b"1\n2\n3", 3),
+            vec![b"1\n".to_vec(), b"2\n".to_vec(), b"3".to_vec()]
+        );
         assert_eq!(split(b"a\n", 3), vec![b"a\n".to_vec(), vec![], vec![]]);
         assert_eq!(split(b"", 2), vec![Vec::<u8>::new(), vec![]]);
         assert_eq!(split(b"\n\n\n", 2), vec![b"\n\n".to_vec(), b"\n".to_vec()]);

@@ -20,7 +20,12 @@ use crate::session::{EnginePool, ReplySink, SessionError};
 pub type Fetched = (String, Result<Vec<u8>, Failure>);
 
 /// The value of variable `name` (`array`: NUL-ended elements) on `id`.
-pub async fn fetch_var(pool: &EnginePool, id: u32, name: &str, array: bool) -> Result<Vec<u8>, Failure> {
+pub async fn fetch_var(
+    pool: &EnginePool,
+    id: u32,
+    name: &str,
+    array: bool,
+) -> Result<Vec<u8>, Failure> {
     let op = EngineData::GetVar {
         id,
         name: name.to_string(),
@@ -141,7 +146,8 @@ async fn fetch_file(
     target: &Path,
     progress: &AtomicU64,
 ) -> Outcome {
-    let local_err = |e: std::io::Error| Failure::Engine(format!("cannot write {}: {e}", target.display()));
+    let local_err =
+        |e: std::io::Error| Failure::Engine(format!("cannot write {}: {e}", target.display()));
     let dir = target.parent().expect("a file under DEST");
     std::fs::create_dir_all(dir).map_err(local_err)?;
     let temp = Temp(dir.join(format!(
@@ -155,7 +161,11 @@ async fn fetch_file(
         path: remote.to_string(),
     };
     let mut call = pool
-        .call(id, &format!("pull --file {remote}"), &EngineRequest::Data(op))
+        .call(
+            id,
+            &format!("pull --file {remote}"),
+            &EngineRequest::Data(op),
+        )
         .await
         .map_err(Failure::Lost)?;
     // Writes happen on a blocking thread; the queue bounds what waits.
@@ -171,7 +181,10 @@ async fn fetch_file(
         while let Some(data) = download.next(&mut call).await? {
             progress.fetch_add(data.len() as u64, Ordering::Relaxed);
             if tx.send(data).await.is_err() {
-                return Err(Failure::Engine(format!("cannot write {}", target.display())));
+                return Err(Failure::Engine(format!(
+                    "cannot write {}",
+                    target.display()
+                )));
             }
         }
         Ok(())

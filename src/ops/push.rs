@@ -51,9 +51,8 @@ pub async fn file(
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     check_remote(remote)?;
-    let cannot = |e: std::io::Error| {
-        SessionError::Refused(format!("cannot read {}: {e}", local.display()))
-    };
+    let cannot =
+        |e: std::io::Error| SessionError::Refused(format!("cannot read {}: {e}", local.display()));
     let mut reader = std::fs::File::open(local).map_err(cannot)?;
     let meta = reader.metadata().map_err(cannot)?;
     if meta.is_dir() {
@@ -70,13 +69,17 @@ pub async fn file(
                 id,
                 path: remote.to_string(),
             };
-            slots.push((slot, Upload::start(pool, id, format!("push --file {remote}"), op)));
+            slots.push((
+                slot,
+                Upload::start(pool, id, format!("push --file {remote}"), op),
+            ));
         }
     }
     let queues: Vec<_> = slots.iter().map(|(_, u)| u.queue.clone()).collect();
     let progress = Arc::new(AtomicU64::new(0));
     let counter = progress.clone();
-    let reading = tokio::task::spawn_blocking(move || feed(&mut reader, 0, size, &queues, &counter));
+    let reading =
+        tokio::task::spawn_blocking(move || feed(&mut reader, 0, size, &queues, &counter));
     let read = with_progress(out, &progress, Some(size), reading).await;
     let read = match read {
         Ok(Ok(())) => Ok(()),
@@ -94,7 +97,11 @@ pub async fn file(
     }
     for id in ids {
         let slot = pool.host_slot(id);
-        let outcome = &outcomes.iter().find(|(s, _)| *s == slot).expect("every slot").1;
+        let outcome = &outcomes
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .expect("every slot")
+            .1;
         report(out, pool, id, outcome).await?;
     }
     out.send(&Reply::Done).await

@@ -72,7 +72,10 @@ pub async fn file(
     // Engines of one host share a workdir, so their blocks would overwrite
     // each other's file.
     for (i, &a) in ids.iter().enumerate() {
-        if let Some(&b) = ids[i + 1..].iter().find(|&&b| pool.host_slot(b) == pool.host_slot(a)) {
+        if let Some(&b) = ids[i + 1..]
+            .iter()
+            .find(|&&b| pool.host_slot(b) == pool.host_slot(a))
+        {
             return Err(SessionError::Refused(format!(
                 "engines {a} and {b} share the workdir of host {}, so their blocks would \
                  overwrite one another in {remote}; target one engine per host (e.g. -t {a},...)",
@@ -141,10 +144,9 @@ async fn send_blocks(
         uploads.push(upload);
     }
     let read = with_progress(out, &progress, Some(total), join_all(readers)).await;
-    let read = read
-        .into_iter()
-        .find_map(Result::err)
-        .map_or(Ok(()), |e| Err(format!("reading {} failed: {e}", path.display())));
+    let read = read.into_iter().find_map(Result::err).map_or(Ok(()), |e| {
+        Err(format!("reading {} failed: {e}", path.display()))
+    });
     finish(pool, ids, uploads, read, out).await
 }
 

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ring::digest::{Context, SHA256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::px::UNREACHABLE_STATUS;
-use crate::protocol::data::{CHUNK, Digest, EngineData, Source, read_full};
+use crate::protocol::data::{Bulk, CHUNK, Digest, EngineData, Source, chunk_header, read_full};
 use crate::protocol::engine::{EngineReply, EngineRequest};
 use crate::protocol::session::{EngineDone, Reply, Request};
 use crate::session::{EngineCall, EnginePool, ReplySink, SessionError, SessionPaths};
@@ -23,9 +24,9 @@ use crate::transport::encode_frame;
 /// unset variable, a missing file, a full disk).
 pub const ENGINE_ERROR_STATUS: i32 = 1;
 
-/// Frames queued per engine: the reader runs at most this far ahead of
-/// the slowest engine.
-const QUEUE_DEPTH: usize = 4;
+/// Frames queued per engine (a chunk is two: header and bytes): the
+/// reader runs at most a few MiB ahead of the slowest engine.
+const QUEUE_DEPTH: usize = 8;
 
 /// How often the CLI hears how far a transfer got.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -94,16 +95,17 @@ pub async fn store(pool: &EnginePool, id: u32, job: &str, op: EngineData) -> Out
     stored(id, call.next().await)
 }
 
-/// One engine receiving bulk bytes. Encoded frames go into `queue`; a task
-/// writes them to the engine's stream and collects its answer.
+/// One engine receiving bulk bytes. Encoded frames go into `queue` (a
+/// chunk as its header, then its bytes); a task writes them to the
+/// engine's stream and collects its answer.
 pub struct Upload {
-    pub queue: mpsc::Sender<Arc<Vec<u8>>>,
+    pub queue: mpsc::Sender<Bytes>,
     pub task: JoinHandle<Outcome>,
 }
 
 impl Upload {
     pub fn start(pool: &Arc<EnginePool>, id: u32, job: String, first: EngineData) -> Upload {
-        let (queue, mut frames) = mpsc::channel::<Arc<Vec<u8>>>(QUEUE_DEPTH);
+        let (queue, mut frames) = mpsc::channel::<Bytes>(QUEUE_DEPTH);
         let pool = pool.clone();
         let task = tokio::spawn(async move {
             let mut call = pool
@@ -111,7 +113,8 @@ impl Upload {
                 .await
                 .map_err(Failure::Lost)?;
             while let Some(frame) = frames.recv().await {
-                if call.send().write_all(&frame).await.is_err() {
+                // `Bytes` go to quinn as they are: no copy per engine.
+                if call.send().write_chunk(frame).await.is_err() {
                     // The engine stopped listening; its answer says why.
                     break;
                 }
@@ -141,48 +144,57 @@ pub fn feed(
     file: &mut (impl Read + Seek),
     offset: u64,
     len: u64,
-    queues: &[mpsc::Sender<Arc<Vec<u8>>>],
+    queues: &[mpsc::Sender<Bytes>],
     progress: &AtomicU64,
 ) -> io::Result<()> {
     file.seek(SeekFrom::Start(offset))?;
     let mut source = file.take(len);
     let mut digest = Context::new(&SHA256);
     let mut open: Vec<bool> = vec![true; queues.len()];
-    let mut buf = vec![0u8; CHUNK];
     loop {
+        let mut buf = vec![0u8; CHUNK];
         let n = read_full(&mut source, &mut buf)?;
         if n == 0 {
             break;
         }
-        digest.update(&buf[..n]);
-        send_frame(queues, &mut open, &EngineRequest::Chunk(buf[..n].to_vec()));
+        buf.truncate(n);
+        digest.update(&buf);
+        send_chunk(queues, &mut open, Bytes::from(buf));
         progress.fetch_add(n as u64, Ordering::Relaxed);
         if !open.contains(&true) {
             return Ok(());
         }
     }
-    send_frame(queues, &mut open, &EngineRequest::End(finish(digest)));
+    send_end(queues, &mut open, digest);
     Ok(())
 }
 
 /// Items already in memory (scatter of arguments) to one engine.
-pub fn feed_bytes(bytes: &[u8], queue: &mpsc::Sender<Arc<Vec<u8>>>) {
+pub fn feed_bytes(bytes: &[u8], queue: &mpsc::Sender<Bytes>) {
     let mut open = [true];
     let queues = std::slice::from_ref(queue);
     let mut digest = Context::new(&SHA256);
     for piece in bytes.chunks(CHUNK) {
         digest.update(piece);
-        send_frame(queues, &mut open, &EngineRequest::Chunk(piece.to_vec()));
+        send_chunk(queues, &mut open, Bytes::copy_from_slice(piece));
     }
-    send_frame(queues, &mut open, &EngineRequest::End(finish(digest)));
+    send_end(queues, &mut open, digest);
 }
 
-fn send_frame(queues: &[mpsc::Sender<Arc<Vec<u8>>>], open: &mut [bool], frame: &EngineRequest) {
-    let frame = Arc::new(encode_frame(frame).expect("a chunk frame fits"));
+fn send_chunk(queues: &[mpsc::Sender<Bytes>], open: &mut [bool], data: Bytes) {
+    let header = Bytes::from(chunk_header(data.len()));
     for (queue, open) in queues.iter().zip(open.iter_mut()) {
-        if *open && queue.blocking_send(frame.clone()).is_err() {
-            *open = false;
-        }
+        *open = *open
+            && queue.blocking_send(header.clone()).is_ok()
+            && queue.blocking_send(data.clone()).is_ok();
+    }
+}
+
+fn send_end(queues: &[mpsc::Sender<Bytes>], open: &mut [bool], digest: Context) {
+    let end = encode_frame(&Bulk::End(finish(digest))).expect("an end frame encodes");
+    let end = Bytes::from(end);
+    for (queue, open) in queues.iter().zip(open.iter_mut()) {
+        *open = *open && queue.blocking_send(end.clone()).is_ok();
     }
 }
 
@@ -193,7 +205,6 @@ pub fn finish(digest: Context) -> Digest {
         .try_into()
         .expect("SHA-256 is 32 bytes")
 }
-
 
 /// Await `work` while telling the CLI every so often how many bytes
 /// `done` counts. A CLI that went away does not stop the work.

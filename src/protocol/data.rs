@@ -156,6 +156,30 @@ pub enum EngineData {
 /// The SHA-256 of the bytes sent, checked by the receiver.
 pub type Digest = [u8; 32];
 
+/// Daemon -> engine, after a bulk `EngineData` request: the bytes, then
+/// their digest. Its own type (not `EngineRequest`) so that a chunk can be
+/// decoded in place, borrowing from the frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Bulk<'a> {
+    Chunk(#[serde(with = "serde_bytes")] &'a [u8]),
+    End(Digest),
+}
+
+/// The frame of `Bulk::Chunk` of `len` bytes, up to the bytes themselves:
+/// sent before them, it spares copying them into the frame (the same
+/// bytes often go to many engines).
+pub fn chunk_header(len: usize) -> Vec<u8> {
+    let empty = postcard::to_stdvec(&Bulk::Chunk(&[])).expect("encodes");
+    // `empty` is the variant tag, then the length 0 as a varint (one byte).
+    let tag = &empty[..empty.len() - 1];
+    let varint = postcard::to_stdvec(&len).expect("encodes");
+    let body = tag.len() + varint.len() + len;
+    let mut header = (body as u32).to_be_bytes().to_vec();
+    header.extend_from_slice(tag);
+    header.extend_from_slice(&varint);
+    header
+}
+
 /// Fill `buf` as far as `source` goes, so bulk data travels in few, full
 /// frames; 0 only at the end.
 pub fn read_full(source: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -203,6 +227,17 @@ mod tests {
     }
 
     #[test]
+    fn chunk_header_matches_the_frame() {
+        for len in [0usize, 1, 127, 128, 300, CHUNK] {
+            let data = vec![7u8; len];
+            let frame = crate::transport::encode_frame(&Bulk::Chunk(&data)).unwrap();
+            let mut split = chunk_header(len);
+            split.extend_from_slice(&data);
+            assert_eq!(split, frame, "len {len}");
+        }
+    }
+
+    #[test]
     fn remote_paths() {
         assert_eq!(check_remote("a/./b").unwrap(), PathBuf::from("a/b"));
         assert_eq!(check_remote("./x").unwrap(), PathBuf::from("x"));
@@ -210,7 +245,10 @@ mod tests {
             check_remote("/etc/passwd"),
             Err(DataError::AbsolutePath(_))
         ));
-        assert!(matches!(check_remote("a/../b"), Err(DataError::ParentDir(_))));
+        assert!(matches!(
+            check_remote("a/../b"),
+            Err(DataError::ParentDir(_))
+        ));
         assert!(matches!(check_remote(".."), Err(DataError::ParentDir(_))));
         assert!(matches!(check_remote(""), Err(DataError::EmptyPath(_))));
         assert!(matches!(check_remote("."), Err(DataError::EmptyPath(_))));

@@ -41,12 +41,8 @@ pub enum EngineRequest {
         timeout_ms: Option<u64>,
     },
     /// Data movement (push, pull, scatter, gather); the bulk kinds are
-    /// followed by `Chunk` frames and one `End`.
+    /// followed by `Bulk` frames.
     Data(EngineData),
-    /// Part of the bytes of a `Data` request.
-    Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// The end of the bytes, with their SHA-256.
-    End(Digest),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -55,7 +55,10 @@ pub enum Reply {
         data: Vec<u8>,
     },
     /// Bytes moved so far by a transfer, out of `total` when known.
-    Transfer { done: u64, total: Option<u64> },
+    Transfer {
+        done: u64,
+        total: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
