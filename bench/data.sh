@@ -30,10 +30,13 @@ mib() { awk -v b="$1" -v s="$2" 'BEGIN {printf "%.0f", b / 1048576 / s}'; }
 head -c 256M /dev/urandom > "$BENCH_TMP/f256"
 pcl_s=$(med_s "$RUNS" "$PCL" push --file "$BENCH_TMP/f256" f256)
 pdcp_s=$(med_s "$RUNS" pdcp -R ssh -w "$hosts" "$BENCH_TMP/f256" "$BENCH_TMP/dst/f256")
-# `-O`: legacy scp protocol (the bench sshd has no sftp subsystem).
-clush_s=$(med_s "$RUNS" clush -o "-F $BENCH_TMP/ssh_config" -O scp_options=-O -w "$hosts" \
+# clush gives scp none of the -o options: `-O`, the legacy scp protocol
+# (the bench sshd has no sftp subsystem), and the ssh config go in here.
+rm -f "$BENCH_TMP/dst/f256"
+clush_s=$(med_s "$RUNS" clush -o "-F $BENCH_TMP/ssh_config" \
+    -O "scp_options=-O -F $BENCH_TMP/ssh_config" -w "$hosts" \
     --copy "$BENCH_TMP/f256" --dest "$BENCH_TMP/dst/")
-[ -s "$BENCH_TMP/dst/f256" ] || { echo "clush --copy failed" >&2; exit 1; }
+cmp -s "$BENCH_TMP/f256" "$BENCH_TMP/dst/f256" || { echo "clush --copy failed" >&2; exit 1; }
 # Correctness, once: every host has the same bytes.
 want=$(sha256sum < "$BENCH_TMP/f256" | cut -d' ' -f1)
 got=$("$PCL" px --raw 'sha256sum < f256 | cut -d" " -f1' | sort -u)
@@ -71,7 +74,7 @@ echo "peak RSS (VmHWM) while pushing a 4 GiB file to 4 hosts ($(ratio $(( (t1 - 
 printf '  %-26s %7s MiB\n' "daemon" "$(hwm "$daemon")"
 for ns in "${BENCH_NS[@]}"; do
     for pid in $(ip netns pids "$ns"); do
-        if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q '^[^ ]*pcl engine'; then
+        if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q ' engine --session '; then
             printf '  %-26s %7s MiB\n' "engine host ($ns)" "$(hwm "$pid")"
         fi
     done
