@@ -274,6 +274,37 @@ fn unset_variable_is_an_error_for_that_engine_only() {
         .run()
         .success()
         .assert_stdout("[0] set here\n");
+    // Nor does `set -x` (traces on stderr are no error); a readonly
+    // variable is one, for each engine, and `export` survives a push.
+    env.px(["set -x; readonly ro=1; export ex=1"]).success();
+    env.pcl(["push", "ok=1", "ex=2"]).run().success();
+    env.pcl(["scatter", "arr", "a", "b", "c"]).run().success();
+    env.pcl(["gather", "arr"])
+        .run()
+        .success()
+        .assert_stdout("a\nb\nc\n");
+    env.pcl(["push", "ro=2"])
+        .run()
+        .assert_exit(1)
+        .assert_stderr_contains("readonly");
+    env.pcl(["px", "-t", "0", "printenv ex"])
+        .run()
+        .success()
+        .assert_stdout("[stdout:0] 2\n");
+    // The user's options are back as they were.
+    let flags = env.pcl(["px", "-t", "0", "echo $-"]).run().success();
+    let flags = flags.stdout_str();
+    assert!(
+        flags.contains('e') && flags.contains('u') && flags.contains('x'),
+        "{flags}"
+    );
+    // Attributes that would change the bytes go: a value is a value.
+    env.px(["declare -l low; declare -i int"]).success();
+    env.pcl(["push", "low=ABC", "int=1+1"]).run().success();
+    env.pcl(["pull", "-t", "2", "low", "int"])
+        .run()
+        .success()
+        .assert_stdout("[2:low] ABC\n[2:int] 1+1\n");
     env.px(["echo alive"]).success();
 }
 

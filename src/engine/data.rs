@@ -108,27 +108,62 @@ async fn set_vars(
     id: u32,
     vars: Vec<(String, serde_bytes::ByteBuf)>,
 ) -> Result<(), Refused> {
-    let mut script = String::new();
+    let mut body = String::new();
     for (name, value) in &vars {
         check_name(name)?;
         if value.contains(&0) {
             return Err(DataError::Nul(format!("the value of `{name}`")).into());
         }
-        // A scattered array would keep its other elements on a plain
-        // assignment; a value replaces the whole variable, as in IPython.
-        script.push_str(&format!(
-            "[[ ${{{name}+set}} && ${{{name}@a}} == *[aA]* ]] && builtin unset -v {name}; {name}={}\n",
-            ansi_c_quote(value)
+        // A value replaces the whole variable, as in IPython: an array or
+        // an attribute like `-i` or `-l` (which would change the bytes)
+        // goes first; `export` is kept.
+        body.push_str(&assignment(
+            name,
+            &format!(
+                "[[ $__pcl_t == *[!x]* ]] && builtin unset -v {name}; {name}={}",
+                ansi_c_quote(value)
+            ),
         ));
     }
-    let capture = run(&*engine(host, id).await?, &script).await?;
-    if !capture.stderr.is_empty() {
-        let why = String::from_utf8_lossy(&capture.stderr)
-            .trim_end()
-            .to_string();
-        return Err(Refused::Shell(why));
+    succeeded(run(&*engine(host, id).await?, &guarded(&body)).await?)
+}
+
+/// Shell code that assigns `name` with `code` unless it is readonly
+/// (assigning to a readonly variable ends a non-interactive bash): then
+/// it says so on stderr and sets the failure flag. `code` finds the
+/// variable's attributes in `$__pcl_t`.
+fn assignment(name: &str, code: &str) -> String {
+    format!(
+        "__pcl_t=${{{name}@a}}\n\
+         if [[ $__pcl_t == *r* ]]; then builtin printf '%s\\n' '{name}: readonly variable' >&2; __pcl_f=1\n\
+         else {code} || __pcl_f=1; [[ $__pcl_t == *x* ]] && builtin export {name}; fi\n"
+    )
+}
+
+/// `body` run with the user's `set -e` and `set -u` off (restored after),
+/// ending with a flag on stdout: `0` when nothing set `__pcl_f`. The flag,
+/// not stderr (where a user's `set -x` writes) or a status, tells success.
+fn guarded(body: &str) -> String {
+    format!(
+        "__pcl_o=$-; builtin set +eu; __pcl_f=0\n{body}builtin printf %s \"$__pcl_f\"\n\
+         [[ $__pcl_o == *e* ]] && builtin set -e; [[ $__pcl_o == *u* ]] && builtin set -u\n\
+         builtin unset -v __pcl_o __pcl_f __pcl_t\n"
+    )
+}
+
+/// What a script ending in a `0` (success) or `1` flag on stdout says.
+fn succeeded(capture: Capture) -> Result<(), Refused> {
+    if capture.stdout == b"0" {
+        return Ok(());
     }
-    Ok(())
+    let why = String::from_utf8_lossy(&capture.stderr)
+        .trim_end()
+        .to_string();
+    Err(Refused::Shell(if why.is_empty() {
+        "the assignment failed".into()
+    } else {
+        why
+    }))
 }
 
 async fn get_var(host: &Host, id: u32, name: &str, array: bool) -> Result<Vec<u8>, Refused> {
@@ -169,18 +204,13 @@ async fn load_array(
     receive(recv, &mut file, name).await?;
     drop(file);
     let delim = if nul { " -d ''" } else { "" };
-    let script = format!(
-        "builtin mapfile -t{delim} {name} < {}",
-        ansi_c_quote(temp.path.as_os_str().as_encoded_bytes())
+    // Whatever it was, the variable becomes a plain array.
+    let path = ansi_c_quote(temp.path.as_os_str().as_encoded_bytes());
+    let code = format!(
+        "[[ $__pcl_t ]] && builtin unset -v {name}; builtin mapfile -t{delim} {name} < {path}"
     );
-    let capture = run(&engine, &script).await?;
-    if !capture.stderr.is_empty() {
-        let why = String::from_utf8_lossy(&capture.stderr)
-            .trim_end()
-            .to_string();
-        return Err(Refused::Shell(why));
-    }
-    Ok(())
+    let script = guarded(&assignment(name, &code));
+    succeeded(run(&engine, &script).await?)
 }
 
 /// `path` under the workdir, checked again here: the daemon is trusted,
