@@ -403,8 +403,18 @@ pub async fn gather(session: Option<String>, args: GatherArgs) -> anyhow::Result
 
 /// A local path the daemon will open itself: it must exist and be
 /// readable now, and the daemon gets it absolute.
+/// A regular file, because the daemon opens it by name on its own (a
+/// `/dev/fd/N` would be the daemon's fd) and may read it twice (lines are
+/// counted first): pipes go through `-`.
 fn readable(path: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !file.metadata()?.is_file() {
+        bail!(
+            "{} is not a regular file; for a pipe or a stream use `--from -`, or a file",
+            path.display()
+        );
+    }
     Ok(std::path::absolute(path)?)
 }
 
