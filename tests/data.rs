@@ -483,6 +483,24 @@ fn scatter_file_then_px_then_gather_and_pull_files() {
         .collect();
     assert_eq!(got, vec!["a\nb\n", "c\n", "d\n"]);
 
+    // Push from stdin; a pipe given by name is refused (the daemon could
+    // not open the CLI's /dev/fd).
+    env.pcl(["push", "--file", "-", "from-stdin.txt"])
+        .stdin("piped\n")
+        .run()
+        .success();
+    for dir in &dirs {
+        assert_eq!(
+            std::fs::read_to_string(dir.join("from-stdin.txt")).unwrap(),
+            "piped\n"
+        );
+    }
+    env.pcl(["push", "--file", "-"]).run().assert_exit(2);
+    env.pcl(["push", "--file", "/dev/null", "x"])
+        .run()
+        .assert_exit(1)
+        .assert_stderr_contains("not a regular file");
+
     // A JSON document per call.
     let out = env
         .pcl(["gather", "--file", "sub/p.txt", "--json"])

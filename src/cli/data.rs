@@ -45,8 +45,8 @@ pub struct PushArgs {
     /// One JSON document with every engine's result
     #[arg(long)]
     pub json: bool,
-    /// Copy LOCAL to each target (once per host) as REMOTE, relative to
-    /// the engine's workdir [default REMOTE: LOCAL's file name]
+    /// Copy LOCAL (`-`: stdin) to each target (once per host) as REMOTE,
+    /// relative to the engine's workdir [default REMOTE: LOCAL's file name]
     #[arg(long, value_name = "LOCAL")]
     pub file: Option<PathBuf>,
     /// NAME=VALUE assignments, or REMOTE with --file
@@ -119,7 +119,9 @@ fn refuse(why: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
 pub async fn push(session: Option<String>, args: PushArgs) -> anyhow::Result<ExitCode> {
     let request = match &args.file {
         Some(local) => {
+            let stdin = local.as_os_str() == "-";
             let remote = match args.args.as_slice() {
+                [] if stdin => return refuse("push --file - needs a REMOTE name"),
                 [] => match local.file_name() {
                     Some(name) => name.to_string_lossy().into_owned(),
                     None => return refuse(format!("{} names no file", local.display())),
@@ -132,7 +134,11 @@ pub async fn push(session: Option<String>, args: PushArgs) -> anyhow::Result<Exi
             }
             DataRequest::PushFile {
                 targets: args.targets.clone(),
-                local: readable(local)?,
+                from: if stdin {
+                    Source::Stdin
+                } else {
+                    Source::Path(readable(local)?)
+                },
                 remote,
             }
         }
@@ -154,8 +160,18 @@ pub async fn push(session: Option<String>, args: PushArgs) -> anyhow::Result<Exi
             }
         }
     };
+    let stdin = matches!(
+        request,
+        DataRequest::PushFile {
+            from: Source::Stdin,
+            ..
+        }
+    );
     let mut client = connect(session).await?;
     client.send(&Request::Data(request)).await?;
+    if stdin {
+        send_stdin(&mut client).await?;
+    }
     let mut view = View::new(args.json);
     loop {
         match client.next().await? {
@@ -411,7 +427,7 @@ fn readable(path: &Path) -> anyhow::Result<PathBuf> {
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !file.metadata()?.is_file() {
         bail!(
-            "{} is not a regular file; for a pipe or a stream use `--from -`, or a file",
+            "{} is not a regular file; give a pipe or a stream as `-` (stdin)",
             path.display()
         );
     }

@@ -16,9 +16,9 @@ pub async fn run(
         DataRequest::PushVars { targets, vars } => push::vars(pool, &targets, vars, out).await?,
         DataRequest::PushFile {
             targets,
-            local,
+            from,
             remote,
-        } => push::file(pool, &targets, &local, &remote, out).await?,
+        } => push::file(pool, &targets, from, &remote, out).await?,
         DataRequest::PullVars {
             targets,
             names,

@@ -1,13 +1,12 @@
 //! `pcl push`: shell variables, or a local file copied to every target.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use super::data::resolve;
-use super::transfer::{Failure, Outcome, Upload, feed, report, store, with_progress};
+use super::transfer::{Failure, Outcome, Upload, feed, local_source, report, store, with_progress};
 use crate::join_all;
-use crate::protocol::data::{EngineData, check_name, check_remote};
+use crate::protocol::data::{EngineData, Source, check_name, check_remote};
 use crate::protocol::session::Reply;
 use crate::session::{EnginePool, ReplySink, SessionError};
 
@@ -46,11 +45,14 @@ pub async fn vars(
 pub async fn file(
     pool: &Arc<EnginePool>,
     targets: &str,
-    local: &Path,
+    from: Source,
     remote: &str,
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     check_remote(remote)?;
+    // Stdin is spooled first, like scatter's: the same simple fan-out then.
+    let (local, _spool) = local_source(pool, from, out).await?;
+    let local = local.as_path();
     let cannot =
         |e: std::io::Error| SessionError::Refused(format!("cannot read {}: {e}", local.display()));
     let mut reader = std::fs::File::open(local).map_err(cannot)?;

@@ -113,7 +113,7 @@ pub enum DataRequest {
     },
     PushFile {
         targets: String,
-        local: PathBuf,
+        from: Source,
         remote: String,
     },
     PullFile {
