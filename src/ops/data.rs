@@ -1,11 +1,10 @@
-//! Routing of the data verbs (push, pull, scatter, gather), and what they
-//! share: resolving targets.
+//! Routing of the data verbs (push, pull, scatter, gather) to their files.
 
 use std::sync::Arc;
 
 use super::{After, gather, pull, push, scatter};
 use crate::protocol::data::DataRequest;
-use crate::session::{EnginePool, ReplySink, SessionError, Targets};
+use crate::session::{EnginePool, ReplySink, SessionError};
 
 pub async fn run(
     pool: &Arc<EnginePool>,
@@ -45,12 +44,4 @@ pub async fn run(
         }
     }
     Ok(After::Continue)
-}
-
-/// The engine ids `targets` names, in id order.
-pub fn resolve(pool: &EnginePool, targets: &str) -> Result<Vec<u32>, SessionError> {
-    let parsed: Targets = targets.parse()?;
-    parsed
-        .resolve(&pool.roster())
-        .map_err(|e| SessionError::BadTargets(targets.to_string(), e))
 }

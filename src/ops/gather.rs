@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use super::data::resolve;
 use super::pull::fetch_var;
 use super::transfer::{Download, Failure, Outcome, report};
 use crate::join_all;
@@ -21,7 +20,7 @@ pub async fn var(
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     check_name(name)?;
-    let ids = resolve(pool, targets)?;
+    let ids = pool.resolve(targets)?;
     let fetched = join_all(ids.iter().map(|&id| {
         let (pool, name) = (pool.clone(), name.to_string());
         async move { fetch_var(&pool, id, &name, true).await }
@@ -56,7 +55,7 @@ pub async fn file(
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     check_remote(remote)?;
-    let ids = resolve(pool, targets)?;
+    let ids = pool.resolve(targets)?;
     for id in ids {
         let outcome = stream_file(pool, id, remote, out).await;
         report(out, pool, id, &outcome).await?;

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::data::resolve;
 use super::transfer::{Download, Failure, Outcome, report, with_progress};
 use crate::join_all;
 use crate::protocol::data::{CHUNK, EngineData, check_name, check_remote};
@@ -53,7 +52,7 @@ pub async fn vars(
     for name in &names {
         check_name(name)?;
     }
-    let ids = resolve(pool, targets)?;
+    let ids = pool.resolve(targets)?;
     if single && ids.len() != 1 {
         return Err(SessionError::Refused(format!(
             "--raw needs exactly one target engine; `{targets}` names {}",
@@ -118,7 +117,7 @@ pub async fn file(
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     let relative = check_remote(remote)?;
-    let ids = resolve(pool, targets)?;
+    let ids = pool.resolve(targets)?;
     let progress = Arc::new(AtomicU64::new(0));
     let fetches = ids.iter().map(|&id| {
         let (pool, progress) = (pool.clone(), progress.clone());

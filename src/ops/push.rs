@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use super::data::resolve;
 use super::transfer::{Failure, Outcome, Upload, feed, local_source, report, store, with_progress};
 use crate::join_all;
 use crate::protocol::data::{EngineData, Source, check_name, check_remote};
@@ -19,7 +18,7 @@ pub async fn vars(
     for (name, _) in &vars {
         check_name(name)?;
     }
-    let ids = resolve(pool, targets)?;
+    let ids = pool.resolve(targets)?;
     let job = format!(
         "push {}",
         vars.iter()
@@ -61,7 +60,7 @@ pub async fn file(
         return Err(cannot(std::io::Error::from_raw_os_error(libc::EISDIR)));
     }
     let size = meta.len();
-    let ids = resolve(pool, targets)?;
+    let ids = pool.resolve(targets)?;
     // Engines of one host share its workdir: one copy per host is enough.
     let mut slots: Vec<(usize, Upload)> = Vec::new();
     for &id in &ids {

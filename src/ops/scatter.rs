@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use super::data::resolve;
 use super::lines::{block_ranges, block_sizes, count_lines};
 use super::transfer::{Failure, Upload, feed, feed_bytes, local_source, report, with_progress};
 use crate::join_all;
@@ -21,7 +20,7 @@ pub async fn var(
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     check_name(name)?;
-    let ids = resolve(pool, targets)?;
+    let ids = pool.resolve(targets)?;
     let nul = matches!(items, Items::Args(_));
     let first = |id| EngineData::LoadArray {
         id,
@@ -68,7 +67,7 @@ pub async fn file(
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     check_remote(remote)?;
-    let ids = resolve(pool, targets)?;
+    let ids = pool.resolve(targets)?;
     // Engines of one host share a workdir, so their blocks would overwrite
     // each other's file.
     for (i, &a) in ids.iter().enumerate() {

@@ -24,9 +24,11 @@ use crate::transport::encode_frame;
 /// unset variable, a missing file, a full disk).
 pub const ENGINE_ERROR_STATUS: i32 = 1;
 
-/// Frames queued per engine (a chunk is two: header and bytes): the
-/// reader runs at most a few MiB ahead of the slowest engine.
-const QUEUE_DEPTH: usize = 8;
+/// Frames queued per engine (a chunk is two: header and bytes). The
+/// reader runs at most 16 MiB ahead of the slowest engine; the chunks are
+/// shared, so memory grows only with how far engines drift apart, and a
+/// moment's stall of one engine does not stall the others.
+const QUEUE_DEPTH: usize = 32;
 
 /// How often the CLI hears how far a transfer got.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
