@@ -7,13 +7,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::{Mutex, OnceCell};
 
+use super::batch::{interrupt, run_batch};
 use super::procs::kill_session;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
@@ -22,9 +23,11 @@ use crate::transport::{Identity, read_frame, server_endpoint, write_frame};
 
 /// One engine: its shell, and the shell's pid readable without waiting
 /// for the lock a running command holds.
-struct Engine {
-    shell: Mutex<Shell>,
-    pid: AtomicI32,
+pub(super) struct Engine {
+    pub(super) shell: Mutex<Shell>,
+    pub(super) pid: AtomicI32,
+    /// Bumped by a cancelling interrupt; a batch stops when it changes.
+    pub(super) cancel: AtomicU64,
 }
 
 struct Host {
@@ -108,6 +111,7 @@ impl Host {
                 Ok(Arc::new(Engine {
                     pid: AtomicI32::new(shell.pid()),
                     shell: Mutex::new(shell),
+                    cancel: AtomicU64::new(0),
                 }))
             }
         });
@@ -168,6 +172,23 @@ impl Host {
                 };
                 write_frame(&mut send, &reply).await?;
             }
+            EngineRequest::Interrupt { id, cancel } => {
+                if let Ok(engine) = self.engine(id).await {
+                    interrupt(&engine, cancel);
+                }
+            }
+            EngineRequest::Batch {
+                id,
+                template,
+                items,
+                timeout_ms,
+            } => match self.engine(id).await {
+                Ok(engine) => {
+                    let timeout = timeout_ms.map(Duration::from_millis);
+                    run_batch(&engine, &template, items, timeout, &mut send).await?;
+                }
+                Err(e) => write_frame(&mut send, &EngineReply::Error(e)).await?,
+            },
         }
         let _ = send.finish();
         Ok(())

@@ -1,6 +1,7 @@
 //! The engine side: an engine host process (`pcl engine`) owning N engines,
 //! each a persistent shell.
 
+mod batch;
 mod error;
 mod host;
 mod marker;
@@ -8,6 +9,7 @@ mod procs;
 mod quote;
 mod shell;
 
+pub use batch::substitute;
 pub use error::EngineError;
 pub use host::run;
 pub use quote::ansi_c_quote;

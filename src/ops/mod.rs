@@ -3,6 +3,8 @@
 
 pub mod down;
 pub mod ids;
+pub mod jobs;
+pub mod map;
 pub mod px;
 pub mod status;
 pub mod up;
@@ -30,5 +32,12 @@ pub async fn dispatch(
         Request::Ids => ids::run(pool, out).await,
         Request::Status => status::run(pool, out).await,
         Request::Px(request) => px::run(pool, request, out).await,
+        Request::Map(request) => map::run(pool, request, out).await,
+        request @ (Request::Jobs
+        | Request::Wait(_)
+        | Request::Result(_)
+        | Request::Abort(_)
+        | Request::Interrupt { .. }
+        | Request::Async { .. }) => jobs::run(pool, request, out).await,
     }
 }

@@ -38,6 +38,7 @@ pub async fn run(
     let ids = targets
         .resolve(&pool.roster())
         .map_err(|e| SessionError::BadTargets(request.targets.clone(), e))?;
+    out.set_engines(&ids);
     let request = Arc::new(request);
     let runs = ids.iter().map(|&id| {
         let pool = pool.clone();
