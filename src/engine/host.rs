@@ -14,7 +14,7 @@ use quinn::{Connection, RecvStream, SendStream};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::{Mutex, OnceCell};
 
-use super::batch::{interrupt, run_batch};
+use super::batch::{interrupt, run_batch, scratch_dir};
 use super::procs::kill_session;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
@@ -80,6 +80,7 @@ pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
     }
     endpoint.close(0u32.into(), b"engine host exiting");
     host.kill_all();
+    let _ = std::fs::remove_dir_all(scratch_dir());
     Ok(())
 }
 
@@ -174,7 +175,7 @@ impl Host {
             }
             EngineRequest::Interrupt { id, cancel } => {
                 if let Ok(engine) = self.engine(id).await {
-                    interrupt(&engine, cancel);
+                    interrupt(&engine, id, cancel);
                 }
             }
             EngineRequest::Batch {
@@ -185,7 +186,7 @@ impl Host {
             } => match self.engine(id).await {
                 Ok(engine) => {
                     let timeout = timeout_ms.map(Duration::from_millis);
-                    run_batch(&engine, &template, items, timeout, &mut send).await?;
+                    run_batch(&engine, id, &template, items, timeout, &mut send).await?;
                 }
                 Err(e) => write_frame(&mut send, &EngineReply::Error(e)).await?,
             },

@@ -67,6 +67,13 @@ impl Shell {
     /// failure fails the start.
     pub async fn start(spec: ShellSpec) -> Result<Shell, EngineError> {
         let mut shell = Self::spawn(spec)?;
+        // A non-interactive bash that sees its foreground job die of SIGINT
+        // exits as if it got SIGINT itself, unless SIGINT is trapped; a
+        // trap (not an ignore, which children would inherit) keeps the
+        // shell alive through `pcl interrupt`.
+        shell
+            .run_script("trap : INT", None, &mut Capture::default())
+            .await?;
         if let Some(setup) = shell.spec.setup.clone() {
             let mut capture = Capture::default();
             let end = shell.run_user(&setup, None, &mut capture).await?;
@@ -285,7 +292,7 @@ fn parse_status(after: &[u8]) -> Option<i32> {
     std::str::from_utf8(line).ok()?.parse().ok()
 }
 
-fn random_hex() -> String {
+pub(super) fn random_hex() -> String {
     use ring::rand::{SecureRandom, SystemRandom};
     let mut bytes = [0u8; 16];
     SystemRandom::new()

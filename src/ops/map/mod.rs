@@ -92,15 +92,17 @@ struct Worker {
     alive: bool,
     in_flight: usize,
     batch: usize,
-    /// Smoothed time per task, from the spacing of its results.
+    /// Smoothed time per task, measured per batch.
     per_task: Option<Duration>,
-    last_result: Option<Instant>,
+    /// Since when the engine has had work without a break.
+    busy_since: Option<Instant>,
 }
 
 enum Event {
     Task(u32, TaskEnd),
     BatchEnd {
         engine: u32,
+        ran: usize,
         unfinished: Vec<u64>,
         error: Option<String>,
     },
@@ -144,7 +146,7 @@ pub async fn run(
                 in_flight: 0,
                 batch: 1,
                 per_task: None,
-                last_result: None,
+                busy_since: None,
             })
             .collect(),
         items: input.items,
@@ -269,6 +271,12 @@ impl Map {
         for w in 0..self.workers.len() {
             while self.workers[w].alive && self.workers[w].in_flight < IN_FLIGHT {
                 let size = self.workers[w].batch;
+                // A busy engine waits for a full batch (unless the input
+                // has ended): many small batches cost more than they help.
+                let available = self.queue.len() + self.items.len();
+                if self.workers[w].in_flight > 0 && !self.source_done && available < size {
+                    break;
+                }
                 let mut batch = Vec::with_capacity(size);
                 while batch.len() < size {
                     if self.queue.is_empty() && self.window_open() {
@@ -292,6 +300,7 @@ impl Map {
                 }
                 let worker = &mut self.workers[w];
                 worker.in_flight += 1;
+                worker.busy_since.get_or_insert_with(Instant::now);
                 tokio::spawn(run_batch(
                     self.pool.clone(),
                     worker.id,
@@ -306,7 +315,6 @@ impl Map {
     async fn handle(&mut self, event: Event, out: &mut ReplySink) -> Result<(), SessionError> {
         match event {
             Event::Task(engine, end) => {
-                self.learn(engine);
                 let Some(mut pending) = self.running.remove(&end.seq) else {
                     return Ok(());
                 };
@@ -353,12 +361,13 @@ impl Map {
             }
             Event::BatchEnd {
                 engine,
+                ran,
                 unfinished,
                 error,
             } => {
                 let worker = self.worker(engine);
                 worker.in_flight -= 1;
-                worker.last_result = None;
+                worker.learn(ran);
                 if let Some(reason) = error {
                     // Lost (or refusing) engine: no more work for it here.
                     if worker.alive {
@@ -389,21 +398,25 @@ impl Map {
             .expect("results come from the map's engines")
     }
 
-    /// Tasks of a batch run back to back, so the spacing of an engine's
-    /// results is its time per task; size its batches from that.
-    fn learn(&mut self, engine: u32) {
-        let worker = self.worker(engine);
+}
+
+impl Worker {
+    /// Batches queue back to back on an engine, so the time since it got
+    /// busy (or since its previous batch ended) over the tasks this batch
+    /// ran is its time per task; size its next batches from that.
+    fn learn(&mut self, ran: usize) {
         let now = Instant::now();
-        if let Some(last) = worker.last_result.replace(now) {
-            let sample = now - last;
-            let smooth = match worker.per_task {
-                Some(old) => old.mul_f64(0.8) + sample.mul_f64(0.2),
+        if let (Some(since), true) = (self.busy_since, ran > 0) {
+            let sample = (now - since) / ran as u32;
+            let smooth = match self.per_task {
+                Some(old) => (old + sample) / 2,
                 None => sample,
             };
-            worker.per_task = Some(smooth);
+            self.per_task = Some(smooth);
             let fit = (BATCH_TARGET.as_secs_f64() / smooth.as_secs_f64().max(1e-6)) as usize;
-            worker.batch = fit.clamp(1, (worker.batch * 2).min(MAX_BATCH));
+            self.batch = fit.clamp(1, (self.batch * 2).min(MAX_BATCH));
         }
+        self.busy_since = (self.in_flight > 0).then_some(now);
     }
 }
 
@@ -459,6 +472,7 @@ async fn run_batch(
     let _ = tx
         .send(Event::BatchEnd {
             engine,
+            ran: finished,
             unfinished: seqs[finished.min(seqs.len())..].to_vec(),
             error,
         })
