@@ -96,9 +96,12 @@ async fn interrupt(pool: &Arc<EnginePool>, ids: &[u32], cancel: bool) {
     let calls = ids.iter().map(|&id| {
         let pool = pool.clone();
         async move {
-            let _ = pool
+            if let Err(e) = pool
                 .control(id, &EngineRequest::Interrupt { id, cancel })
-                .await;
+                .await
+            {
+                eprintln!("interrupt: engine {id}: {e}");
+            }
         }
     });
     crate::join_all(calls).await;
