@@ -44,6 +44,12 @@ pub enum Command {
     },
     /// Run a command in the shell of every target engine
     Px(PxArgs),
+    /// Relaunch dead target engines with fresh state; live ones are left alone
+    Restart {
+        /// Engines to consider: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
+        #[arg(short = 't', long, default_value = "all", value_name = "T")]
+        targets: String,
+    },
     /// Run CMD once per item, load-balanced over the engines; stdout in input order
     Map(MapArgs),
     /// List async jobs: id, state, engines, elapsed time, command
@@ -87,6 +93,9 @@ pub enum Command {
         /// Address to listen on for QUIC [default: 0.0.0.0:0]
         #[arg(long)]
         bind: Option<SocketAddr>,
+        /// Run as the engine host's guard (reads shell pids on stdin)
+        #[arg(long)]
+        guard: bool,
     },
     /// Session daemon (started by `pcl up`)
     #[command(hide = true)]
@@ -159,6 +168,10 @@ pub struct MapArgs {
     #[arg(value_name = "CMD")]
     pub command: String,
     /// The items; a lone `-` reads them from stdin, one per line
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ITEM")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ITEM"
+    )]
     pub items: Vec<std::ffi::OsString>,
 }

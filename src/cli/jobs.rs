@@ -25,12 +25,10 @@ pub async fn submit(session: Option<String>, request: Request) -> anyhow::Result
             request: Box::new(request),
         })
         .await?;
-    loop {
-        match client.next().await? {
-            Reply::Done => break,
-            Reply::Error(e) => bail!(e),
-            other => bail!("unexpected reply {other:?}"),
-        }
+    match client.next().await? {
+        Reply::Done => {}
+        Reply::Error(e) => bail!(e),
+        other => bail!("unexpected reply {other:?}"),
     }
     let Some(id) = client.job() else {
         bail!("the session did not name the job")
@@ -189,11 +187,9 @@ pub async fn result(session: Option<String>, job: u64) -> anyhow::Result<ExitCod
 pub async fn control(session: Option<String>, request: Request) -> anyhow::Result<ExitCode> {
     let mut client = connect(session).await?;
     client.send(&request).await?;
-    loop {
-        match client.next().await? {
-            Reply::Done => return Ok(ExitCode::SUCCESS),
-            Reply::Error(e) => bail!(e),
-            other => bail!("unexpected reply {other:?}"),
-        }
+    match client.next().await? {
+        Reply::Done => Ok(ExitCode::SUCCESS),
+        Reply::Error(e) => bail!(e),
+        other => bail!("unexpected reply {other:?}"),
     }
 }

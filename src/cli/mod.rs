@@ -31,7 +31,11 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let session = cli.session;
     match cli.command {
-        Command::Engine { bind } => {
+        Command::Engine { guard: true, .. } => {
+            crate::engine::run_guard();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Engine { bind, .. } => {
             multi_thread()?.block_on(crate::engine::run(bind))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -57,6 +61,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ids => current_thread()?.block_on(session_cmds::ids(session)),
         Command::Status { json } => current_thread()?.block_on(session_cmds::status(session, json)),
         Command::Px(args) => current_thread()?.block_on(px::run(session, args)),
+        Command::Restart { targets } => {
+            current_thread()?.block_on(session_cmds::restart(session, targets))
+        }
         Command::Map(args) => current_thread()?.block_on(map::run(session, args)),
         Command::Jobs { json } => current_thread()?.block_on(jobs::jobs(session, json)),
         Command::Wait { job } => current_thread()?.block_on(jobs::wait(session, job)),

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use super::args::PxArgs;
-use super::render::{EngineResult, grouped, note, prefixed};
 use super::jobs::{INTERRUPTED, Replies, submit};
+use super::render::{EngineResult, grouped, note, prefixed};
 use super::session_cmds::connect;
 use crate::ops::px::PxRequest;
 use crate::protocol::session::{Reply, Request, Stream};

@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Cluster;
-use crate::protocol::session::{Reply, Request, StatusReport};
+use crate::ops::restart::RestartRequest;
+use crate::protocol::session::{Reply, Request, StatusReport, UpReport};
 use crate::session::{Client, SessionError, SessionPaths, session_name};
 
 /// How long `pcl up` waits for a fresh daemon to open its socket.
@@ -90,6 +91,12 @@ pub async fn up(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    print_engine_table(&report)
+}
+
+/// `up` and `restart`: `ID HOST` per live engine on stdout, every failure
+/// on stderr; failure if any engine did not come up.
+fn print_engine_table(report: &UpReport) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     for engine in report.status.engines.iter().filter(|e| e.state != "dead") {
         writeln!(stdout, "{} {}", engine.id, engine.host)?;
@@ -115,6 +122,25 @@ pub async fn up(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+pub async fn restart(session: Option<String>, targets: String) -> anyhow::Result<ExitCode> {
+    let mut client = connect(session).await?;
+    client
+        .send(&Request::Restart(RestartRequest { targets }))
+        .await?;
+    match client.next().await? {
+        Reply::Up(report) if report.status.engines.is_empty() => {
+            eprintln!("pcl: no dead engine among the targets; nothing to restart");
+            Ok(ExitCode::SUCCESS)
+        }
+        Reply::Up(report) => {
+            eprintln!("pcl: restarted engines start with fresh state");
+            print_engine_table(&report)
+        }
+        Reply::Error(e) => bail!(e),
+        other => bail!("unexpected reply {other:?}"),
+    }
 }
 
 fn spawn_daemon(paths: &SessionPaths, cluster: &Cluster) -> anyhow::Result<std::process::Child> {

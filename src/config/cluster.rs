@@ -144,6 +144,10 @@ fn host_spec(name: String, keys: &HostKeys) -> HostSpec {
         engine_path: keys.engine_path.clone(),
         shell: keys.shell.clone().unwrap_or(default.shell),
         setup: keys.setup.clone(),
+        link_timeout: keys.link_timeout.map_or(default.link_timeout, |s| s.0),
+        reconnect_grace: keys
+            .reconnect_grace
+            .map_or(default.reconnect_grace, |s| s.0),
         ..default
     }
 }

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+const DEFAULT_LINK_TIMEOUT: u32 = 10;
+const DEFAULT_RECONNECT_GRACE: u32 = 60;
+
 /// The shell engines run when the cluster file does not name one.
 const DEFAULT_SHELL: &str = "bash";
 
@@ -46,6 +49,11 @@ pub struct HostSpec {
     pub shell: String,
     /// Shell code run in every engine's shell before it is ready.
     pub setup: Option<String>,
+    /// Seconds of silence on the link before calls to this host fail.
+    pub link_timeout: u32,
+    /// Seconds a lost host may take to come back with its state before
+    /// it is given up and its engines stopped.
+    pub reconnect_grace: u32,
 }
 
 impl HostSpec {
@@ -63,6 +71,8 @@ impl HostSpec {
             engine_path: None,
             shell: DEFAULT_SHELL.to_owned(),
             setup: None,
+            link_timeout: DEFAULT_LINK_TIMEOUT,
+            reconnect_grace: DEFAULT_RECONNECT_GRACE,
         }
     }
 }

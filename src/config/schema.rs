@@ -10,7 +10,7 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
 use super::host_spec::LauncherKind;
-use super::values::{EngineCount, HostNames, Port, SessionName};
+use super::values::{EngineCount, HostNames, Port, Seconds, SessionName};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +38,8 @@ pub(super) struct HostKeys {
     pub(super) engine_path: Option<String>,
     pub(super) shell: Option<String>,
     pub(super) setup: Option<String>,
+    pub(super) link_timeout: Option<Seconds>,
+    pub(super) reconnect_grace: Option<Seconds>,
 }
 
 impl HostKeys {
@@ -56,6 +58,8 @@ impl HostKeys {
             engine_path: self.engine_path.or_else(|| defaults.engine_path.clone()),
             shell: self.shell.or_else(|| defaults.shell.clone()),
             setup: self.setup.or_else(|| defaults.setup.clone()),
+            link_timeout: self.link_timeout.or(defaults.link_timeout),
+            reconnect_grace: self.reconnect_grace.or(defaults.reconnect_grace),
         }
     }
 }

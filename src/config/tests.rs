@@ -40,6 +40,8 @@ workdir = "~/work"
 engine_path = "/opt/pcl"
 shell = "zsh"
 setup = "module load gcc"
+link_timeout = 5
+reconnect_grace = 120
 [[hosts]]
 host = "localhost"
 launcher = "local"
@@ -61,6 +63,8 @@ launcher = "local"
                 engine_path: Some("/opt/pcl".into()),
                 shell: "zsh".into(),
                 setup: Some("module load gcc".into()),
+                link_timeout: 5,
+                reconnect_grace: 120,
             },
             HostSpec {
                 launcher: LauncherKind::Local,
@@ -212,7 +216,8 @@ fn load_reads_the_file_and_names_it() {
         message,
         format!(
             "{}:5:1: unknown field `hsot`, expected one of `host`, `engines`, `user`, `port`, \
-             `identity`, `ssh_options`, `launcher`, `workdir`, `engine_path`, `shell`, `setup`",
+             `identity`, `ssh_options`, `launcher`, `workdir`, `engine_path`, `shell`, `setup`, \
+             `link_timeout`, `reconnect_grace`",
             path.display()
         )
     );
@@ -263,7 +268,7 @@ fn line_col_counts_characters_from_one() {
 #[test]
 fn unknown_keys() {
     const EXPECTED: &str = "expected one of `host`, `engines`, `user`, `port`, `identity`, \
-                            `ssh_options`, `launcher`, `workdir`, `engine_path`, `shell`, `setup`";
+                            `ssh_options`, `launcher`, `workdir`, `engine_path`, `shell`, `setup`, `link_timeout`, `reconnect_grace`";
     assert_eq!(
         error("name = \"x\"\n\n[[hosts]]\nhost = \"a\"\n\n[[hosts]]\nhsot = \"b\"\n"),
         format!("cluster.toml:7:1: unknown field `hsot`, {EXPECTED}")

@@ -16,6 +16,10 @@ pub(super) struct EngineCount(pub(super) u32);
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Port(pub(super) u16);
 
+/// `link_timeout`, `reconnect_grace`: whole seconds, 1 to one day.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Seconds(pub(super) u32);
+
 /// `name`: the session name, which becomes part of file names: letters,
 /// digits, `_`, `.` and `-`, not starting with `.`.
 #[derive(Debug)]
@@ -67,6 +71,18 @@ impl<'de> Deserialize<'de> for Port {
             Ok(port) if port >= 1 => Ok(Port(port)),
             _ => Err(de::Error::custom(format!(
                 "port must be between 1 and 65535, not {n} (leave it out for ssh's default)"
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = d.deserialize_i64(WholeNumber)?;
+        match u32::try_from(n) {
+            Ok(s) if (1..=86_400).contains(&s) => Ok(Seconds(s)),
+            _ => Err(de::Error::custom(format!(
+                "expected whole seconds between 1 and 86400, not {n}"
             ))),
         }
     }

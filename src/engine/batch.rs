@@ -191,7 +191,13 @@ async fn run_sourced(
         return Err(e);
     }
     // The shell died mid-task: that task ends with what it printed.
-    if let Ok(end @ ExecEnd { outcome: ExecOutcome::ShellRestarted(_), .. }) = end {
+    if let Ok(
+        end @ ExecEnd {
+            outcome: ExecOutcome::ShellRestarted(_),
+            ..
+        },
+    ) = end
+    {
         if let Some(&seq) = splitter.items.get(splitter.next) {
             let task = TaskEnd {
                 seq,
@@ -316,7 +322,10 @@ mod tests {
         cut.buf.extend_from_slice(b"RK0");
         assert!(cut.next(b"MARK", true).is_none());
         cut.buf.extend_from_slice(b"\nMARK3\nrest");
-        assert_eq!(cut.next(b"MARK", true), Some((b"one\n".to_vec(), b"0".to_vec())));
+        assert_eq!(
+            cut.next(b"MARK", true),
+            Some((b"one\n".to_vec(), b"0".to_vec()))
+        );
         assert_eq!(cut.next(b"MARK", true), Some((Vec::new(), b"3".to_vec())));
         assert_eq!(cut.buf, b"rest");
     }
@@ -325,7 +334,10 @@ mod tests {
     fn braces_become_the_quoted_item() {
         assert_eq!(substitute("echo {} {}", b"a b"), "echo $'a b' $'a b'");
         assert_eq!(substitute("echo", b"x"), "echo x");
-        assert_eq!(substitute("echo $(( {} * 2 ))", b"21"), "echo $(( 21 * 2 ))");
+        assert_eq!(
+            substitute("echo $(( {} * 2 ))", b"21"),
+            "echo $(( 21 * 2 ))"
+        );
         assert_eq!(substitute("echo {}", b""), "echo $''");
         assert_eq!(substitute("echo {}", b"*"), "echo $'\\x2a'");
         assert_eq!(

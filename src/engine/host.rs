@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::{Mutex, OnceCell, watch};
+use tokio::time::Instant;
 
 use super::batch::{interrupt, run_batch, scratch_dir};
+use super::guard::Guard;
 use super::procs::kill_session;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
@@ -33,6 +35,9 @@ pub(super) struct Engine {
 struct Host {
     config: EngineHostConfig,
     engines: OnceCell<Vec<Result<Arc<Engine>, String>>>,
+    /// Daemon connections open now.
+    connections: watch::Sender<usize>,
+    guard: Option<Arc<Guard>>,
 }
 
 pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
@@ -51,10 +56,25 @@ pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
         identity.fingerprint()
     );
 
+    let grace = Duration::from_secs(config.reconnect_grace_secs.into());
     let host = Arc::new(Host {
         config,
         engines: OnceCell::new(),
+        connections: watch::Sender::new(0),
+        guard: match Guard::spawn() {
+            Ok(guard) => Some(Arc::new(guard)),
+            Err(e) => {
+                eprintln!(
+                    "pcl engine: no guard process ({e}); shells may outlive a killed engine host"
+                );
+                None
+            }
+        },
     });
+    let mut connections = host.connections.subscribe();
+    // Not connected to any daemon since then; after the grace, nobody
+    // is coming back for these engines.
+    let mut alone_since = Some(Instant::now());
     let starter = host.clone();
     tokio::spawn(async move {
         starter.engines().await;
@@ -75,6 +95,14 @@ pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
                         Err(e) => eprintln!("pcl engine: refused a peer: {e}"),
                     }
                 });
+            }
+            changed = connections.changed() => {
+                if changed.is_err() { break; }
+                alone_since = (*connections.borrow() == 0).then(Instant::now);
+            }
+            _ = tokio::time::sleep_until(alone_since.unwrap_or_else(Instant::now) + grace), if alone_since.is_some() => {
+                eprintln!("pcl engine: no session connected for {} s; stopping", grace.as_secs());
+                break;
             }
         }
     }
@@ -106,6 +134,7 @@ impl Host {
                     ("PCL_SESSION".into(), c.session.clone()),
                 ],
                 setup: c.setup.clone(),
+                guard: self.guard.clone(),
             };
             async move {
                 let shell = Shell::start(spec).await.map_err(|e| e.to_string())?;
@@ -128,6 +157,7 @@ impl Host {
     }
 
     async fn serve(self: Arc<Self>, conn: Connection) {
+        self.connections.send_modify(|n| *n += 1);
         while let Ok((send, recv)) = conn.accept_bi().await {
             let host = self.clone();
             tokio::spawn(async move {
@@ -136,6 +166,7 @@ impl Host {
                 }
             });
         }
+        self.connections.send_modify(|n| *n -= 1);
     }
 
     async fn handle(&self, mut send: SendStream, mut recv: RecvStream) -> Result<(), EngineError> {

@@ -3,6 +3,7 @@
 
 mod batch;
 mod error;
+mod guard;
 mod host;
 mod marker;
 mod procs;
@@ -11,6 +12,7 @@ mod shell;
 
 pub use batch::substitute;
 pub use error::EngineError;
+pub use guard::run as run_guard;
 pub use host::run;
 pub use quote::ansi_c_quote;
 pub use shell::{Capture, OutputSink, RunEnd, Shell, ShellSpec};

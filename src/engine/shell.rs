@@ -3,12 +3,14 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::time::Instant;
 
+use super::guard::Guard;
 use super::marker::MarkerScanner;
 use super::procs::{kill_session, signal_jobs};
 use super::{EngineError, ansi_c_quote};
@@ -21,12 +23,14 @@ pub const TIMEOUT_STATUS: i32 = 124;
 /// process groups, and then before the shell itself is given up on.
 const KILL_GRACE: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ShellSpec {
     pub program: String,
     pub workdir: PathBuf,
     pub env: Vec<(String, String)>,
     pub setup: Option<String>,
+    /// Told of every shell started, to clean up if the engine host dies.
+    pub guard: Option<Arc<Guard>>,
 }
 
 /// Where a command's output goes as it arrives.
@@ -115,6 +119,9 @@ impl Shell {
             source,
         })?;
         let pid = child.id().map(|p| p as i32).unwrap_or(-1);
+        if let Some(guard) = &spec.guard {
+            guard.watch(pid);
+        }
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {

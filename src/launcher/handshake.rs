@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
+use tokio::sync::Semaphore;
 
 use super::bootstrap::{BOOT_PREFIX, answer};
 use super::{LaunchError, Launcher, LocalLauncher, Spawned, SshLauncher};
@@ -23,10 +24,68 @@ pub struct EngineHostProcess {
     pub fingerprint: String,
 }
 
-/// Start the engine host for `host` and run the handshake: bootstrap if
-/// asked, configuration on stdin, then the `PCL-ENGINE/1` line on stdout
-/// (lines before it, such as a MOTD, are skipped).
+/// SSH connections being set up at once, as pdsh's default fanout: more
+/// would only run into sshd's MaxStartups.
+const SSH_FANOUT: usize = 32;
+const SSH_ATTEMPTS: u32 = 6;
+
+/// Start the engine host for `host` and run the handshake. SSH launches
+/// share a fanout limit, and a connection sshd turned away for load
+/// (MaxStartups) is tried again with backoff.
 pub async fn launch(
+    host: &HostSpec,
+    config: &EngineHostConfig,
+) -> Result<EngineHostProcess, LaunchError> {
+    if host.launcher == LauncherKind::Local {
+        return launch_once(host, config).await;
+    }
+    static FANOUT: Semaphore = Semaphore::const_new(SSH_FANOUT);
+    let _permit = FANOUT
+        .acquire()
+        .await
+        .expect("the fanout semaphore is never closed");
+    let mut attempt = 1;
+    loop {
+        match launch_once(host, config).await {
+            Err(LaunchError::Exited(why)) if attempt < SSH_ATTEMPTS && turned_away(&why) => {
+                let backoff = Duration::from_millis(100 << attempt) + jitter();
+                eprintln!(
+                    "[{}] sshd turned the connection away ({why}); retrying in {backoff:?}",
+                    host.host
+                );
+                tokio::time::sleep(backoff).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What ssh says when sshd drops a connection before authentication,
+/// which is how MaxStartups refuses a burst.
+fn turned_away(ssh_error: &str) -> bool {
+    [
+        "kex_exchange_identification",
+        "ssh_exchange_identification",
+        "Connection reset by peer",
+        "Connection closed by remote host",
+    ]
+    .iter()
+    .any(|sign| ssh_error.contains(sign))
+}
+
+/// Up to 100 ms, so that hosts turned away together do not return together.
+fn jitter() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_millis(u64::from(nanos % 100))
+}
+
+/// One launch: bootstrap if asked, configuration on stdin, then the
+/// `PCL-ENGINE/1` line on stdout (lines before it, such as a MOTD, are
+/// skipped).
+async fn launch_once(
     host: &HostSpec,
     config: &EngineHostConfig,
 ) -> Result<EngineHostProcess, LaunchError> {
@@ -139,6 +198,16 @@ fn parse_handshake(rest: &str) -> Option<(u16, String)> {
 #[cfg(test)]
 mod tests {
     use super::parse_handshake;
+
+    #[test]
+    fn maxstartups_refusals_are_retried_and_auth_failures_are_not() {
+        assert!(super::turned_away(
+            "kex_exchange_identification: read: Connection reset by peer (exit status 255)"
+        ));
+        assert!(!super::turned_away(
+            "root@10.0.0.2: Permission denied (publickey). (exit status 255)"
+        ));
+    }
 
     #[test]
     fn handshake_line() {

@@ -19,7 +19,11 @@ impl SshLauncher {
         ssh.args(&host.ssh_options);
         // Never prompt: a question nobody can answer would hang `pcl up`.
         ssh.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]);
-        ssh.args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]);
+        // The SSH channel is the tether: it must outlast a link outage
+        // that the session may still recover from.
+        let alive_count = (host.reconnect_grace / 5 + 1).max(3);
+        ssh.args(["-o", "ServerAliveInterval=5", "-o"])
+            .arg(format!("ServerAliveCountMax={alive_count}"));
         if let Some(user) = &host.user {
             ssh.args(["-l", user]);
         }

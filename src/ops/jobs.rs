@@ -8,7 +8,7 @@ use tokio::io::AsyncReadExt;
 use super::After;
 use crate::protocol::engine::EngineRequest;
 use crate::protocol::session::{Reply, Request};
-use crate::session::{EnginePool, Record, ReplySink, SessionError, Targets};
+use crate::session::{EnginePool, Record, ReplySink, SessionError};
 
 pub async fn run(
     pool: &Arc<EnginePool>,
@@ -66,10 +66,7 @@ pub async fn run(
             interrupt(pool, &job.engines(), true).await;
         }
         Request::Interrupt { targets } => {
-            let parsed: Targets = targets.parse()?;
-            let ids = parsed
-                .resolve(&pool.roster())
-                .map_err(|e| SessionError::BadTargets(targets.clone(), e))?;
+            let ids = pool.resolve(&targets)?;
             interrupt(pool, &ids, false).await;
         }
         other => {

@@ -6,6 +6,7 @@ pub mod ids;
 pub mod jobs;
 pub mod map;
 pub mod px;
+pub mod restart;
 pub mod status;
 pub mod up;
 
@@ -32,6 +33,7 @@ pub async fn dispatch(
         Request::Ids => ids::run(pool, out).await,
         Request::Status => status::run(pool, out).await,
         Request::Px(request) => px::run(pool, request, out).await,
+        Request::Restart(request) => restart::run(pool, request, out).await,
         Request::Map(request) => map::run(pool, request, out).await,
         request @ (Request::Jobs
         | Request::Wait(_)

@@ -21,6 +21,9 @@ pub struct EngineHostConfig {
     pub workdir: Option<String>,
     pub shell: String,
     pub setup: Option<String>,
+    /// With no daemon connected for this long, the engine host stops
+    /// everything and exits: nothing outlives a session that is gone.
+    pub reconnect_grace_secs: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

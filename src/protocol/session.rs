@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ops::map::{MapEnd, MapRequest, MapTask};
 use crate::ops::px::PxRequest;
+use crate::ops::restart::RestartRequest;
 use crate::session::LaunchProgress;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -14,6 +15,7 @@ pub enum Request {
     Ids,
     Status,
     Px(PxRequest),
+    Restart(RestartRequest),
     Map(MapRequest),
     /// Run `request` as a background job; answered by `Job(id)` at once.
     /// `argv` is the command line, kept so `pcl result` renders the
@@ -49,6 +51,7 @@ impl Request {
                 | Request::Result(_)
                 | Request::Abort(_)
                 | Request::Interrupt { .. }
+                | Request::Restart(_)
         )
     }
 }

@@ -103,7 +103,12 @@ impl Jobs {
 
     pub fn async_jobs(&self) -> Vec<Arc<Job>> {
         let table = self.table.lock().expect("lock");
-        table.jobs.values().filter(|j| j.is_async).cloned().collect()
+        table
+            .jobs
+            .values()
+            .filter(|j| j.is_async)
+            .cloned()
+            .collect()
     }
 
     /// Append one reply to an async job's record, then keep the memory
@@ -135,7 +140,14 @@ impl Jobs {
     }
 
     fn spill(&self) {
-        let jobs: Vec<Arc<Job>> = self.table.lock().expect("lock").jobs.values().cloned().collect();
+        let jobs: Vec<Arc<Job>> = self
+            .table
+            .lock()
+            .expect("lock")
+            .jobs
+            .values()
+            .cloned()
+            .collect();
         for job in jobs {
             if self.in_memory.load(Ordering::SeqCst) <= MEMORY_BUDGET {
                 return;
@@ -146,8 +158,8 @@ impl Jobs {
             };
             let freed = bytes.len();
             let path = self.dir.join(format!("job-{}.replies", job.id));
-            let written = std::fs::create_dir_all(&self.dir)
-                .and_then(|()| std::fs::write(&path, bytes));
+            let written =
+                std::fs::create_dir_all(&self.dir).and_then(|()| std::fs::write(&path, bytes));
             state.record = match written {
                 Ok(()) => Record::File(path),
                 Err(e) => Record::Dropped(format!(
@@ -255,7 +267,10 @@ mod tests {
         let Record::Memory(kept) = second.record() else {
             panic!()
         };
-        assert_eq!(len, kept.len() + 4 + postcard::to_stdvec(&Reply::Done).unwrap().len());
+        assert_eq!(
+            len,
+            kept.len() + 4 + postcard::to_stdvec(&Reply::Done).unwrap().len()
+        );
         assert_eq!(first.info().verb, "px");
         assert_eq!(first.info().command, "px x");
     }

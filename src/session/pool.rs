@@ -1,13 +1,18 @@
 //! The daemon's view of its engines: one QUIC connection per engine host,
-//! and each engine's state.
+//! the host's link (up, lost and being re-dialled, down), and each
+//! engine's own state.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quinn::{Connection, RecvStream, SendStream};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::{oneshot, watch};
 
+use super::{SessionError, Targets};
 use crate::config::{Cluster, HostSpec};
 use crate::launcher::{EngineHostProcess, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
@@ -16,6 +21,8 @@ use crate::transport::{
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pause between attempts to reach a lost engine host again.
+const REDIAL_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineState {
@@ -34,15 +41,37 @@ pub struct LaunchProgress {
 struct EngineSlot {
     id: u32,
     host_index: usize,
+    /// The engine's own state; what its host's link says comes first.
     state: Mutex<EngineState>,
+}
+
+/// The local end of a running engine host: closing `stdin` asks it to
+/// exit; dropping `kill` forces it; `exited` turns true once it is gone.
+struct Tether {
+    stdin: ChildStdin,
+    kill: oneshot::Sender<()>,
+    exited: watch::Receiver<bool>,
+}
+
+enum Link {
+    Launching,
+    Up(Connection),
+    /// Lost; the same engine host (same pinned certificate) is being
+    /// dialled again until the host's reconnect grace runs out.
+    Reconnecting(String),
+    Down(String),
 }
 
 struct HostSlot {
     spec: HostSpec,
     first_id: u32,
-    connection: Mutex<Option<Connection>>,
-    process: tokio::sync::Mutex<Option<EngineHostProcess>>,
+    link: Mutex<Link>,
+    tether: tokio::sync::Mutex<Option<Tether>>,
+    /// Why the host's last launch failed, for `pcl up`'s report.
     failure: Mutex<Option<String>>,
+    /// Bumped by every launch, so watchers of an older engine host
+    /// process or connection leave a newer one alone.
+    generation: AtomicU64,
 }
 
 pub struct EnginePool {
@@ -52,6 +81,7 @@ pub struct EnginePool {
     engines: Vec<EngineSlot>,
     hosts: Vec<HostSlot>,
     progress: watch::Sender<LaunchProgress>,
+    stopping: AtomicBool,
 }
 
 impl EnginePool {
@@ -72,9 +102,10 @@ impl EnginePool {
             hosts.push(HostSlot {
                 spec,
                 first_id,
-                connection: Mutex::new(None),
-                process: tokio::sync::Mutex::new(None),
+                link: Mutex::new(Link::Launching),
+                tether: tokio::sync::Mutex::new(None),
                 failure: Mutex::new(None),
+                generation: AtomicU64::new(0),
             });
         }
         let total = hosts.len();
@@ -85,6 +116,7 @@ impl EnginePool {
             engines,
             hosts,
             progress: watch::Sender::new(LaunchProgress { settled: 0, total }),
+            stopping: AtomicBool::new(false),
         }))
     }
 
@@ -97,20 +129,33 @@ impl EnginePool {
         for index in 0..self.hosts.len() {
             let pool = self.clone();
             tokio::spawn(async move {
-                let result = pool.launch_host(index).await;
-                let host = &pool.hosts[index];
-                if let Err(reason) = result {
-                    eprintln!("host {}: {reason}", host.spec.host);
-                    *host.failure.lock().expect("lock") = Some(reason.clone());
-                    pool.mark_host_dead(index, &reason);
-                }
+                let _ = pool.launch(index).await;
                 pool.progress.send_modify(|p| p.settled += 1);
             });
         }
     }
 
+    /// (Re)launch host `index` with fresh engines; failures are recorded.
+    async fn launch(self: &Arc<Self>, index: usize) -> Result<(), String> {
+        let host = &self.hosts[index];
+        let result = self.launch_host(index).await;
+        *host.failure.lock().expect("lock") = result.as_ref().err().cloned();
+        if let Err(reason) = &result {
+            eprintln!("host {}: {reason}", host.spec.host);
+            // Dropping the tether stops a half-started engine host.
+            host.tether.lock().await.take();
+            *host.link.lock().expect("lock") = Link::Down(reason.clone());
+        }
+        result
+    }
+
     async fn launch_host(self: &Arc<Self>, index: usize) -> Result<(), String> {
         let host = &self.hosts[index];
+        let generation = host.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        *host.link.lock().expect("lock") = Link::Launching;
+        for slot in self.engines.iter().filter(|e| e.host_index == index) {
+            *slot.state.lock().expect("lock") = EngineState::Starting;
+        }
         let config = EngineHostConfig {
             session: self.session.clone(),
             client_fingerprint: self.identity.fingerprint(),
@@ -121,27 +166,28 @@ impl EnginePool {
             workdir: host.spec.workdir.clone(),
             shell: host.spec.shell.clone(),
             setup: host.spec.setup.clone(),
+            reconnect_grace_secs: host.spec.reconnect_grace,
         };
         let process = launch(&host.spec, &config)
             .await
             .map_err(|e| e.to_string())?;
-        let addr = process.addr;
-        let fingerprint = process.fingerprint.clone();
-        *host.process.lock().await = Some(process);
-        let connection = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            connect(&self.endpoint, &self.identity, addr, &fingerprint),
-        )
-        .await
-        .map_err(|_| {
-            format!(
-                "no QUIC answer from {addr} within {} s (is UDP blocked?)",
-                CONNECT_TIMEOUT.as_secs()
-            )
-        })?
-        .map_err(|e| format!("QUIC connection to {addr} failed: {e}"))?;
-        *host.connection.lock().expect("lock") = Some(connection.clone());
-
+        let EngineHostProcess {
+            child,
+            stdin,
+            addr,
+            fingerprint,
+        } = process;
+        *host.tether.lock().await = Some(self.watch_process(index, generation, child, stdin));
+        let connection =
+            tokio::time::timeout(CONNECT_TIMEOUT, self.dial(index, addr, &fingerprint))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "no QUIC answer from {addr} within {} s (is UDP blocked?)",
+                        CONNECT_TIMEOUT.as_secs()
+                    )
+                })?
+                .map_err(|e| format!("QUIC connection to {addr} failed: {e}"))?;
         let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
         write_frame(&mut send, &EngineRequest::Start)
             .await
@@ -159,20 +205,132 @@ impl EnginePool {
                 Err(reason) => EngineState::Dead(format!("did not start: {reason}")),
             };
         }
-        let pool = self.clone();
-        tokio::spawn(async move {
-            let reason = connection.closed().await;
-            pool.mark_host_dead(index, &format!("connection lost: {reason}"));
-        });
+        *host.link.lock().expect("lock") = Link::Up(connection.clone());
+        self.watch_link(index, generation, connection, addr, fingerprint);
         Ok(())
     }
 
-    fn mark_host_dead(&self, index: usize, reason: &str) {
-        for slot in self.engines.iter().filter(|e| e.host_index == index) {
-            let mut state = slot.state.lock().expect("lock");
-            if !matches!(*state, EngineState::Dead(_)) {
-                *state = EngineState::Dead(reason.to_string());
+    async fn dial(
+        &self,
+        index: usize,
+        addr: SocketAddr,
+        fingerprint: &str,
+    ) -> Result<Connection, TransportError> {
+        let idle = Duration::from_secs(self.hosts[index].spec.link_timeout.into());
+        connect(&self.endpoint, &self.identity, addr, fingerprint, idle).await
+    }
+
+    /// Own the engine host's local process (the engine itself, or ssh):
+    /// when it exits, the host is down at once, without waiting for QUIC
+    /// to notice the silence.
+    fn watch_process(
+        self: &Arc<Self>,
+        index: usize,
+        generation: u64,
+        mut child: Child,
+        stdin: ChildStdin,
+    ) -> Tether {
+        let (kill, kill_requested) = oneshot::channel::<()>();
+        let (exited_tx, exited) = watch::channel(false);
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let how = tokio::select! {
+                status = child.wait() => match status {
+                    Ok(status) => status.to_string(),
+                    Err(e) => e.to_string(),
+                },
+                _ = kill_requested => {
+                    let _ = child.kill().await;
+                    "stopped by pcl".to_string()
+                }
+            };
+            pool.host_down(index, generation, format!("engine host exited ({how})"));
+            let _ = exited_tx.send(true);
+        });
+        Tether {
+            stdin,
+            kill,
+            exited,
+        }
+    }
+
+    /// When the connection drops, dial the same engine host again (its
+    /// shells keep their state meanwhile) until the grace runs out; then
+    /// give the host up and stop it.
+    fn watch_link(
+        self: &Arc<Self>,
+        index: usize,
+        generation: u64,
+        connection: Connection,
+        addr: SocketAddr,
+        fingerprint: String,
+    ) {
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let mut connection = connection;
+            loop {
+                let reason = connection.closed().await;
+                let host = &pool.hosts[index];
+                let grace = Duration::from_secs(host.spec.reconnect_grace.into());
+                {
+                    let mut link = host.link.lock().expect("lock");
+                    let current = host.generation.load(Ordering::SeqCst) == generation;
+                    if pool.stopping.load(Ordering::SeqCst)
+                        || !current
+                        || !matches!(*link, Link::Up(_))
+                    {
+                        return;
+                    }
+                    eprintln!(
+                        "host {}: connection lost ({reason}); reconnecting",
+                        host.spec.host
+                    );
+                    *link = Link::Reconnecting(format!("connection lost: {reason}"));
+                }
+                let deadline = tokio::time::Instant::now() + grace;
+                let mut back = None;
+                while tokio::time::Instant::now() < deadline && back.is_none() {
+                    tokio::time::sleep(REDIAL_EVERY).await;
+                    if !matches!(*host.link.lock().expect("lock"), Link::Reconnecting(_)) {
+                        return;
+                    }
+                    let attempt = tokio::time::timeout(
+                        REDIAL_EVERY * 2,
+                        pool.dial(index, addr, &fingerprint),
+                    );
+                    back = attempt.await.ok().and_then(Result::ok);
+                }
+                match back {
+                    Some(fresh) => {
+                        eprintln!("host {}: reconnected", host.spec.host);
+                        *host.link.lock().expect("lock") = Link::Up(fresh.clone());
+                        connection = fresh;
+                    }
+                    None => {
+                        pool.host_down(
+                            index,
+                            generation,
+                            format!(
+                                "connection lost: {reason}; not back within {} s",
+                                grace.as_secs()
+                            ),
+                        );
+                        host.tether.lock().await.take();
+                        return;
+                    }
+                }
             }
+        });
+    }
+
+    fn host_down(&self, index: usize, generation: u64, reason: String) {
+        let host = &self.hosts[index];
+        if host.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        let mut link = host.link.lock().expect("lock");
+        if !matches!(*link, Link::Down(_)) {
+            *link = Link::Down(reason);
         }
     }
 
@@ -180,7 +338,7 @@ impl EnginePool {
         self.progress.subscribe()
     }
 
-    /// Hosts that failed to come up, with the reason.
+    /// Hosts whose last launch failed, with the reason.
     pub fn failures(&self) -> Vec<(String, String)> {
         self.hosts
             .iter()
@@ -199,6 +357,14 @@ impl EnginePool {
             .collect()
     }
 
+    /// The engine ids a `--targets` value names, in id order.
+    pub fn resolve(&self, targets: &str) -> Result<Vec<u32>, SessionError> {
+        targets
+            .parse::<Targets>()?
+            .resolve(&self.roster())
+            .map_err(|why| SessionError::BadTargets(targets.to_string(), why))
+    }
+
     pub fn host_of(&self, id: u32) -> String {
         self.hosts[self.engines[id as usize].host_index]
             .spec
@@ -206,12 +372,38 @@ impl EnginePool {
             .clone()
     }
 
+    /// The engine's state as a user sees it: a host that is not connected
+    /// makes all its engines dead (saying whether it is coming back).
     pub fn state(&self, id: u32) -> EngineState {
-        self.engines[id as usize]
-            .state
-            .lock()
-            .expect("lock")
-            .clone()
+        let slot = &self.engines[id as usize];
+        match &*self.hosts[slot.host_index].link.lock().expect("lock") {
+            Link::Launching => EngineState::Starting,
+            Link::Up(_) => slot.state.lock().expect("lock").clone(),
+            Link::Reconnecting(reason) => EngineState::Dead(format!("{reason}; reconnecting")),
+            Link::Down(reason) => EngineState::Dead(reason.clone()),
+        }
+    }
+
+    /// Relaunch the hosts of the given engines that are down, with fresh
+    /// engines; hosts that are up are left alone. Returns (host, outcome)
+    /// for each host relaunched.
+    pub async fn restart(self: &Arc<Self>, ids: &[u32]) -> Vec<(String, Result<(), String>)> {
+        let mut indices: Vec<usize> = ids
+            .iter()
+            .map(|&id| self.engines[id as usize].host_index)
+            .filter(|&i| matches!(*self.hosts[i].link.lock().expect("lock"), Link::Down(_)))
+            .collect();
+        indices.dedup();
+        let mut outcomes = Vec::new();
+        for index in indices {
+            // Whatever is left of the old engine host goes first.
+            self.hosts[index].tether.lock().await.take();
+            outcomes.push((
+                self.hosts[index].spec.host.clone(),
+                self.launch(index).await,
+            ));
+        }
+        outcomes
     }
 
     /// Send one request to engine `id` on a stream of its own; the engine
@@ -222,16 +414,14 @@ impl EnginePool {
         job: &str,
         request: &EngineRequest,
     ) -> Result<EngineCall<'_>, String> {
-        let slot = &self.engines[id as usize];
-        if let EngineState::Dead(reason) = &*slot.state.lock().expect("lock") {
+        if let EngineState::Dead(reason) = self.state(id) {
             return Err(format!("engine {id} is dead: {reason}"));
         }
-        let connection = self.hosts[slot.host_index]
-            .connection
-            .lock()
-            .expect("lock")
-            .clone()
-            .ok_or_else(|| format!("engine {id} is not connected"))?;
+        let slot = &self.engines[id as usize];
+        let connection = match &*self.hosts[slot.host_index].link.lock().expect("lock") {
+            Link::Up(connection) => connection.clone(),
+            _ => return Err(format!("engine {id} is not connected")),
+        };
         let (mut send, recv) = connection
             .open_bi()
             .await
@@ -247,7 +437,8 @@ impl EnginePool {
             }
         }
         Ok(EngineCall {
-            slot,
+            pool: self,
+            id,
             _send: send,
             recv,
         })
@@ -258,12 +449,10 @@ impl EnginePool {
     /// left alone, since the command it interrupts still owns it.
     pub async fn control(&self, id: u32, request: &EngineRequest) -> Result<(), String> {
         let slot = &self.engines[id as usize];
-        let connection = self.hosts[slot.host_index]
-            .connection
-            .lock()
-            .expect("lock")
-            .clone()
-            .ok_or_else(|| format!("engine {id} is not connected"))?;
+        let connection = match &*self.hosts[slot.host_index].link.lock().expect("lock") {
+            Link::Up(connection) => connection.clone(),
+            _ => return Err(format!("engine {id} is not connected")),
+        };
         let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
         write_frame(&mut send, request)
             .await
@@ -278,27 +467,30 @@ impl EnginePool {
     /// Stop every engine host: close the connections and the tethers, and
     /// make sure the local processes (engines or ssh) are gone.
     pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         for host in &self.hosts {
-            if let Some(c) = host.connection.lock().expect("lock").take() {
-                c.close(0u32.into(), b"session down");
+            let link = std::mem::replace(
+                &mut *host.link.lock().expect("lock"),
+                Link::Down("session stopped".into()),
+            );
+            if let Link::Up(connection) = link {
+                connection.close(0u32.into(), b"session down");
             }
         }
         // Close every tether first so all hosts wind down at once.
-        let mut children = Vec::new();
+        let mut tethers = Vec::new();
         for host in &self.hosts {
-            if let Some(process) = host.process.lock().await.take() {
-                let EngineHostProcess { child, stdin, .. } = process;
-                drop(stdin);
-                children.push(child);
+            if let Some(tether) = host.tether.lock().await.take() {
+                drop(tether.stdin);
+                tethers.push((tether.kill, tether.exited));
             }
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        for mut child in children {
-            if tokio::time::timeout_at(deadline, child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
+        for (kill, mut exited) in tethers {
+            let gone = exited.wait_for(|&gone| gone);
+            if tokio::time::timeout_at(deadline, gone).await.is_err() {
+                let _ = kill.send(());
+                let _ = exited.wait_for(|&gone| gone).await;
             }
         }
         self.endpoint.close(0u32.into(), b"session down");
@@ -307,7 +499,8 @@ impl EnginePool {
 
 /// One request in flight to one engine.
 pub struct EngineCall<'a> {
-    slot: &'a EngineSlot,
+    pool: &'a EnginePool,
+    id: u32,
     _send: SendStream,
     recv: RecvStream,
 }
@@ -315,19 +508,21 @@ pub struct EngineCall<'a> {
 impl EngineCall<'_> {
     /// The next reply; `Err` when the engine went away mid-request.
     pub async fn next(&mut self) -> Result<Option<EngineReply>, String> {
-        read_frame(&mut self.recv).await.map_err(|e| {
-            let state = self.slot.state.lock().expect("lock").clone();
-            match state {
-                EngineState::Dead(reason) => format!("engine {} died: {reason}", self.slot.id),
-                _ => format!("engine {} lost: {e}", self.slot.id),
-            }
-        })
+        read_frame(&mut self.recv)
+            .await
+            .map_err(|e| match self.pool.state(self.id) {
+                EngineState::Dead(reason) => format!("engine {} died: {reason}", self.id),
+                _ => format!("engine {} lost: {e}", self.id),
+            })
     }
 }
 
 impl Drop for EngineCall<'_> {
     fn drop(&mut self) {
-        let mut state = self.slot.state.lock().expect("lock");
+        let mut state = self.pool.engines[self.id as usize]
+            .state
+            .lock()
+            .expect("lock");
         if matches!(*state, EngineState::Busy(_)) {
             *state = EngineState::Idle;
         }

@@ -13,21 +13,21 @@ use super::{Identity, TransportError};
 
 const ALPN: &[u8] = b"pcl/1";
 
-/// How long a silent peer is kept. Keep-alives run well inside it, so only
-/// a dead host or a cut link reaches it.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// The engine side accepts whatever silence the daemon asks for (QUIC
+/// takes the smaller of the two); the daemon's `link_timeout` decides.
+const ENGINE_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// quinn's defaults suit the internet; cluster links are short and fat,
-/// so let a single bulk stream fill a LAN pipe.
-fn transport_config() -> Arc<TransportConfig> {
+/// so let a single bulk stream fill a LAN pipe. Keep-alives run well
+/// inside the idle timeout, so only a dead host or a cut link reaches it.
+fn transport_config(idle: Duration) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
     t.stream_receive_window(VarInt::from_u32(32 << 20))
         .receive_window(VarInt::from_u32(128 << 20))
         .send_window(128 << 20)
         .max_concurrent_bidi_streams(VarInt::from_u32(4096))
-        .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("idle timeout fits")));
+        .keep_alive_interval(Some((idle / 4).min(Duration::from_secs(2))))
+        .max_idle_timeout(Some(idle.try_into().expect("idle timeout fits")));
     Arc::new(t)
 }
 
@@ -75,7 +75,7 @@ pub fn server_endpoint(
     let crypto =
         QuicServerConfig::try_from(tls).map_err(|e| TransportError::QuicConfig(e.to_string()))?;
     let mut config = ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport_config());
+    config.transport_config(transport_config(ENGINE_IDLE_TIMEOUT));
     endpoint(bind, Some(config))
 }
 
@@ -85,12 +85,14 @@ pub fn client_endpoint() -> Result<Endpoint, TransportError> {
 }
 
 /// Connect to an engine host, presenting `identity` and accepting only the
-/// certificate named by `server_fingerprint`.
+/// certificate named by `server_fingerprint`. After `idle` without a word
+/// from the host the connection fails.
 pub async fn connect(
     endpoint: &Endpoint,
     identity: &Identity,
     addr: SocketAddr,
     server_fingerprint: &str,
+    idle: Duration,
 ) -> Result<Connection, TransportError> {
     let provider = provider();
     let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -102,6 +104,6 @@ pub async fn connect(
     let crypto =
         QuicClientConfig::try_from(tls).map_err(|e| TransportError::QuicConfig(e.to_string()))?;
     let mut config = ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport_config());
+    config.transport_config(transport_config(idle));
     Ok(endpoint.connect_with(config, addr, "pcl")?.await?)
 }

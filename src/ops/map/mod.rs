@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use super::After;
 use crate::protocol::engine::{BatchItem, EngineReply, EngineRequest, ExecOutcome, TaskEnd};
 use crate::protocol::session::Reply;
-use crate::session::{EnginePool, EngineState, ReplySink, SessionError, Targets};
+use crate::session::{EnginePool, EngineState, ReplySink, SessionError};
 use input::Input;
 use joblog::Joblog;
 pub use reorder::Reorder;
@@ -53,7 +53,10 @@ pub enum MapInput {
     Items(Vec<ByteBuf>),
     /// Lines of a file the daemon reads itself (same user, same machine);
     /// `remove`: a spool file the CLI made for an async map from stdin.
-    File { path: PathBuf, remove: bool },
+    File {
+        path: PathBuf,
+        remove: bool,
+    },
     /// Lines follow the request on the socket, as frames of
     /// `Vec<ByteBuf>`; an empty frame ends them.
     Stream,
@@ -113,10 +116,8 @@ pub async fn run(
     request: MapRequest,
     out: &mut ReplySink,
 ) -> Result<After, SessionError> {
-    let targets: Targets = request.targets.parse()?;
-    let ids: Vec<u32> = targets
-        .resolve(&pool.roster())
-        .map_err(|e| SessionError::BadTargets(request.targets.clone(), e))?
+    let ids: Vec<u32> = pool
+        .resolve(&request.targets)?
         .into_iter()
         .filter(|&id| !matches!(pool.state(id), EngineState::Dead(_)))
         .collect();
@@ -397,7 +398,6 @@ impl Map {
             .find(|w| w.id == engine)
             .expect("results come from the map's engines")
     }
-
 }
 
 impl Worker {

@@ -1,0 +1,114 @@
+# Shared by the bench scripts: namespace hosts with sshd, peer tools, timing.
+# Source it; call bench_hosts N to make N hosts (root and iproute2 needed).
+# Everything made is removed on exit.
+
+set -euo pipefail
+BENCH_TMP=$(mktemp -d /tmp/pcl-bench.XXXXXX)
+BENCH_NS=()
+BENCH_BR=pclbr$$
+BENCH_NET=10.231.$(( $$ % 200 + 20 ))
+PCL=${PCL:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/pcl}
+export XDG_RUNTIME_DIR=$BENCH_TMP/run
+mkdir -p "$XDG_RUNTIME_DIR"
+
+bench_cleanup() {
+    set +e
+    PCL_SESSION=bench "$PCL" down >/dev/null 2>&1
+    for ns in "${BENCH_NS[@]}"; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill -9
+        ip netns del "$ns"
+    done
+    ip link del "$BENCH_BR" 2>/dev/null
+    [ -n "${IPP_PROFILE_DIR:-}" ] && "$BENCH_TMP/venv/bin/ipcluster" stop --profile-dir="$IPP_PROFILE_DIR" >/dev/null 2>&1
+    rm -rf "$BENCH_TMP"
+}
+trap bench_cleanup EXIT
+
+need_pkg() { # need_pkg COMMAND PACKAGE
+    command -v "$1" >/dev/null || {
+        echo "installing $2" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    }
+}
+
+bench_hosts() { # bench_hosts N: sets BENCH_IPS and writes $BENCH_TMP/ssh_config
+    local n=$1
+    [ "$(id -u)" = 0 ] || { echo "bench needs root for network namespaces" >&2; exit 1; }
+    need_pkg ip iproute2
+    [ -x /usr/sbin/sshd ] || need_pkg sshd openssh-server
+    mkdir -p /run/sshd
+    ssh-keygen -q -t ed25519 -N '' -f "$BENCH_TMP/host_key"
+    ssh-keygen -q -t ed25519 -N '' -f "$BENCH_TMP/user_key"
+    cp "$BENCH_TMP/user_key.pub" "$BENCH_TMP/authorized_keys"
+    cat > "$BENCH_TMP/sshd_config" <<CFG
+Port 22
+HostKey $BENCH_TMP/host_key
+AuthorizedKeysFile $BENCH_TMP/authorized_keys
+StrictModes no
+UsePAM no
+PidFile none
+PermitRootLogin prohibit-password
+MaxStartups 200
+CFG
+    cat > "$BENCH_TMP/ssh_config" <<CFG
+Host *
+  IdentityFile $BENCH_TMP/user_key
+  IdentitiesOnly yes
+  UserKnownHostsFile /dev/null
+  StrictHostKeyChecking no
+  LogLevel ERROR
+  BatchMode yes
+  ControlMaster auto
+  ControlPath $BENCH_TMP/cm-%h
+  ControlPersist 300
+CFG
+    ip link add "$BENCH_BR" type bridge
+    ip addr add "$BENCH_NET.1/24" dev "$BENCH_BR"
+    ip link set "$BENCH_BR" up
+    BENCH_IPS=()
+    for i in $(seq 1 "$n"); do
+        local ns=pclb$$-$i ip=$BENCH_NET.$((i + 1))
+        ip netns add "$ns"
+        BENCH_NS+=("$ns")
+        ip link add "pclv$$-$i" type veth peer name eth0 netns "$ns"
+        ip link set "pclv$$-$i" master "$BENCH_BR" up
+        ip -n "$ns" addr add "$ip/24" dev eth0
+        ip -n "$ns" link set eth0 up
+        ip -n "$ns" link set lo up
+        ip netns exec "$ns" /usr/sbin/sshd -f "$BENCH_TMP/sshd_config"
+        BENCH_IPS+=("$ip")
+    done
+    for ip in "${BENCH_IPS[@]}"; do
+        for _ in $(seq 50); do
+            ssh -F "$BENCH_TMP/ssh_config" "$ip" true 2>/dev/null && break
+            sleep 0.1
+        done
+    done
+}
+
+bench_cluster() { # bench_cluster ENGINES_PER_HOST > cluster.toml
+    echo "name = \"bench\""
+    echo "[defaults]"
+    echo "engines = $1"
+    echo "ssh_options = [\"-F\", \"$BENCH_TMP/ssh_config\"]"
+    echo "engine_path = \"$PCL\""
+    for ip in "${BENCH_IPS[@]}"; do
+        echo "[[hosts]]"
+        echo "host = \"$ip\""
+    done
+}
+
+median_ms() { # median_ms RUNS CMD...: median wall time of CMD in ms
+    local runs=$1; shift
+    local times=()
+    for _ in $(seq "$runs"); do
+        local t0 t1
+        t0=$(date +%s%N)
+        "$@" >/dev/null 2>&1
+        t1=$(date +%s%N)
+        times+=($(( (t1 - t0) / 1000 )))
+    done
+    printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a / b}'; }

@@ -1,0 +1,42 @@
+//! `pcl restart`: relaunch the hosts of dead target engines, with fresh
+//! engines; live engines are not touched.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{After, status};
+use crate::protocol::session::{Reply, UpReport};
+use crate::session::{EnginePool, EngineState, ReplySink, SessionError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestartRequest {
+    pub targets: String,
+}
+
+/// Answers like `up`: the engine table, and the hosts that failed again.
+pub async fn run(
+    pool: &Arc<EnginePool>,
+    request: RestartRequest,
+    out: &mut ReplySink,
+) -> Result<After, SessionError> {
+    let ids = pool.resolve(&request.targets)?;
+    let dead: Vec<u32> = ids
+        .into_iter()
+        .filter(|&id| matches!(pool.state(id), EngineState::Dead(_)))
+        .collect();
+    let failures = pool
+        .restart(&dead)
+        .await
+        .into_iter()
+        .filter_map(|(host, outcome)| outcome.err().map(|why| (host, why)))
+        .collect();
+    let mut report = status::report(pool);
+    report.engines.retain(|e| dead.contains(&e.id));
+    out.send(&Reply::Up(UpReport {
+        status: report,
+        failures,
+    }))
+    .await?;
+    Ok(After::Continue)
+}
