@@ -147,9 +147,11 @@ async fn run_each(
     Ok(())
 }
 
-/// Without a timeout: the whole batch as one sourced script, each task
-/// followed by a marker on stdout (with its status) and on stderr; results
-/// are cut out of the streams and sent as they complete.
+/// Without a timeout: the batch's commands go to the shell in one sourced
+/// file (bash reads a pipe a byte at a time, a file in blocks), and each
+/// task is one short top-level line on the pipe, then one printing its
+/// marker: a SIGINT aborts only its task's line, the marker still comes.
+/// Results are cut out of the streams and sent as they complete.
 async fn run_sourced(
     shell: &mut Shell,
     id: u32,
@@ -160,18 +162,30 @@ async fn run_sourced(
     let token = random_hex();
     let (a, b) = token.split_at(token.len() / 2);
     let stop = ansi_c_quote(stop_file(id).as_os_str().as_encoded_bytes());
-    // The marker is printed from two variables so `set -x` never shows it.
-    let mut script = format!("__pcl_m={a}; __pcl_n={b}\n");
+    // The marker is printed from two variables so `set -x` never shows it;
+    // a cancelled task's status is `x`.
+    let mut script = format!(
+        "__pcl_m={a}; __pcl_n={b}\n\
+         __pcl_t() {{ __pcl_x=; [[ -e {stop} ]] && {{ __pcl_x=x; return; }}; \
+         ( builtin eval \"${{__pcl_c[$1]}}\" ) </dev/null; }}\n\
+         __pcl_e() {{ __pcl_s=$?; builtin printf '%s%s%s\\n' \"$__pcl_m\" \"$__pcl_n\" \"${{__pcl_x:-$__pcl_s}}\"; \
+         builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; }}\n\
+         __pcl_c=("
+    );
     for BatchItem { item, .. } in &items {
-        script.push_str(&format!(
-            "[[ -e {stop} ]] && return 0; {}; \
-             builtin printf '%s%s%d\\n' \"$__pcl_m\" \"$__pcl_n\" $?; \
-             builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2\n",
-            task_script(template, item)
-        ));
+        script.push_str(&ansi_c_quote(substitute(template, item).as_bytes()));
+        script.push(' ');
     }
+    script.push_str(")\n");
     let path = scratch_dir().join(format!("batch-{id}.sh"));
     std::fs::write(&path, script)?;
+    let mut lines = format!(
+        ". {} </dev/null\n",
+        ansi_c_quote(path.as_os_str().as_encoded_bytes())
+    );
+    for i in 0..items.len() {
+        lines.push_str(&format!("__pcl_t {i}\n__pcl_e\n"));
+    }
     let mut splitter = Splitter {
         token: token.into_bytes(),
         items: items.into_iter().map(|i| i.seq).collect(),
@@ -183,9 +197,9 @@ async fn run_sourced(
         start_ms: now_ms(),
         send,
         failed: None,
+        cancelled: false,
     };
-    let sourced = format!(". {}", ansi_c_quote(path.as_os_str().as_encoded_bytes()));
-    let end = shell.run_script(&sourced, None, &mut splitter).await;
+    let end = shell.run_lines(&lines, None, &mut splitter).await;
     let _ = std::fs::remove_file(&path);
     if let Some(e) = splitter.failed.take() {
         return Err(e);
@@ -252,22 +266,29 @@ struct Splitter<'a> {
     next: usize,
     stdout: Cut,
     stderr: Cut,
-    /// Finished stdouts (with status) waiting for their stderr's marker.
-    done_out: Vec<(Vec<u8>, i32)>,
+    /// Finished stdouts (with status; none if cancelled) waiting for their
+    /// stderr's marker.
+    done_out: Vec<(Vec<u8>, Option<i32>)>,
     started: Instant,
     start_ms: u64,
     send: &'a mut SendStream,
     failed: Option<EngineError>,
+    /// A task was skipped by a cancel: report nothing more.
+    cancelled: bool,
 }
 
 impl Splitter<'_> {
     async fn emit(&mut self) {
-        while !self.done_out.is_empty() {
+        while !self.done_out.is_empty() && !self.cancelled {
             let Some((stderr, _)) = self.stderr.next(&self.token, false) else {
                 return;
             };
             let (stdout, status) = self.done_out.remove(0);
             let Some(&seq) = self.items.get(self.next) else {
+                return;
+            };
+            let Some(status) = status else {
+                self.cancelled = true;
                 return;
             };
             self.next += 1;
@@ -297,8 +318,7 @@ impl OutputSink for Splitter<'_> {
         while let Some((out, status)) = self.stdout.next(&self.token, true) {
             let status = std::str::from_utf8(&status)
                 .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(255);
+                .and_then(|s| s.parse().ok());
             self.done_out.push((out, status));
         }
         self.emit().await;

@@ -267,16 +267,21 @@ impl Map {
         self.queue.push_back(Pending { seq, item, runs: 0 });
     }
 
-    /// Give every engine with room a batch, sized to its speed.
+    /// Give every engine with room a batch, sized to its speed: first one
+    /// batch each, then the second, so a short input spreads over all.
     fn dispatch(&mut self, tx: &mpsc::Sender<Event>) {
-        for w in 0..self.workers.len() {
-            while self.workers[w].alive && self.workers[w].in_flight < IN_FLIGHT {
-                let size = self.workers[w].batch;
+        for round in 0..IN_FLIGHT {
+            for w in 0..self.workers.len() {
+                let worker = &self.workers[w];
+                if !worker.alive || worker.in_flight > round {
+                    continue;
+                }
+                let size = worker.batch;
                 // A busy engine waits for a full batch (unless the input
                 // has ended): many small batches cost more than they help.
                 let available = self.queue.len() + self.items.len();
-                if self.workers[w].in_flight > 0 && !self.source_done && available < size {
-                    break;
+                if worker.in_flight > 0 && !self.source_done && available < size {
+                    continue;
                 }
                 let mut batch = Vec::with_capacity(size);
                 while batch.len() < size {
