@@ -149,8 +149,9 @@ async fn run_each(
 
 /// Without a timeout: the batch's commands go to the shell in one sourced
 /// file (bash reads a pipe a byte at a time, a file in blocks), and each
-/// task is one short top-level line on the pipe, then one printing its
-/// marker: a SIGINT aborts only its task's line, the marker still comes.
+/// task is one short top-level line on the pipe, the next line printing
+/// its marker: a SIGINT aborts only its task's line, the marker still
+/// comes.
 /// Results are cut out of the streams and sent as they complete.
 async fn run_sourced(
     shell: &mut Shell,
@@ -183,9 +184,15 @@ async fn run_sourced(
         ". {} </dev/null\n",
         ansi_c_quote(path.as_os_str().as_encoded_bytes())
     );
+    // One line per task, the previous task's marker first: bash reads a
+    // pipe a byte at a time, so every byte here counts.
     for i in 0..items.len() {
-        lines.push_str(&format!("__pcl_t {i}\n__pcl_e\n"));
+        if i > 0 {
+            lines.push_str("__pcl_e;");
+        }
+        lines.push_str(&format!("__pcl_t {i}\n"));
     }
+    lines.push_str("__pcl_e\n");
     let mut splitter = Splitter {
         token: token.into_bytes(),
         items: items.into_iter().map(|i| i.seq).collect(),
