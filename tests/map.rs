@@ -300,10 +300,22 @@ fn async_result_equals_the_sync_call() {
         // A result can be fetched again.
         assert_eq!(env.pcl(["result", &id]).run().stdout, sync.stdout);
     }
+    // An async map from stdin: the CLI leaves, the session keeps a copy.
+    let input: String = (0..500).map(|i| format!("{i}\n")).collect();
+    let id = env
+        .pcl(["map", "--async", "echo x{}", "-"])
+        .stdin(input.clone())
+        .run()
+        .success()
+        .stdout_str();
+    let result = env.pcl(["result", id.trim()]).run().success();
+    let want: String = (0..500).map(|i| format!("x{i}\n")).collect();
+    assert_eq!(result.stdout_str(), want);
+
     let out = env.pcl(["jobs", "--json"]).run().success();
     let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let jobs = jobs["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 3);
+    assert_eq!(jobs.len(), 4);
     assert!(jobs.iter().all(|j| j["state"] == "done"), "{jobs:?}");
     assert_eq!(jobs[2]["verb"], "map");
     env.pcl(["result", "999"])
@@ -377,6 +389,25 @@ fn ctrl_c_on_a_sync_map_interrupts_and_exits_130() {
         .run()
         .success()
         .assert_stdout("x\n");
+}
+
+#[test]
+fn ctrl_c_on_a_sync_px_exits_130_with_what_finished() {
+    let env = Env::new();
+    up(&env, 2);
+    let px = spawn(&env, &["px", "echo start $PCL_ENGINE_ID; sleep 1000"]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        engine_children(&env, &["sleep", "1000"]).len() == 2
+    }));
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(px.id() as i32, libc::SIGINT) };
+    let (code, stdout, _, elapsed) = finish(px, Duration::from_secs(10));
+    assert_eq!(code, 130);
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&stdout),
+        "[stdout:0] start 0\n[stdout:1] start 1\n"
+    );
 }
 
 #[test]

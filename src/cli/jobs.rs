@@ -62,34 +62,38 @@ impl Replies {
 
     pub async fn next(&mut self) -> anyhow::Result<Reply> {
         let paths = self.client.paths().clone();
-        let job = self.client.job();
-        let reply = {
-            let next = self.client.next();
-            tokio::pin!(next);
-            loop {
-                tokio::select! {
-                    reply = &mut next => break reply?,
-                    _ = self.sigint.recv() => {
-                        if self.interrupted || !self.live {
-                            std::process::exit(INTERRUPTED.into());
-                        }
-                        self.interrupted = true;
-                        if let Some(job) = job {
-                            abort(&paths, job).await;
-                            self.abort_sent = true;
+        loop {
+            let job = self.client.job();
+            let reply = {
+                let next = self.client.next_frame();
+                tokio::pin!(next);
+                loop {
+                    tokio::select! {
+                        reply = &mut next => break reply?,
+                        _ = self.sigint.recv() => {
+                            if self.interrupted || !self.live {
+                                std::process::exit(INTERRUPTED.into());
+                            }
+                            self.interrupted = true;
+                            if let Some(job) = job {
+                                abort(&paths, job).await;
+                                self.abort_sent = true;
+                            }
                         }
                     }
                 }
+            };
+            // Ctrl-C before the daemon named the job: abort it now.
+            if self.interrupted && !self.abort_sent {
+                if let Some(job) = self.client.job() {
+                    abort(&paths, job).await;
+                    self.abort_sent = true;
+                }
             }
-        };
-        // Ctrl-C before the daemon named the job: abort it now.
-        if self.interrupted && !self.abort_sent {
-            if let Some(job) = self.client.job() {
-                abort(&paths, job).await;
-                self.abort_sent = true;
+            if !matches!(reply, Reply::Job(_)) {
+                return Ok(reply);
             }
         }
-        Ok(reply)
     }
 
     pub fn interrupted(&self) -> bool {

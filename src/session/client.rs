@@ -51,12 +51,23 @@ impl Client {
     /// (see `job`), not returned.
     pub async fn next(&mut self) -> Result<Reply, SessionError> {
         loop {
-            match read_frame(&mut self.read).await? {
-                Some(Reply::Job(id)) if self.job.is_none() => self.job = Some(id),
-                Some(reply) => return Ok(reply),
-                None => return Err(SessionError::Closed),
+            match self.next_frame().await? {
+                Reply::Job(_) => {}
+                reply => return Ok(reply),
             }
         }
+    }
+
+    /// The next reply, the job announcement included (so a caller can
+    /// act on it at once, as Ctrl-C handling must).
+    pub async fn next_frame(&mut self) -> Result<Reply, SessionError> {
+        let reply = read_frame(&mut self.read)
+            .await?
+            .ok_or(SessionError::Closed)?;
+        if let Reply::Job(id) = reply {
+            self.job.get_or_insert(id);
+        }
+        Ok(reply)
     }
 
     /// The job this call runs as, once the daemon said so.
