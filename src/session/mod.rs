@@ -12,7 +12,7 @@ mod targets;
 pub use client::Client;
 pub use daemon::{ReplySink, serve, serve_main};
 pub use error::SessionError;
-pub use jobs::{Job, Jobs, MEMORY_BUDGET, Record};
+pub use jobs::{Job, Jobs, Record};
 pub use paths::{SessionPaths, session_name};
 pub use pool::{EngineCall, EnginePool, EngineState, LaunchProgress};
 pub use targets::{Targets, fold_ids};
