@@ -5,7 +5,9 @@ mod data;
 pub mod down;
 mod gather;
 pub mod ids;
+pub mod jobs;
 mod lines;
+pub mod map;
 mod pull;
 mod push;
 pub mod px;
@@ -39,6 +41,13 @@ pub async fn dispatch(
         Request::Status => status::run(pool, out).await,
         Request::Px(request) => px::run(pool, request, out).await,
         Request::Restart(request) => restart::run(pool, request, out).await,
+        Request::Map(request) => map::run(pool, request, out).await,
+        request @ (Request::Jobs
+        | Request::Wait(_)
+        | Request::Result(_)
+        | Request::Abort(_)
+        | Request::Interrupt { .. }
+        | Request::Async { .. }) => jobs::run(pool, request, out).await,
         Request::Data(request) => data::run(pool, request, out).await,
         Request::Chunk(_) | Request::Eof => Err(SessionError::Refused(
             "stdin data without a request that reads it".into(),

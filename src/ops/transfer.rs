@@ -18,7 +18,7 @@ use crate::protocol::data::{Bulk, CHUNK, Digest, EngineData, Source, chunk_heade
 use crate::protocol::engine::{EngineReply, EngineRequest};
 use crate::protocol::session::{EngineDone, Reply, Request};
 use crate::session::{EngineCall, EnginePool, ReplySink, SessionError, SessionPaths};
-use crate::transport::encode_frame;
+use crate::transport::{encode_frame, read_frame};
 
 /// Exit status of an engine that answered with an error of its own (an
 /// unset variable, a missing file, a full disk).
@@ -306,9 +306,12 @@ pub async fn local_source(
         }
         file.flush()
     });
+    let mut input = out
+        .take_input()
+        .ok_or_else(|| SessionError::Refused("stdin cannot be read by a background job".into()))?;
     let mut failed = None;
     loop {
-        match out.recv().await? {
+        match read_frame(&mut input).await? {
             Some(Request::Chunk(data)) => {
                 if failed.is_none() && tx.send(data).await.is_err() {
                     failed = Some("the spool writer stopped");
