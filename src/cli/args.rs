@@ -125,8 +125,8 @@ pub struct PxArgs {
     #[arg(short = 't', long, default_value = "all", value_name = "T")]
     pub targets: String,
     /// Kill the command (not the shell) after S seconds; its status is 124
-    #[arg(long, value_name = "S")]
-    pub timeout: Option<f64>,
+    #[arg(long, value_name = "S", value_parser = timeout_ms)]
+    pub timeout: Option<u64>,
     /// Group engines with identical stdout, like `dshbak -c`
     #[arg(short = 'b', long = "gather")]
     pub gather: bool,
@@ -164,8 +164,8 @@ pub struct MapArgs {
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<PathBuf>,
     /// Kill a task (not the shell) after S seconds; its status is 124
-    #[arg(long, value_name = "S")]
-    pub timeout: Option<f64>,
+    #[arg(long, value_name = "S", value_parser = timeout_ms)]
+    pub timeout: Option<u64>,
     /// Read items from the lines of FILE (`-`: stdin)
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
@@ -182,4 +182,12 @@ pub struct MapArgs {
         value_name = "ITEM"
     )]
     pub items: Vec<std::ffi::OsString>,
+}
+
+/// `--timeout S`: positive seconds, fractions allowed, as milliseconds.
+fn timeout_ms(text: &str) -> Result<u64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => Ok((s * 1000.0).round().max(1.0) as u64),
+        _ => Err("expected a positive number of seconds, like 30 or 0.5".into()),
+    }
 }

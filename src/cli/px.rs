@@ -11,13 +11,7 @@ use crate::ops::px::PxRequest;
 use crate::protocol::session::{Reply, Request, Stream};
 
 pub async fn run(session: Option<String>, args: PxArgs) -> anyhow::Result<ExitCode> {
-    let timeout_ms = match args.timeout {
-        Some(s) if !(s > 0.0 && s.is_finite()) => {
-            bail!("--timeout takes a positive number of seconds")
-        }
-        Some(s) => Some((s * 1000.0).round() as u64),
-        None => None,
-    };
+    let timeout_ms = args.timeout;
     let request = Request::Px(PxRequest {
         targets: args.targets.clone(),
         command: args.command.join(" "),
