@@ -225,6 +225,11 @@ impl OutputSink for StreamSink<'_> {
     async fn stderr(&mut self, data: Vec<u8>) {
         let _ = write_frame(self.send, &EngineReply::Stderr(data)).await;
     }
+    /// The daemon stopped reading this stream, or the connection is lost:
+    /// the output has nowhere to go.
+    async fn abandoned(&mut self) {
+        let _ = self.send.stopped().await;
+    }
 }
 
 /// Expand a leading `~` and create the directory; no workdir means home.
