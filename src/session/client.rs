@@ -21,6 +21,9 @@ impl Client {
             {
                 Err(SessionError::NoSession(paths.name.clone()))
             }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(SessionError::OtherUser(paths.name.clone()))
+            }
             Err(e) => Err(e.into()),
         }
     }
