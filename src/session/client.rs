@@ -29,7 +29,14 @@ impl Client {
     }
 
     pub async fn send(&mut self, request: &Request) -> Result<(), SessionError> {
-        Ok(write_frame(&mut self.stream, request).await?)
+        match write_frame(&mut self.stream, request).await {
+            Ok(()) => Ok(()),
+            // A daemon that refuses us says why before it hangs up.
+            Err(e) => match read_frame(&mut self.stream).await {
+                Ok(Some(Reply::Error(why))) => Err(SessionError::Refused(why)),
+                _ => Err(e.into()),
+            },
+        }
     }
 
     pub async fn next(&mut self) -> Result<Reply, SessionError> {

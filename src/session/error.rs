@@ -16,6 +16,8 @@ pub enum SessionError {
     DaemonFailed(String, String),
     #[error("invalid targets `{0}`: {1}")]
     BadTargets(String, String),
+    #[error("{0}")]
+    Refused(String),
     #[error("the session closed the connection before answering")]
     Closed,
     #[error(transparent)]
