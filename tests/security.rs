@@ -268,7 +268,7 @@ fn security_private_keys_appear_in_no_argv_environment_or_log() {
             let b = base64(&key[skip..]);
             needles.push((
                 "a private key, base64".into(),
-                b[4..b.len() - 4].as_bytes().to_vec(),
+                b.as_bytes()[4..b.len() - 4].to_vec(),
             ));
         }
     }
