@@ -133,7 +133,7 @@ fn faults_killed_engine_host_is_dead_then_restart_brings_it_back_fresh() {
         .filter(|(_, h)| *h != victim_host)
         .map(|(id, _)| *id)
         .collect();
-    env.px(["v=kept-$PCL_ENGINE_ID"]).success();
+    env.px(["v=kept-$PCL_ENGINE_ID; sleep 1000 &"]).success();
 
     // `pcl up` on a running session says so and changes nothing.
     env.pcl(["up", &cluster(&env, &hosts, 2, &[]).to_string_lossy()])
@@ -155,7 +155,8 @@ fn faults_killed_engine_host_is_dead_then_restart_brings_it_back_fresh() {
     for &id in &live {
         assert_eq!(state(&v, id), "idle", "{v}");
     }
-    // The shells and their commands went with their engine host.
+    // The shells and their children (the guard's work: the engine host
+    // could not clean up) went with their engine host.
     let ns1 = hosts.hosts()[1].netns.clone();
     let shells_gone = wait_until(Duration::from_secs(10), || {
         session_processes(&env.session)
@@ -456,4 +457,45 @@ fn faults_down_with_a_host_unreachable_returns_and_leaves_nothing() {
     drop(guard);
     assert_host_clean(&hosts, 1, Duration::from_secs(60));
     assert_nothing_left(&env.session);
+}
+
+#[test]
+fn faults_link_blip_shorter_than_the_timeout_is_ridden_out_mid_px() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    env.up([cluster(&env, &hosts, 1, &["link_timeout = 6"])]);
+    let engine_host = engine_hosts_in(&hosts, &env, 1);
+    let px = {
+        let cmd = env.pcl(["px", "sleep 3; echo done-$PCL_ENGINE_ID"]);
+        thread::spawn(move || cmd.timeout_secs(60).run())
+    };
+    let sleeping = wait_until(Duration::from_secs(10), || {
+        running_in(&hosts, 1, "sleep 3 ") > 0
+    });
+    assert!(sleeping, "the command never started on host 1");
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    thread::sleep(Duration::from_secs(2));
+    drop(guard);
+    // QUIC retransmits what was lost: the call completes as if nothing
+    // happened, on the same connection and engine host.
+    let out = px.join().expect("px thread").success();
+    assert_eq!(
+        px_stdout_lines(&out),
+        vec![(0, "done-0".to_string()), (1, "done-1".to_string())],
+        "{}",
+        out.describe()
+    );
+    assert!(
+        !env.logs().contains("connection lost"),
+        "the blip was not ridden out:\n{}",
+        env.logs()
+    );
+    assert_eq!(engine_hosts_in(&hosts, &env, 1), engine_host);
+
+    env.down();
+    assert_nothing_left(&env.session);
+    hosts.assert_only_sshd_left();
 }

@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, OnceCell, watch};
 use tokio::time::Instant;
 
 use super::guard::Guard;
-use super::procs::kill_session;
+use super::procs::kill_sessions;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest, HANDSHAKE_PREFIX};
@@ -145,9 +145,12 @@ impl Host {
 
     fn kill_all(&self) {
         if let Some(engines) = self.engines.get() {
-            for engine in engines.iter().flatten() {
-                kill_session(engine.pid.load(Ordering::SeqCst));
-            }
+            let shells: Vec<i32> = engines
+                .iter()
+                .flatten()
+                .map(|engine| engine.pid.load(Ordering::SeqCst))
+                .collect();
+            kill_sessions(&shells);
         }
     }
 
