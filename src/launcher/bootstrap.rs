@@ -64,14 +64,18 @@ pub fn remote_script(engine_path: Option<&str>, session: &str) -> Result<String,
             let bin = binary()?;
             let version = env!("CARGO_PKG_VERSION");
             let name = format!("pcl-{version}-{}", &bin.sha256[..16]);
+            // The lock makes concurrent launches on one host (several
+            // sessions, or hosts sharing a home) upload once; it is
+            // released before exec so the engine does not hold it.
             format!(
-                "d=\"$HOME/.cache/pcl\"; f=\"$d/{name}\"; \
+                "d=\"$HOME/.cache/pcl\"; f=\"$d/{name}\"; mkdir -p \"$d\" || exit 1; \
+                 if command -v flock >/dev/null; then exec 9>\"$d/.lock\" && flock 9; fi; \
                  if [ -x \"$f\" ]; then echo '{BOOT_PREFIX} ok'; else \
-                 echo \"{BOOT_PREFIX} upload $(uname -sm)\"; mkdir -p \"$d\" || exit 1; \
+                 echo \"{BOOT_PREFIX} upload $(uname -sm)\"; \
                  t=\"$f.$$.tmp\"; head -c {size} > \"$t\" && \
                  [ \"$(sha256sum < \"$t\" | cut -c1-64)\" = {sha} ] && chmod 700 \"$t\" && \
                  mv -f \"$t\" \"$f\" || {{ rm -f \"$t\"; echo 'pcl: upload of the engine binary failed' >&2; exit 1; }}; \
-                 fi; exec \"$f\" {engine_args}",
+                 fi; exec 9>&-; exec \"$f\" {engine_args}",
                 size = bin.size,
                 sha = bin.sha256,
             )

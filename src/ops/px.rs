@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::After;
 use crate::protocol::engine::{EngineReply, EngineRequest, ExecOutcome};
 use crate::protocol::session::{EngineDone, Reply, Stream};
-use crate::session::{EnginePool, ReplySink, SessionError, Targets};
+use crate::session::{EnginePool, ReplySink, SessionError};
 
 /// Exit status reported for an engine that could not run the command.
 pub const UNREACHABLE_STATUS: i32 = 255;
@@ -34,10 +34,7 @@ pub async fn run(
     request: PxRequest,
     out: &mut ReplySink,
 ) -> Result<After, SessionError> {
-    let targets: Targets = request.targets.parse()?;
-    let ids = targets
-        .resolve(&pool.roster())
-        .map_err(|e| SessionError::BadTargets(request.targets.clone(), e))?;
+    let ids = pool.resolve(&request.targets)?;
     let request = Arc::new(request);
     let runs = ids.iter().map(|&id| {
         let pool = pool.clone();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{After, status};
 use crate::protocol::session::{Reply, UpReport};
-use crate::session::{EnginePool, EngineState, ReplySink, SessionError, Targets};
+use crate::session::{EnginePool, EngineState, ReplySink, SessionError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestartRequest {
@@ -20,10 +20,7 @@ pub async fn run(
     request: RestartRequest,
     out: &mut ReplySink,
 ) -> Result<After, SessionError> {
-    let targets: Targets = request.targets.parse()?;
-    let ids = targets
-        .resolve(&pool.roster())
-        .map_err(|e| SessionError::BadTargets(request.targets.clone(), e))?;
+    let ids = pool.resolve(&request.targets)?;
     let dead: Vec<u32> = ids
         .into_iter()
         .filter(|&id| matches!(pool.state(id), EngineState::Dead(_)))

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::{oneshot, watch};
 
+use super::{SessionError, Targets};
 use crate::config::{Cluster, HostSpec};
 use crate::launcher::{EngineHostProcess, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
@@ -354,6 +355,14 @@ impl EnginePool {
             .iter()
             .map(|e| (e.id, self.hosts[e.host_index].spec.host.clone()))
             .collect()
+    }
+
+    /// The engine ids a `--targets` value names, in id order.
+    pub fn resolve(&self, targets: &str) -> Result<Vec<u32>, SessionError> {
+        targets
+            .parse::<Targets>()?
+            .resolve(&self.roster())
+            .map_err(|why| SessionError::BadTargets(targets.to_string(), why))
     }
 
     pub fn host_of(&self, id: u32) -> String {
