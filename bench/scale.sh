@@ -41,7 +41,7 @@ lines=$("$PCL" px 'echo $PCL_ENGINE_ID' | wc -l)
 daemon=$(pgrep -f "^$PCL session serve --session bench$" | head -1)
 daemon_kib=$(vm_hwm_kib "$daemon")
 engine_kib=()
-for pid in $(pgrep -f "engine --session bench$"); do
+for pid in $(pgrep -f "^$PCL engine --session bench$"); do
     engine_kib+=("$(vm_hwm_kib "$pid")")
 done
 engine_max=$(printf '%s\n' "${engine_kib[@]}" | sort -n | tail -1)
