@@ -27,7 +27,11 @@ pub struct EngineHostProcess {
 /// SSH connections being set up at once, as pdsh's default fanout: more
 /// would only run into sshd's MaxStartups.
 const SSH_FANOUT: usize = 32;
-const SSH_ATTEMPTS: u32 = 6;
+/// sshd's MaxStartups drops at random (30% of new connections from 10
+/// unauthenticated ones on, by default), so a busy host can lose several
+/// draws in a row: ten tries, the pause capped, is about 20 s at worst.
+const SSH_ATTEMPTS: u32 = 10;
+const SSH_BACKOFF_CAP: Duration = Duration::from_millis(3200);
 
 /// Start the engine host for `host` and run the handshake. SSH launches
 /// share a fanout limit, and a connection sshd turned away for load
@@ -48,7 +52,7 @@ pub async fn launch(
     loop {
         match launch_once(host, config).await {
             Err(LaunchError::Exited(why)) if attempt < SSH_ATTEMPTS && turned_away(&why) => {
-                let backoff = Duration::from_millis(100 << attempt) + jitter();
+                let backoff = Duration::from_millis(100 << attempt).min(SSH_BACKOFF_CAP) + jitter();
                 eprintln!(
                     "[{}] sshd turned the connection away ({why}); retrying in {backoff:?}",
                     host.host
