@@ -50,6 +50,35 @@ pub enum Command {
         #[arg(short = 't', long, default_value = "all", value_name = "T")]
         targets: String,
     },
+    /// Run CMD once per item, load-balanced over the engines; stdout in input order
+    Map(MapArgs),
+    /// List async jobs: id, state, engines, elapsed time, command
+    Jobs {
+        /// One JSON document
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait for an async job (default: all of them); exit with its status
+    Wait {
+        /// Job id, as `--async` printed it
+        job: Option<u64>,
+    },
+    /// Print an async job's output as the sync call would have, with its exit status
+    Result {
+        /// Job id, as `--async` printed it
+        job: u64,
+    },
+    /// Cancel a job's pending work and interrupt its running commands
+    Abort {
+        /// Job id, as `--async` printed it
+        job: u64,
+    },
+    /// Send SIGINT to the commands running on the target engines
+    Interrupt {
+        /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
+        #[arg(short = 't', long, default_value = "all", value_name = "T")]
+        targets: String,
+    },
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -99,6 +128,9 @@ pub struct PxArgs {
     /// One JSON document with every engine's result
     #[arg(long, conflicts_with = "gather")]
     pub json: bool,
+    /// Run in the background: print a job id at once (see jobs, wait, result)
+    #[arg(long = "async")]
+    pub background: bool,
     /// The command; several words are joined with spaces
     #[arg(
         required = true,
@@ -107,4 +139,39 @@ pub struct PxArgs {
         value_name = "CMD"
     )]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MapArgs {
+    /// Engines to run on: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
+    #[arg(short = 't', long, default_value = "all", value_name = "T")]
+    pub targets: String,
+    /// Print each item's output as it finishes, not in input order
+    #[arg(long)]
+    pub unordered: bool,
+    /// Run a failing item up to N times in all
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub retries: u32,
+    /// Write a GNU parallel style job log (TSV) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub joblog: Option<PathBuf>,
+    /// Kill a task (not the shell) after S seconds; its status is 124
+    #[arg(long, value_name = "S")]
+    pub timeout: Option<f64>,
+    /// Read items from the lines of FILE (`-`: stdin)
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Run in the background: print a job id at once (see jobs, wait, result)
+    #[arg(long = "async")]
+    pub background: bool,
+    /// The command; `{}` becomes the shell-quoted item (appended when absent)
+    #[arg(value_name = "CMD")]
+    pub command: String,
+    /// The items; a lone `-` reads them from stdin, one per line
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ITEM"
+    )]
+    pub items: Vec<std::ffi::OsString>,
 }

@@ -2,6 +2,8 @@
 //! asking the session daemon), render the answer, pick the exit status.
 
 mod args;
+mod jobs;
+mod map;
 mod px;
 mod render;
 mod session_cmds;
@@ -12,6 +14,8 @@ use clap::{CommandFactory, Parser};
 
 pub use args::Cli;
 use args::{Command, SessionAction};
+
+use crate::protocol::session::Request;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -65,6 +69,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Px(args) => current_thread()?.block_on(px::run(session, args)),
         Command::Restart { targets } => {
             current_thread()?.block_on(session_cmds::restart(session, targets))
+        }
+        Command::Map(args) => current_thread()?.block_on(map::run(session, args)),
+        Command::Jobs { json } => current_thread()?.block_on(jobs::jobs(session, json)),
+        Command::Wait { job } => current_thread()?.block_on(jobs::wait(session, job)),
+        Command::Result { job } => current_thread()?.block_on(jobs::result(session, job)),
+        Command::Abort { job } => {
+            current_thread()?.block_on(jobs::control(session, Request::Abort(job)))
+        }
+        Command::Interrupt { targets } => {
+            current_thread()?.block_on(jobs::control(session, Request::Interrupt { targets }))
         }
     }
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use super::args::PxArgs;
+use super::jobs::{INTERRUPTED, Replies, submit};
 use super::render::{EngineResult, grouped, note, prefixed};
 use super::session_cmds::connect;
 use crate::ops::px::PxRequest;
@@ -17,21 +18,27 @@ pub async fn run(session: Option<String>, args: PxArgs) -> anyhow::Result<ExitCo
         Some(s) => Some((s * 1000.0).round() as u64),
         None => None,
     };
+    let request = Request::Px(PxRequest {
+        targets: args.targets.clone(),
+        command: args.command.join(" "),
+        timeout_ms,
+    });
+    if args.background {
+        return submit(session, request).await;
+    }
     let mut client = connect(session).await?;
-    client
-        .send(&Request::Px(PxRequest {
-            targets: args.targets,
-            command: args.command.join(" "),
-            timeout_ms,
-        }))
-        .await?;
+    client.send(&request).await?;
+    render(args, Replies::new(client, true)?).await
+}
 
+/// Print px replies, live or replayed from an async job.
+pub async fn render(args: PxArgs, mut replies: Replies) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     let mut results = Vec::new();
     let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
     let mut worst = 0;
     loop {
-        match client.next().await? {
+        match replies.next().await? {
             Reply::Output { stream, data, .. } => match stream {
                 // Raw stdout streams straight through: nothing to hold.
                 Stream::Stdout if args.raw => stdout.write_all(&data)?,
@@ -85,5 +92,8 @@ pub async fn run(session: Option<String>, args: PxArgs) -> anyhow::Result<ExitCo
         }
     }
     stdout.flush()?;
+    if replies.interrupted() {
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
     Ok(ExitCode::from(worst.clamp(0, 255) as u8))
 }

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use quinn::{Connection, RecvStream, SendStream};
@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::{Mutex, OnceCell, watch};
 use tokio::time::Instant;
 
+use super::batch::{interrupt, run_batch, scratch_dir};
 use super::guard::Guard;
 use super::procs::kill_sessions;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
@@ -24,9 +25,11 @@ use crate::transport::{Identity, read_frame, server_endpoint, write_frame};
 
 /// One engine: its shell, and the shell's pid readable without waiting
 /// for the lock a running command holds.
-struct Engine {
-    shell: Mutex<Shell>,
-    pid: AtomicI32,
+pub(super) struct Engine {
+    pub(super) shell: Mutex<Shell>,
+    pub(super) pid: AtomicI32,
+    /// Bumped by a cancelling interrupt; a batch stops when it changes.
+    pub(super) cancel: AtomicU64,
 }
 
 struct Host {
@@ -105,6 +108,7 @@ pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
     }
     endpoint.close(0u32.into(), b"engine host exiting");
     host.kill_all();
+    let _ = std::fs::remove_dir_all(scratch_dir());
     Ok(())
 }
 
@@ -137,6 +141,7 @@ impl Host {
                 Ok(Arc::new(Engine {
                     pid: AtomicI32::new(shell.pid()),
                     shell: Mutex::new(shell),
+                    cancel: AtomicU64::new(0),
                 }))
             }
         });
@@ -202,6 +207,23 @@ impl Host {
                 };
                 write_frame(&mut send, &reply).await?;
             }
+            EngineRequest::Interrupt { id, cancel } => {
+                if let Ok(engine) = self.engine(id).await {
+                    interrupt(&engine, id, cancel);
+                }
+            }
+            EngineRequest::Batch {
+                id,
+                template,
+                items,
+                timeout_ms,
+            } => match self.engine(id).await {
+                Ok(engine) => {
+                    let timeout = timeout_ms.map(Duration::from_millis);
+                    run_batch(&engine, id, &template, items, timeout, &mut send).await?;
+                }
+                Err(e) => write_frame(&mut send, &EngineReply::Error(e)).await?,
+            },
         }
         let _ = send.finish();
         Ok(())

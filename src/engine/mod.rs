@@ -1,6 +1,7 @@
 //! The engine side: an engine host process (`pcl engine`) owning N engines,
 //! each a persistent shell.
 
+mod batch;
 mod error;
 mod guard;
 mod host;
@@ -9,6 +10,7 @@ mod procs;
 mod quote;
 mod shell;
 
+pub use batch::substitute;
 pub use error::EngineError;
 pub use guard::run as run_guard;
 pub use host::run;

@@ -77,6 +77,13 @@ impl Shell {
     /// failure fails the start.
     pub async fn start(spec: ShellSpec) -> Result<Shell, EngineError> {
         let mut shell = Self::spawn(spec)?;
+        // A non-interactive bash that sees its foreground job die of SIGINT
+        // exits as if it got SIGINT itself, unless SIGINT is trapped; a
+        // trap (not an ignore, which children would inherit) keeps the
+        // shell alive through `pcl interrupt`.
+        shell
+            .run_script("trap : INT", None, &mut Capture::default())
+            .await?;
         if let Some(setup) = shell.spec.setup.clone() {
             let mut capture = Capture::default();
             let end = shell.run_user(&setup, None, &mut capture).await?;
@@ -168,13 +175,27 @@ impl Shell {
         timeout: Option<Duration>,
         sink: &mut S,
     ) -> Result<ExecEnd, EngineError> {
+        self.run_lines(&format!("{{ {script}\n}} </dev/null\n"), timeout, sink)
+            .await
+    }
+
+    /// Run top-level lines of engine-made shell code. Unlike `run_script`
+    /// they are not one compound command, so an interrupt that aborts one
+    /// line (bash drops the rest of the command a SIGINT hit) leaves the
+    /// next lines to run. Each line must redirect its own stdin.
+    pub async fn run_lines<S: OutputSink>(
+        &mut self,
+        lines: &str,
+        timeout: Option<Duration>,
+        sink: &mut S,
+    ) -> Result<ExecEnd, EngineError> {
         let token = random_hex();
         let (a, b) = token.split_at(token.len() / 2);
         // Job control (`set -m`) gives each command its own process group.
         // The marker is printed from two variables so that even `set -x`
         // traces never show it whole.
         let wrapper = format!(
-            "set -m; __pcl_a={a}; __pcl_b={b}\n{{ {script}\n}} </dev/null\n\
+            "set -m; __pcl_a={a}; __pcl_b={b}\n{lines}\
              __pcl_s=$?; builtin printf '%s%s' \"$__pcl_a\" \"$__pcl_b\" >&2; \
              builtin printf '%s%s%d\\n' \"$__pcl_a\" \"$__pcl_b\" \"$__pcl_s\"\n"
         );
@@ -305,7 +326,7 @@ fn parse_status(after: &[u8]) -> Option<i32> {
     std::str::from_utf8(line).ok()?.parse().ok()
 }
 
-fn random_hex() -> String {
+pub(super) fn random_hex() -> String {
     use ring::rand::{SecureRandom, SystemRandom};
     let mut bytes = [0u8; 16];
     SystemRandom::new()

@@ -3,6 +3,8 @@
 
 pub mod down;
 pub mod ids;
+pub mod jobs;
+pub mod map;
 pub mod px;
 pub mod restart;
 pub mod status;
@@ -32,5 +34,12 @@ pub async fn dispatch(
         Request::Status => status::run(pool, out).await,
         Request::Px(request) => px::run(pool, request, out).await,
         Request::Restart(request) => restart::run(pool, request, out).await,
+        Request::Map(request) => map::run(pool, request, out).await,
+        request @ (Request::Jobs
+        | Request::Wait(_)
+        | Request::Result(_)
+        | Request::Abort(_)
+        | Request::Interrupt { .. }
+        | Request::Async { .. }) => jobs::run(pool, request, out).await,
     }
 }

@@ -35,6 +35,7 @@ pub async fn run(
     out: &mut ReplySink,
 ) -> Result<After, SessionError> {
     let ids = pool.resolve(&request.targets)?;
+    out.set_engines(&ids);
     let request = Arc::new(request);
     let runs = ids.iter().map(|&id| {
         let pool = pool.clone();

@@ -38,6 +38,40 @@ pub enum EngineRequest {
         command: String,
         timeout_ms: Option<u64>,
     },
+    /// SIGINT the command running in engine `id`'s shell, without waiting
+    /// for its lock. With `cancel`, batches already sent to that engine
+    /// also stop before their next task. Answered by ending the stream.
+    Interrupt { id: u32, cancel: bool },
+    /// Run `template` once per item, each in a subshell of engine `id`'s
+    /// shell, one after the other; answered by one `Task` per item as it
+    /// finishes, then `BatchDone`.
+    Batch {
+        id: u32,
+        template: String,
+        items: Vec<BatchItem>,
+        timeout_ms: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchItem {
+    pub seq: u64,
+    #[serde(with = "serde_bytes")]
+    pub item: Vec<u8>,
+}
+
+/// One finished task of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskEnd {
+    pub seq: u64,
+    /// Start, in milliseconds since the Unix epoch, and run time.
+    pub start_ms: u64,
+    pub runtime_ms: u64,
+    pub end: ExecEnd,
+    #[serde(with = "serde_bytes")]
+    pub stdout: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub stderr: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +83,8 @@ pub enum EngineReply {
     Stderr(#[serde(with = "serde_bytes")] Vec<u8>),
     Done(ExecEnd),
     Error(String),
+    Task(TaskEnd),
+    BatchDone,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

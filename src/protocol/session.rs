@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ops::map::{MapEnd, MapRequest, MapTask};
 use crate::ops::px::PxRequest;
 use crate::ops::restart::RestartRequest;
 use crate::session::LaunchProgress;
@@ -15,6 +16,44 @@ pub enum Request {
     Status,
     Px(PxRequest),
     Restart(RestartRequest),
+    Map(MapRequest),
+    /// Run `request` as a background job; answered by `Job(id)` at once.
+    /// `argv` is the command line, kept so `pcl result` renders the
+    /// replies exactly as the sync call would have.
+    Async {
+        argv: Vec<String>,
+        request: Box<Request>,
+    },
+    Jobs,
+    /// Wait for one job, or for every running job.
+    Wait(Option<u64>),
+    /// Replay a job's replies (after waiting for it to finish).
+    Result(u64),
+    Abort(u64),
+    Interrupt {
+        targets: String,
+    },
+}
+
+impl Request {
+    /// Whether the daemon runs this request as a job (abortable, and
+    /// `--async`-able); the session's own bookkeeping verbs are not.
+    pub fn is_job(&self) -> bool {
+        !matches!(
+            self,
+            Request::Up
+                | Request::Down
+                | Request::Ids
+                | Request::Status
+                | Request::Async { .. }
+                | Request::Jobs
+                | Request::Wait(_)
+                | Request::Result(_)
+                | Request::Abort(_)
+                | Request::Interrupt { .. }
+                | Request::Restart(_)
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +79,26 @@ pub enum Reply {
     EngineDone(EngineDone),
     Done,
     Error(String),
+    /// The id of the job this call runs as; first reply of every job.
+    Job(u64),
+    /// First reply of `Result`: the job's command line, then its replies.
+    JobArgv(Vec<String>),
+    Jobs(Vec<JobInfo>),
+    /// A map's item count, when known before it starts.
+    MapTotal(u64),
+    Task(MapTask),
+    MapEnd(MapEnd),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: u64,
+    pub verb: String,
+    pub command: String,
+    /// `running`, `done` or `aborted`.
+    pub state: String,
+    pub engines: Vec<u32>,
+    pub elapsed_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

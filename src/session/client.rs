@@ -1,4 +1,5 @@
 use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::{SessionError, SessionPaths};
 use crate::protocol::session::{Reply, Request};
@@ -6,13 +7,24 @@ use crate::transport::{read_frame, write_frame};
 
 /// The CLI's end of the session socket: one request, then its replies.
 pub struct Client {
-    stream: UnixStream,
+    read: OwnedReadHalf,
+    write: Option<OwnedWriteHalf>,
+    paths: SessionPaths,
+    job: Option<u64>,
 }
 
 impl Client {
     pub async fn connect(paths: &SessionPaths) -> Result<Self, SessionError> {
         match UnixStream::connect(&paths.socket).await {
-            Ok(stream) => Ok(Self { stream }),
+            Ok(stream) => {
+                let (read, write) = stream.into_split();
+                Ok(Self {
+                    read,
+                    write: Some(write),
+                    paths: paths.clone(),
+                    job: None,
+                })
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -29,19 +41,51 @@ impl Client {
     }
 
     pub async fn send(&mut self, request: &Request) -> Result<(), SessionError> {
-        match write_frame(&mut self.stream, request).await {
+        let write = self.write.as_mut().ok_or(SessionError::Closed)?;
+        match write_frame(write, request).await {
             Ok(()) => Ok(()),
             // A daemon that refuses us says why before it hangs up.
-            Err(e) => match read_frame(&mut self.stream).await {
+            Err(e) => match read_frame(&mut self.read).await {
                 Ok(Some(Reply::Error(why))) => Err(SessionError::Refused(why)),
                 _ => Err(e.into()),
             },
         }
     }
 
+    /// The sending half, for a verb that streams input after its request.
+    pub fn take_writer(&mut self) -> Option<OwnedWriteHalf> {
+        self.write.take()
+    }
+
+    /// The next reply. The job id the daemon announces first is kept
+    /// (see `job`), not returned.
     pub async fn next(&mut self) -> Result<Reply, SessionError> {
-        read_frame(&mut self.stream)
+        loop {
+            match self.next_frame().await? {
+                Reply::Job(_) => {}
+                reply => return Ok(reply),
+            }
+        }
+    }
+
+    /// The next reply, the job announcement included (so a caller can
+    /// act on it at once, as Ctrl-C handling must).
+    pub async fn next_frame(&mut self) -> Result<Reply, SessionError> {
+        let reply = read_frame(&mut self.read)
             .await?
-            .ok_or(SessionError::Closed)
+            .ok_or(SessionError::Closed)?;
+        if let Reply::Job(id) = reply {
+            self.job.get_or_insert(id);
+        }
+        Ok(reply)
+    }
+
+    /// The job this call runs as, once the daemon said so.
+    pub fn job(&self) -> Option<u64> {
+        self.job
+    }
+
+    pub fn paths(&self) -> &SessionPaths {
+        &self.paths
     }
 }

@@ -2,24 +2,72 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 
+use super::jobs::{Job, Jobs};
 use super::{EnginePool, SessionError, SessionPaths};
 use crate::config::Cluster;
 use crate::ops::{self, After};
 use crate::protocol::session::{Reply, Request};
 use crate::transport::{read_frame, write_frame};
 
-/// Where a verb writes its replies.
+/// Where a verb writes its replies: the CLI's socket, or the record of an
+/// `--async` job. A verb never needs to know which.
 pub struct ReplySink {
-    stream: UnixStream,
+    out: Out,
+    input: Option<OwnedReadHalf>,
+    job: Option<Arc<Job>>,
+    jobs: Arc<Jobs>,
+}
+
+enum Out {
+    Socket(OwnedWriteHalf),
+    Record,
 }
 
 impl ReplySink {
     pub async fn send(&mut self, reply: &Reply) -> Result<(), SessionError> {
-        Ok(write_frame(&mut self.stream, reply).await?)
+        match &mut self.out {
+            Out::Socket(stream) => Ok(write_frame(stream, reply).await?),
+            Out::Record => {
+                let job = self.job.as_ref().expect("a recording sink has a job");
+                Ok(self.jobs.record(job, reply)?)
+            }
+        }
+    }
+
+    /// Frames recorded earlier, passed on as they are (`pcl result`).
+    pub async fn send_raw(&mut self, frames: &[u8]) -> Result<(), SessionError> {
+        if let Out::Socket(stream) = &mut self.out {
+            stream.write_all(frames).await?;
+        }
+        Ok(())
+    }
+
+    /// The CLI's side of the socket, for verbs that stream input after
+    /// their request (map from stdin); `None` for an async job.
+    pub fn take_input(&mut self) -> Option<OwnedReadHalf> {
+        self.input.take()
+    }
+
+    /// The job this call runs as, if any.
+    pub fn job(&self) -> Option<&Arc<Job>> {
+        self.job.as_ref()
+    }
+
+    /// Record which engines the call uses, so an abort interrupts them.
+    pub fn set_engines(&self, ids: &[u32]) {
+        if let Some(job) = &self.job {
+            job.set_engines(ids);
+        }
+    }
+
+    pub fn jobs(&self) -> &Arc<Jobs> {
+        &self.jobs
     }
 }
 
@@ -72,6 +120,20 @@ async fn bind(paths: &SessionPaths) -> Result<UnixListener, SessionError> {
 /// Serve CLI requests until `shutdown` is notified. Tests can drive this
 /// in-process with a listener and pool of their own.
 pub async fn serve(listener: UnixListener, pool: Arc<EnginePool>, shutdown: Arc<Notify>) {
+    let dir = SessionPaths::new(pool.session())
+        .map(|p| p.dir)
+        .unwrap_or_else(|_| std::env::temp_dir().join(format!("pcl-{}", std::process::id())));
+    let jobs = Arc::new(Jobs::new(dir.join("jobs")));
+    serve_requests(listener, pool, jobs.clone(), shutdown).await;
+    jobs.remove_files();
+}
+
+async fn serve_requests(
+    listener: UnixListener,
+    pool: Arc<EnginePool>,
+    jobs: Arc<Jobs>,
+    shutdown: Arc<Notify>,
+) {
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
     loop {
@@ -92,9 +154,10 @@ pub async fn serve(listener: UnixListener, pool: Arc<EnginePool>, shutdown: Arc<
                     continue;
                 }
                 let pool = pool.clone();
+                let jobs = jobs.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    if handle(stream, &pool).await == After::StopSession {
+                    if handle(stream, &pool, jobs).await == After::StopSession {
                         shutdown.notify_one();
                     }
                 });
@@ -103,16 +166,54 @@ pub async fn serve(listener: UnixListener, pool: Arc<EnginePool>, shutdown: Arc<
     }
 }
 
-async fn handle(mut stream: UnixStream, pool: &Arc<EnginePool>) -> After {
-    let request = match read_frame::<_, Request>(&mut stream).await {
+async fn handle(stream: UnixStream, pool: &Arc<EnginePool>, jobs: Arc<Jobs>) -> After {
+    let (mut read, mut write) = stream.into_split();
+    let request = match read_frame::<_, Request>(&mut read).await {
         Ok(Some(request)) => request,
         Ok(None) => return After::Continue,
         Err(e) => {
-            let _ = write_frame(&mut stream, &Reply::Error(format!("bad request: {e}"))).await;
+            let _ = write_frame(&mut write, &Reply::Error(format!("bad request: {e}"))).await;
             return After::Continue;
         }
     };
-    let mut sink = ReplySink { stream };
+    if let Request::Async { argv, request } = request {
+        let reply = if request.is_job() {
+            let job = jobs.start(argv, true);
+            let id = job.id;
+            let mut sink = ReplySink {
+                out: Out::Record,
+                input: None,
+                job: Some(job.clone()),
+                jobs: jobs.clone(),
+            };
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                run_job(&pool, *request, &mut sink).await;
+            });
+            Reply::Job(id)
+        } else {
+            Reply::Error("--async is for verbs that run on engines".into())
+        };
+        let _ = write_frame(&mut write, &reply).await;
+        let _ = write_frame(&mut write, &Reply::Done).await;
+        return After::Continue;
+    }
+    let job = request.is_job().then(|| jobs.start(Vec::new(), false));
+    let mut sink = ReplySink {
+        out: Out::Socket(write),
+        input: Some(read),
+        job,
+        jobs,
+    };
+    if let Some(job) = sink.job.clone() {
+        // The CLI needs the id to abort this call on Ctrl-C.
+        if sink.send(&Reply::Job(job.id)).await.is_err() {
+            sink.jobs.finish(&job);
+            return After::Continue;
+        }
+        run_job(pool, request, &mut sink).await;
+        return After::Continue;
+    }
     match ops::dispatch(pool, request, &mut sink).await {
         Ok(after) => after,
         Err(e) => {
@@ -120,4 +221,13 @@ async fn handle(mut stream: UnixStream, pool: &Arc<EnginePool>) -> After {
             After::Continue
         }
     }
+}
+
+/// Run a job's verb to its end, then mark the job finished.
+async fn run_job(pool: &Arc<EnginePool>, request: Request, sink: &mut ReplySink) {
+    if let Err(e) = ops::dispatch(pool, request, sink).await {
+        let _ = sink.send(&Reply::Error(e.to_string())).await;
+    }
+    let job = sink.job.clone().expect("a job");
+    sink.jobs.finish(&job);
 }

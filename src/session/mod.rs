@@ -4,6 +4,7 @@
 mod client;
 mod daemon;
 mod error;
+mod jobs;
 mod paths;
 mod pool;
 mod targets;
@@ -11,6 +12,7 @@ mod targets;
 pub use client::Client;
 pub use daemon::{ReplySink, serve, serve_main};
 pub use error::SessionError;
+pub use jobs::{Job, Jobs, Record};
 pub use paths::{SessionPaths, session_name};
 pub use pool::{EngineCall, EnginePool, EngineState, LaunchProgress};
 pub use targets::{Targets, fold_ids};

@@ -444,6 +444,26 @@ impl EnginePool {
         })
     }
 
+    /// Send a control request (an interrupt) to engine `id` and wait until
+    /// the engine has acted on it; unlike `call`, the engine's state is
+    /// left alone, since the command it interrupts still owns it.
+    pub async fn control(&self, id: u32, request: &EngineRequest) -> Result<(), String> {
+        let slot = &self.engines[id as usize];
+        let connection = match &*self.hosts[slot.host_index].link.lock().expect("lock") {
+            Link::Up(connection) => connection.clone(),
+            _ => return Err(format!("engine {id} is not connected")),
+        };
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+        write_frame(&mut send, request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = send.finish();
+        read_frame::<_, EngineReply>(&mut recv)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// Stop every engine host: close the connections and the tethers, and
     /// make sure the local processes (engines or ssh) are gone.
     pub async fn shutdown(&self) {

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Load-balanced map throughput: `pcl map 'echo {}'` over 4 engines on 4
+# namespace hosts, side by side with ipyparallel's load-balanced map of a
+# trivial function on 4 local engines and GNU parallel -S over the same 4
+# hosts (ssh ControlMaster warm). Prints tasks/s and ratios.
+# Usage: sudo bench/map.sh   (ITEMS=10000, PAR_ITEMS=200, SKIP_IPP=1)
+source "$(dirname "$0")/lib.sh"
+ITEMS=${ITEMS:-10000}
+# GNU parallel pays an ssh session per task: fewer items, same rate.
+PAR_ITEMS=${PAR_ITEMS:-200}
+[ -x "$PCL" ] || cargo build --release --manifest-path "$(dirname "$0")/../Cargo.toml"
+need_pkg parallel parallel
+bench_hosts 4
+bench_cluster 1 > "$BENCH_TMP/cluster.toml"
+"$PCL" up "$BENCH_TMP/cluster.toml" >/dev/null
+export PCL_SESSION=bench
+
+rate() { # rate ITEMS CMD...: tasks per second of one run of CMD
+    local n=$1; shift
+    local t0 t1
+    t0=$(date +%s%N)
+    "$@" >"$BENCH_TMP/out" 2>"$BENCH_TMP/err" || { cat "$BENCH_TMP/err" >&2; exit 1; }
+    t1=$(date +%s%N)
+    [ "$(wc -l <"$BENCH_TMP/out")" -ge "$n" ] || { echo "short output from $1" >&2; exit 1; }
+    awk -v n="$n" -v ns=$((t1 - t0)) 'BEGIN {printf "%.0f", n / (ns / 1e9)}'
+}
+
+seq "$ITEMS" > "$BENCH_TMP/items"
+seq "$PAR_ITEMS" > "$BENCH_TMP/par_items"
+"$PCL" map 'echo {}' 1 2 3 4 >/dev/null # warm
+pcl_rate=$(rate "$ITEMS" "$PCL" map 'echo {}' --from "$BENCH_TMP/items")
+echo "map of $ITEMS tiny tasks (echo {}), 4 engines"
+printf '  %-44s %8s tasks/s\n' "pcl map (4 namespace hosts)" "$pcl_rate"
+
+logins=$(printf '1/%s,' "${BENCH_IPS[@]}")
+par() {
+    parallel --will-cite -S "${logins%,}" --ssh "ssh -F $BENCH_TMP/ssh_config" \
+        echo {} :::: "$BENCH_TMP/par_items"
+}
+for ip in "${BENCH_IPS[@]}"; do ssh -F "$BENCH_TMP/ssh_config" "$ip" true; done # warm
+par_rate=$(rate "$PAR_ITEMS" par)
+printf '  %-44s %8s tasks/s   pcl is %sx faster\n' \
+    "GNU parallel -S, ControlMaster ($PAR_ITEMS items)" "$par_rate" "$(ratio "$pcl_rate" "$par_rate")"
+
+if [ -z "${SKIP_IPP:-}" ]; then
+    python3 -m venv "$BENCH_TMP/venv"
+    "$BENCH_TMP/venv/bin/pip" install -q ipyparallel >/dev/null
+    IPP_PROFILE_DIR=$BENCH_TMP/ipp
+    "$BENCH_TMP/venv/bin/ipcluster" start -n 4 --daemonize --profile-dir="$IPP_PROFILE_DIR" >/dev/null 2>&1
+    cat > "$BENCH_TMP/ipp_map.py" <<PY
+import sys, time
+import ipyparallel as ipp
+rc = ipp.Client(profile_dir="$IPP_PROFILE_DIR")
+rc.wait_for_engines(4, timeout=120)
+view = rc.load_balanced_view()
+def f(x):
+    return x
+view.map_sync(f, range(100))
+n = int(sys.argv[1])
+t = time.time()
+out = view.map_sync(f, range(n))
+dt = time.time() - t
+assert len(out) == n
+print("%.0f" % (n / dt))
+rc.close()
+PY
+    ipp_rate=$("$BENCH_TMP/venv/bin/python" "$BENCH_TMP/ipp_map.py" "$ITEMS")
+    printf '  %-44s %8s tasks/s   pcl is %sx faster\n' \
+        "ipyparallel load-balanced map (4 local)" "$ipp_rate" "$(ratio "$pcl_rate" "$ipp_rate")"
+fi

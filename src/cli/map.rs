@@ -1,0 +1,228 @@
+//! `pcl map` on the CLI side: gather the items (or stream them), print each
+//! item's stdout, report failures with item and engine, show progress.
+
+use std::io::{IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_bytes::ByteBuf;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::args::MapArgs;
+use super::jobs::{INTERRUPTED, Replies, submit};
+use super::session_cmds::connect;
+use crate::ops::map::{MapInput, MapRequest};
+use crate::protocol::session::{Reply, Request};
+use crate::session::{SessionPaths, session_name};
+use crate::transport::write_frame;
+
+/// GNU parallel's cap on the failure count as exit status.
+const MAX_FAILED_STATUS: u64 = 101;
+/// Items per frame when streaming stdin to the session.
+const STREAM_CHUNK: usize = 1024;
+
+pub async fn run(session: Option<String>, args: MapArgs) -> anyhow::Result<ExitCode> {
+    let timeout_ms = match args.timeout {
+        Some(s) if !(s > 0.0 && s.is_finite()) => {
+            bail!("--timeout takes a positive number of seconds")
+        }
+        Some(s) => Some((s * 1000.0).round() as u64),
+        None => None,
+    };
+    if args.command.contains('\0') {
+        bail!("the command contains a NUL byte, which no shell can hold");
+    }
+    let from_stdin = args.from.as_deref() == Some(Path::new("-"))
+        || (args.from.is_none() && args.items.len() == 1 && args.items[0] == "-");
+    let input = if from_stdin {
+        if args.background {
+            // The CLI does not stay for an async job: the session reads a
+            // copy of stdin, removed once read.
+            MapInput::File {
+                path: spool_stdin(&session)?,
+                remove: true,
+            }
+        } else {
+            MapInput::Stream
+        }
+    } else if let Some(file) = &args.from {
+        if !args.items.is_empty() {
+            bail!("give items either on the command line or with --from, not both");
+        }
+        MapInput::File {
+            path: absolute(file)?,
+            remove: false,
+        }
+    } else {
+        if args.items.is_empty() {
+            bail!("no items: give them after CMD, or use --from FILE (or - for stdin)");
+        }
+        if args.items.iter().any(|i| i.as_bytes().contains(&0)) {
+            bail!("an item contains a NUL byte, which no shell can hold");
+        }
+        MapInput::Items(
+            args.items
+                .iter()
+                .map(|i| ByteBuf::from(i.as_bytes().to_vec()))
+                .collect(),
+        )
+    };
+    let request = Request::Map(MapRequest {
+        targets: args.targets.clone(),
+        command: args.command.clone(),
+        input,
+        unordered: args.unordered,
+        retries: args.retries,
+        timeout_ms,
+        joblog: args.joblog.as_deref().map(absolute).transpose()?,
+    });
+    if args.background {
+        return submit(session, request).await;
+    }
+    let streaming = matches!(&request, Request::Map(m) if matches!(m.input, MapInput::Stream));
+    let mut client = connect(session).await?;
+    client.send(&request).await?;
+    if streaming {
+        let writer = client.take_writer().expect("the request went out on it");
+        tokio::spawn(stream_stdin(writer));
+    }
+    render(Replies::new(client, true)?).await
+}
+
+/// Print map replies, live or replayed from an async job.
+pub async fn render(mut replies: Replies) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let bar = progress_bar();
+    let mut last_flush = Instant::now();
+    let mut failed_or_unrun = 0;
+    let mut aborted = false;
+    loop {
+        match replies.next().await? {
+            Reply::MapTotal(n) => {
+                bar.set_length(n);
+                bar.set_style(bar_style(true));
+            }
+            Reply::Task(task) => {
+                bar.suspend(|| -> std::io::Result<()> {
+                    stdout.write_all(&task.stdout)?;
+                    if task.status != 0 || task.note.is_some() {
+                        stdout.flush()?;
+                        last_flush = Instant::now();
+                        let item = String::from_utf8_lossy(&task.item);
+                        let mut err = std::io::stderr().lock();
+                        write!(
+                            err,
+                            "pcl: item {item:?} on engine {} ({}): ",
+                            task.engine, task.host
+                        )?;
+                        match &task.note {
+                            Some(note) => writeln!(err, "{note} (status {})", task.status)?,
+                            None => writeln!(err, "failed with status {}", task.status)?,
+                        }
+                    }
+                    std::io::stderr().lock().write_all(&task.stderr)?;
+                    // Keep a pipe reader fed without a write per item.
+                    if last_flush.elapsed() > Duration::from_millis(50) {
+                        stdout.flush()?;
+                        last_flush = Instant::now();
+                    }
+                    Ok(())
+                })?;
+                bar.inc(1);
+            }
+            Reply::MapEnd(end) => {
+                failed_or_unrun = end.failed + end.unrun;
+                aborted = end.aborted;
+                if end.unrun > 0 {
+                    let why = if end.aborted {
+                        "the map was aborted"
+                    } else {
+                        "no engine was left to run them"
+                    };
+                    bar.suspend(|| eprintln!("pcl: {} items did not run: {why}", end.unrun));
+                }
+            }
+            Reply::Done => break,
+            Reply::Error(e) => {
+                bar.finish_and_clear();
+                stdout.flush()?;
+                bail!(e)
+            }
+            other => bail!("unexpected reply {other:?}"),
+        }
+    }
+    bar.finish_and_clear();
+    stdout.flush()?;
+    if replies.interrupted() || aborted {
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
+    Ok(ExitCode::from(failed_or_unrun.min(MAX_FAILED_STATUS) as u8))
+}
+
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(bar_style(false));
+    bar
+}
+
+fn bar_style(total_known: bool) -> ProgressStyle {
+    let template = if total_known {
+        "{bar:30} {pos}/{len} {per_sec} ETA {eta}"
+    } else {
+        "{spinner} {pos} done {per_sec}"
+    };
+    ProgressStyle::with_template(template).expect("valid template")
+}
+
+/// Items from stdin to the session, a chunk at a time; the socket's
+/// backpressure keeps this no faster than the engines.
+async fn stream_stdin(mut writer: tokio::net::unix::OwnedWriteHalf) {
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut chunk = Vec::with_capacity(STREAM_CHUNK);
+    loop {
+        let mut line = Vec::new();
+        let n = stdin.read_until(b'\n', &mut line).await.unwrap_or(0);
+        if n > 0 {
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            chunk.push(ByteBuf::from(line));
+        }
+        if (n == 0 && !chunk.is_empty()) || chunk.len() == STREAM_CHUNK {
+            if write_frame(&mut writer, &chunk).await.is_err() {
+                return;
+            }
+            chunk.clear();
+        }
+        if n == 0 {
+            let _ = write_frame(&mut writer, &Vec::<ByteBuf>::new()).await;
+            return;
+        }
+    }
+}
+
+/// Copy stdin to a private file in the session's directory.
+fn spool_stdin(session: &Option<String>) -> anyhow::Result<PathBuf> {
+    let paths = SessionPaths::new(&session_name(session.as_deref(), None))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let path = paths
+        .dir
+        .join(format!("map-input-{}-{nanos}", std::process::id()));
+    let mut file = std::fs::File::create(&path)
+        .with_context(|| format!("cannot keep stdin for the job in {}", path.display()))?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut file)?;
+    Ok(path)
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(std::path::absolute(path)?)
+}

@@ -1,0 +1,375 @@
+//! `map`'s engine side: a batch of tasks run one after the other in one
+//! engine's shell, each in a subshell, each answered as soon as it ends.
+//! One request per batch (not per task), and one sourced script per batch
+//! (bash reads a pipe a byte at a time, a file in blocks), is what makes
+//! thousands of tiny tasks per second possible.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use memchr::memmem;
+
+use quinn::SendStream;
+
+use super::host::Engine;
+use super::procs::signal_jobs;
+use super::shell::random_hex;
+use super::{Capture, EngineError, OutputSink, Shell, ansi_c_quote};
+use crate::protocol::engine::{BatchItem, EngineReply, ExecEnd, ExecOutcome, TaskEnd};
+use crate::transport::write_frame;
+
+/// The command for one item: every `{}` becomes the shell-quoted item; with
+/// no `{}`, the quoted item is appended after a space (GNU parallel's rule).
+/// Like parallel, an item that needs no quoting is left bare, so it also
+/// works where quotes mean something else (`$(( {} * 2 ))`).
+pub fn substitute(template: &str, item: &[u8]) -> String {
+    let bare = !item.is_empty()
+        && item
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"_-.,/:+@%".contains(&b));
+    let quoted = if bare {
+        String::from_utf8_lossy(item).into_owned()
+    } else {
+        ansi_c_quote(item)
+    };
+    if template.contains("{}") {
+        template.replace("{}", &quoted)
+    } else {
+        format!("{template} {quoted}")
+    }
+}
+
+/// SIGINT the engine's running command. Reads only the pid atomic, so it
+/// works while a command holds the shell's lock.
+pub(super) fn interrupt(engine: &Engine, id: u32, cancel: bool) {
+    if cancel {
+        engine.cancel.fetch_add(1, Ordering::SeqCst);
+        let _ = std::fs::write(stop_file(id), b"");
+    }
+    signal_jobs(engine.pid.load(Ordering::SeqCst), libc::SIGINT);
+}
+
+/// A private directory for batch scripts, removed when the host exits.
+pub(super) fn scratch_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("pcl-engine-{}", std::process::id()));
+        let _ = std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&dir);
+        dir
+    })
+}
+
+/// Its presence stops engine `id`'s running batch before its next task.
+fn stop_file(id: u32) -> PathBuf {
+    scratch_dir().join(format!("stop-{id}"))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(super) async fn run_batch(
+    engine: &Engine,
+    id: u32,
+    template: &str,
+    items: Vec<BatchItem>,
+    timeout: Option<Duration>,
+    send: &mut SendStream,
+) -> Result<(), EngineError> {
+    // Read before queueing for the lock: a cancel sent while this batch
+    // waits behind another one stops it too.
+    let epoch = engine.cancel.load(Ordering::SeqCst);
+    let mut shell = engine.shell.lock().await;
+    let _ = std::fs::remove_file(stop_file(id));
+    if engine.cancel.load(Ordering::SeqCst) == epoch {
+        match timeout {
+            Some(t) => run_each(engine, &mut shell, epoch, template, items, t, send).await?,
+            None => run_sourced(&mut shell, id, template, items, send).await?,
+        }
+        engine.pid.store(shell.pid(), Ordering::SeqCst);
+    }
+    write_frame(send, &EngineReply::BatchDone).await?;
+    Ok(())
+}
+
+/// The command for one task: a subshell sees the engine's variables,
+/// functions and cwd but cannot change them for the next task. Stdin is
+/// already /dev/null: `run_script` redirects the whole script.
+fn task_script(template: &str, item: &[u8]) -> String {
+    let command = substitute(template, item);
+    format!("( builtin eval {} )", ansi_c_quote(command.as_bytes()))
+}
+
+/// With a per-task timeout: one shell call per task, each with its own
+/// deadline.
+async fn run_each(
+    engine: &Engine,
+    shell: &mut Shell,
+    epoch: u64,
+    template: &str,
+    items: Vec<BatchItem>,
+    timeout: Duration,
+    send: &mut SendStream,
+) -> Result<(), EngineError> {
+    for BatchItem { seq, item } in items {
+        if engine.cancel.load(Ordering::SeqCst) != epoch {
+            break;
+        }
+        let mut capture = Capture::default();
+        let start_ms = now_ms();
+        let started = Instant::now();
+        let end = shell
+            .run_script(&task_script(template, &item), Some(timeout), &mut capture)
+            .await;
+        engine.pid.store(shell.pid(), Ordering::SeqCst);
+        let end = end.unwrap_or_else(|e| ExecEnd {
+            status: 255,
+            outcome: ExecOutcome::ShellRestarted(e.to_string()),
+        });
+        let task = TaskEnd {
+            seq,
+            start_ms,
+            runtime_ms: started.elapsed().as_millis() as u64,
+            end,
+            stdout: capture.stdout,
+            stderr: capture.stderr,
+        };
+        write_frame(send, &EngineReply::Task(task)).await?;
+    }
+    Ok(())
+}
+
+/// Without a timeout: the batch's commands go to the shell in one sourced
+/// file (bash reads a pipe a byte at a time, a file in blocks), and each
+/// task is one short top-level line on the pipe, the next line printing
+/// its marker: a SIGINT aborts only its task's line, the marker still
+/// comes.
+/// Results are cut out of the streams and sent as they complete.
+async fn run_sourced(
+    shell: &mut Shell,
+    id: u32,
+    template: &str,
+    items: Vec<BatchItem>,
+    send: &mut SendStream,
+) -> Result<(), EngineError> {
+    let token = random_hex();
+    let (a, b) = token.split_at(token.len() / 2);
+    let stop = ansi_c_quote(stop_file(id).as_os_str().as_encoded_bytes());
+    // The marker is printed from two variables so `set -x` never shows it;
+    // a cancelled task's status is `x`.
+    let mut script = format!(
+        "__pcl_m={a}; __pcl_n={b}\n\
+         __pcl_t() {{ __pcl_x=; [[ -e {stop} ]] && {{ __pcl_x=x; return; }}; \
+         ( builtin eval \"${{__pcl_c[$1]}}\" ) </dev/null; }}\n\
+         __pcl_e() {{ __pcl_s=$?; builtin printf '%s%s%s\\n' \"$__pcl_m\" \"$__pcl_n\" \"${{__pcl_x:-$__pcl_s}}\"; \
+         builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; }}\n\
+         __pcl_c=("
+    );
+    for BatchItem { item, .. } in &items {
+        script.push_str(&ansi_c_quote(substitute(template, item).as_bytes()));
+        script.push(' ');
+    }
+    script.push_str(")\n");
+    let path = scratch_dir().join(format!("batch-{id}.sh"));
+    std::fs::write(&path, script)?;
+    let mut lines = format!(
+        ". {} </dev/null\n",
+        ansi_c_quote(path.as_os_str().as_encoded_bytes())
+    );
+    // One line per task, the previous task's marker first: bash reads a
+    // pipe a byte at a time, so every byte here counts.
+    for i in 0..items.len() {
+        if i > 0 {
+            lines.push_str("__pcl_e;");
+        }
+        lines.push_str(&format!("__pcl_t {i}\n"));
+    }
+    lines.push_str("__pcl_e\n");
+    let mut splitter = Splitter {
+        token: token.into_bytes(),
+        items: items.into_iter().map(|i| i.seq).collect(),
+        next: 0,
+        stdout: Cut::default(),
+        stderr: Cut::default(),
+        done_out: Vec::new(),
+        started: Instant::now(),
+        start_ms: now_ms(),
+        send,
+        failed: None,
+        cancelled: false,
+    };
+    let end = shell.run_lines(&lines, None, &mut splitter).await;
+    let _ = std::fs::remove_file(&path);
+    if let Some(e) = splitter.failed.take() {
+        return Err(e);
+    }
+    // The shell died mid-task: that task ends with what it printed.
+    if let Ok(
+        end @ ExecEnd {
+            outcome: ExecOutcome::ShellRestarted(_),
+            ..
+        },
+    ) = end
+    {
+        if let Some(&seq) = splitter.items.get(splitter.next) {
+            let task = TaskEnd {
+                seq,
+                start_ms: splitter.start_ms,
+                runtime_ms: splitter.started.elapsed().as_millis() as u64,
+                end,
+                stdout: std::mem::take(&mut splitter.stdout.buf),
+                stderr: std::mem::take(&mut splitter.stderr.buf),
+            };
+            write_frame(splitter.send, &EngineReply::Task(task)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One stream of a batch, cut at the task markers.
+#[derive(Default)]
+struct Cut {
+    buf: Vec<u8>,
+    /// How far `buf` is known to hold no marker.
+    searched: usize,
+}
+
+impl Cut {
+    /// The next task's bytes and, with `line`, the rest of the marker's
+    /// line (the status), once complete.
+    fn next(&mut self, token: &[u8], line: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+        let from = self.searched.saturating_sub(token.len());
+        let Some(at) = memmem::find(&self.buf[from..], token).map(|i| i + from) else {
+            self.searched = self.buf.len();
+            return None;
+        };
+        let after = at + token.len();
+        let (tail, consumed) = if line {
+            let nl = memchr::memchr(b'\n', &self.buf[after..])?;
+            (self.buf[after..after + nl].to_vec(), after + nl + 1)
+        } else {
+            (Vec::new(), after)
+        };
+        let rest = self.buf.split_off(consumed);
+        let mut task = std::mem::replace(&mut self.buf, rest);
+        task.truncate(at);
+        self.searched = 0;
+        Some((task, tail))
+    }
+}
+
+struct Splitter<'a> {
+    token: Vec<u8>,
+    items: Vec<u64>,
+    /// Index in `items` of the task running now.
+    next: usize,
+    stdout: Cut,
+    stderr: Cut,
+    /// Finished stdouts (with status; none if cancelled) waiting for their
+    /// stderr's marker.
+    done_out: Vec<(Vec<u8>, Option<i32>)>,
+    started: Instant,
+    start_ms: u64,
+    send: &'a mut SendStream,
+    failed: Option<EngineError>,
+    /// A task was skipped by a cancel: report nothing more.
+    cancelled: bool,
+}
+
+impl Splitter<'_> {
+    async fn emit(&mut self) {
+        while !self.done_out.is_empty() && !self.cancelled {
+            let Some((stderr, _)) = self.stderr.next(&self.token, false) else {
+                return;
+            };
+            let (stdout, status) = self.done_out.remove(0);
+            let Some(&seq) = self.items.get(self.next) else {
+                return;
+            };
+            let Some(status) = status else {
+                self.cancelled = true;
+                return;
+            };
+            self.next += 1;
+            let task = TaskEnd {
+                seq,
+                start_ms: self.start_ms,
+                runtime_ms: self.started.elapsed().as_millis() as u64,
+                end: ExecEnd {
+                    status,
+                    outcome: ExecOutcome::Finished,
+                },
+                stdout,
+                stderr,
+            };
+            self.started = Instant::now();
+            self.start_ms = now_ms();
+            if let Err(e) = write_frame(self.send, &EngineReply::Task(task)).await {
+                self.failed.get_or_insert(e.into());
+            }
+        }
+    }
+}
+
+impl OutputSink for Splitter<'_> {
+    async fn stdout(&mut self, data: Vec<u8>) {
+        self.stdout.buf.extend_from_slice(&data);
+        while let Some((out, status)) = self.stdout.next(&self.token, true) {
+            let status = std::str::from_utf8(&status)
+                .ok()
+                .and_then(|s| s.parse().ok());
+            self.done_out.push((out, status));
+        }
+        self.emit().await;
+    }
+
+    async fn stderr(&mut self, data: Vec<u8>) {
+        self.stderr.buf.extend_from_slice(&data);
+        self.emit().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cut, substitute};
+
+    #[test]
+    fn cuts_tasks_at_markers_split_across_reads() {
+        let mut cut = Cut::default();
+        cut.buf.extend_from_slice(b"one\nMA");
+        assert!(cut.next(b"MARK", true).is_none());
+        cut.buf.extend_from_slice(b"RK0");
+        assert!(cut.next(b"MARK", true).is_none());
+        cut.buf.extend_from_slice(b"\nMARK3\nrest");
+        assert_eq!(
+            cut.next(b"MARK", true),
+            Some((b"one\n".to_vec(), b"0".to_vec()))
+        );
+        assert_eq!(cut.next(b"MARK", true), Some((Vec::new(), b"3".to_vec())));
+        assert_eq!(cut.buf, b"rest");
+    }
+
+    #[test]
+    fn braces_become_the_quoted_item() {
+        assert_eq!(substitute("echo {} {}", b"a b"), "echo $'a b' $'a b'");
+        assert_eq!(substitute("echo", b"x"), "echo x");
+        assert_eq!(
+            substitute("echo $(( {} * 2 ))", b"21"),
+            "echo $(( 21 * 2 ))"
+        );
+        assert_eq!(substitute("echo {}", b""), "echo $''");
+        assert_eq!(substitute("echo {}", b"*"), "echo $'\\x2a'");
+        assert_eq!(
+            substitute("echo {}", b"$(touch x)'\""),
+            "echo $'\\x24\\x28touch x\\x29\\x27\\x22'"
+        );
+    }
+}

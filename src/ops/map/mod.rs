@@ -1,0 +1,485 @@
+//! `pcl map`: run a command once per item, load-balanced over the target
+//! engines. Items are read as they are needed (from the request, a file,
+//! or the CLI's socket), handed out in batches sized to each engine's
+//! speed, and their results go back in input order through a bounded
+//! reorder window. An engine lost mid-map has its unfinished items run
+//! elsewhere.
+
+mod input;
+mod joblog;
+mod reorder;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use tokio::sync::{mpsc, watch};
+
+use super::After;
+use crate::protocol::engine::{BatchItem, EngineReply, EngineRequest, ExecOutcome, TaskEnd};
+use crate::protocol::session::Reply;
+use crate::session::{EnginePool, EngineState, ReplySink, SessionError};
+use input::Input;
+use joblog::Joblog;
+pub use reorder::Reorder;
+
+/// Results that may wait for an earlier one, at most.
+const WINDOW: u64 = 65_536;
+/// Batches in flight per engine: one running, one queued behind it, so the
+/// engine never waits for the daemon.
+const IN_FLIGHT: usize = 2;
+/// A batch should keep its engine busy about this long.
+const BATCH_TARGET: Duration = Duration::from_millis(40);
+const MAX_BATCH: usize = 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MapRequest {
+    pub targets: String,
+    pub command: String,
+    pub input: MapInput,
+    pub unordered: bool,
+    /// Runs per item at most (GNU parallel's `--retries`); 0 and 1 mean once.
+    pub retries: u32,
+    pub timeout_ms: Option<u64>,
+    /// Absolute path of a GNU parallel style joblog to write.
+    pub joblog: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MapInput {
+    Items(Vec<ByteBuf>),
+    /// Lines of a file the daemon reads itself (same user, same machine);
+    /// `remove`: a spool file the CLI made for an async map from stdin.
+    File {
+        path: PathBuf,
+        remove: bool,
+    },
+    /// Lines follow the request on the socket, as frames of
+    /// `Vec<ByteBuf>`; an empty frame ends them.
+    Stream,
+}
+
+/// One finished item, sent to the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MapTask {
+    pub seq: u64,
+    pub item: ByteBuf,
+    pub engine: u32,
+    pub host: String,
+    pub status: i32,
+    pub note: Option<String>,
+    pub stdout: ByteBuf,
+    pub stderr: ByteBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MapEnd {
+    pub done: u64,
+    pub failed: u64,
+    /// Items that never ran (abort, or no engine left).
+    pub unrun: u64,
+    pub aborted: bool,
+}
+
+struct Pending {
+    seq: u64,
+    item: Vec<u8>,
+    runs: u32,
+}
+
+struct Worker {
+    id: u32,
+    alive: bool,
+    in_flight: usize,
+    batch: usize,
+    /// Smoothed time per task, measured per batch.
+    per_task: Option<Duration>,
+    /// Since when the engine has had work without a break.
+    busy_since: Option<Instant>,
+}
+
+enum Event {
+    Task(u32, TaskEnd),
+    BatchEnd {
+        engine: u32,
+        ran: usize,
+        unfinished: Vec<u64>,
+        error: Option<String>,
+    },
+}
+
+pub async fn run(
+    pool: &Arc<EnginePool>,
+    request: MapRequest,
+    out: &mut ReplySink,
+) -> Result<After, SessionError> {
+    let ids: Vec<u32> = pool
+        .resolve(&request.targets)?
+        .into_iter()
+        .filter(|&id| !matches!(pool.state(id), EngineState::Dead(_)))
+        .collect();
+    if ids.is_empty() {
+        out.send(&Reply::Error("no live engine among the targets".into()))
+            .await?;
+        return Ok(After::Continue);
+    }
+    out.set_engines(&ids);
+    let input = Input::open(request.input.clone(), out.take_input()).await?;
+    if let Some(total) = input.total {
+        out.send(&Reply::MapTotal(total)).await?;
+    }
+    let joblog = match &request.joblog {
+        Some(path) => Some(Joblog::create(path)?),
+        None => None,
+    };
+    let cancel = out.job().map(|j| j.cancelled());
+    let mut map = Map {
+        pool: pool.clone(),
+        request: Arc::new(request),
+        workers: ids
+            .iter()
+            .map(|&id| Worker {
+                id,
+                alive: true,
+                in_flight: 0,
+                batch: 1,
+                per_task: None,
+                busy_since: None,
+            })
+            .collect(),
+        items: input.items,
+        source_done: false,
+        next_seq: 0,
+        queue: VecDeque::new(),
+        running: HashMap::new(),
+        reorder: Reorder::new(WINDOW),
+        joblog,
+        end: MapEnd {
+            done: 0,
+            failed: 0,
+            unrun: 0,
+            aborted: false,
+        },
+    };
+    map.run(out, cancel).await?;
+    Ok(After::Continue)
+}
+
+struct Map {
+    pool: Arc<EnginePool>,
+    request: Arc<MapRequest>,
+    workers: Vec<Worker>,
+    items: mpsc::Receiver<Result<Vec<u8>, String>>,
+    source_done: bool,
+    next_seq: u64,
+    /// Items ready to go: read ahead, or back from a lost engine or a retry.
+    queue: VecDeque<Pending>,
+    /// Items sent to an engine and not finished.
+    running: HashMap<u64, Pending>,
+    reorder: Reorder<MapTask>,
+    joblog: Option<Joblog>,
+    end: MapEnd,
+}
+
+impl Map {
+    async fn run(
+        &mut self,
+        out: &mut ReplySink,
+        mut cancel: Option<watch::Receiver<bool>>,
+    ) -> Result<(), SessionError> {
+        let (tx, mut rx) = mpsc::channel::<Event>(4096);
+        let mut input_error = None;
+        loop {
+            if !self.end.aborted {
+                self.dispatch(&tx);
+            }
+            let in_flight: usize = self.workers.iter().map(|w| w.in_flight).sum();
+            let any_alive = self.workers.iter().any(|w| w.alive);
+            let exhausted = self.source_done && self.queue.is_empty();
+            if in_flight == 0 && (exhausted || self.end.aborted || !any_alive) {
+                break;
+            }
+            // Read more input only when an engine could take it now.
+            let wants_input = !self.source_done
+                && !self.end.aborted
+                && self.queue.is_empty()
+                && self.window_open()
+                && self
+                    .workers
+                    .iter()
+                    .any(|w| w.alive && w.in_flight < IN_FLIGHT);
+            tokio::select! {
+                event = rx.recv() => {
+                    let event = event.expect("the map holds a sender");
+                    self.handle(event, out).await?;
+                }
+                item = self.items.recv(), if wants_input => match item {
+                    Some(Ok(item)) => self.push_new(item),
+                    Some(Err(e)) => {
+                        input_error = Some(e);
+                        self.source_done = true;
+                    }
+                    None => self.source_done = true,
+                },
+                _ = cancelled(&mut cancel), if !self.end.aborted => {
+                    self.end.aborted = true;
+                }
+            }
+        }
+        // Whatever was never run: queued, still unread, or stranded when
+        // every engine was lost.
+        self.end.unrun += self.queue.len() as u64;
+        self.queue.clear();
+        if !self.source_done {
+            self.items.close();
+            while let Some(item) = self.items.recv().await {
+                if item.is_ok() {
+                    self.end.unrun += 1;
+                }
+            }
+        }
+        for task in self.reorder.drain() {
+            out.send(&Reply::Task(task)).await?;
+        }
+        if let Some(joblog) = &mut self.joblog {
+            joblog.flush()?;
+        }
+        if let Some(e) = input_error {
+            out.send(&Reply::Error(format!("reading the items failed: {e}")))
+                .await?;
+            return Ok(());
+        }
+        out.send(&Reply::MapEnd(self.end.clone())).await?;
+        out.send(&Reply::Done).await?;
+        Ok(())
+    }
+
+    fn window_open(&self) -> bool {
+        self.request.unordered || self.reorder.admits(self.next_seq)
+    }
+
+    fn push_new(&mut self, item: Vec<u8>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push_back(Pending { seq, item, runs: 0 });
+    }
+
+    /// Give every engine with room a batch, sized to its speed: first one
+    /// batch each, then the second, so a short input spreads over all.
+    fn dispatch(&mut self, tx: &mpsc::Sender<Event>) {
+        for round in 0..IN_FLIGHT {
+            for w in 0..self.workers.len() {
+                let worker = &self.workers[w];
+                if !worker.alive || worker.in_flight > round {
+                    continue;
+                }
+                let size = worker.batch;
+                // A busy engine waits for a full batch (unless the input
+                // has ended): many small batches cost more than they help.
+                let available = self.queue.len() + self.items.len();
+                if worker.in_flight > 0 && !self.source_done && available < size {
+                    continue;
+                }
+                let mut batch = Vec::with_capacity(size);
+                while batch.len() < size {
+                    if self.queue.is_empty() && self.window_open() {
+                        // Take input that is already read, without waiting.
+                        match self.items.try_recv() {
+                            Ok(Ok(item)) => self.push_new(item),
+                            _ => break,
+                        }
+                    }
+                    let Some(p) = self.queue.pop_front() else {
+                        break;
+                    };
+                    batch.push(BatchItem {
+                        seq: p.seq,
+                        item: p.item.clone(),
+                    });
+                    self.running.insert(p.seq, p);
+                }
+                if batch.is_empty() {
+                    return;
+                }
+                let worker = &mut self.workers[w];
+                worker.in_flight += 1;
+                worker.busy_since.get_or_insert_with(Instant::now);
+                tokio::spawn(run_batch(
+                    self.pool.clone(),
+                    worker.id,
+                    self.request.clone(),
+                    batch,
+                    tx.clone(),
+                ));
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: Event, out: &mut ReplySink) -> Result<(), SessionError> {
+        match event {
+            Event::Task(engine, end) => {
+                let Some(mut pending) = self.running.remove(&end.seq) else {
+                    return Ok(());
+                };
+                pending.runs += 1;
+                let host = self.pool.host_of(engine);
+                if let Some(joblog) = &mut self.joblog {
+                    joblog.row(&host, &self.request.command, &pending.item, &end)?;
+                }
+                let status = end.end.status;
+                if status != 0 && pending.runs < self.request.retries && !self.end.aborted {
+                    self.queue.push_front(pending);
+                    return Ok(());
+                }
+                self.end.done += 1;
+                if status != 0 {
+                    self.end.failed += 1;
+                }
+                let note = match end.end.outcome {
+                    ExecOutcome::Finished => None,
+                    ExecOutcome::TimedOut => Some(format!(
+                        "timed out after {} s and was killed",
+                        self.request.timeout_ms.unwrap_or(0) as f64 / 1000.0
+                    )),
+                    ExecOutcome::ShellRestarted(why) => Some(why),
+                };
+                let task = MapTask {
+                    seq: end.seq,
+                    item: ByteBuf::from(pending.item),
+                    engine,
+                    host,
+                    status,
+                    note,
+                    stdout: ByteBuf::from(end.stdout),
+                    stderr: ByteBuf::from(end.stderr),
+                };
+                if self.request.unordered {
+                    out.send(&Reply::Task(task)).await?;
+                } else {
+                    self.reorder.insert(end.seq, task);
+                    while let Some(task) = self.reorder.pop() {
+                        out.send(&Reply::Task(task)).await?;
+                    }
+                }
+            }
+            Event::BatchEnd {
+                engine,
+                ran,
+                unfinished,
+                error,
+            } => {
+                let worker = self.worker(engine);
+                worker.in_flight -= 1;
+                worker.learn(ran);
+                if let Some(reason) = error {
+                    // Lost (or refusing) engine: no more work for it here.
+                    if worker.alive {
+                        worker.alive = false;
+                        eprintln!("map: engine {engine} dropped out: {reason}");
+                    }
+                }
+                for seq in unfinished.into_iter().rev() {
+                    let Some(pending) = self.running.remove(&seq) else {
+                        continue;
+                    };
+                    if self.end.aborted {
+                        self.end.unrun += 1;
+                        self.reorder.skip(seq);
+                    } else {
+                        self.queue.push_front(pending);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn worker(&mut self, engine: u32) -> &mut Worker {
+        self.workers
+            .iter_mut()
+            .find(|w| w.id == engine)
+            .expect("results come from the map's engines")
+    }
+}
+
+impl Worker {
+    /// Batches queue back to back on an engine, so the time since it got
+    /// busy (or since its previous batch ended) over the tasks this batch
+    /// ran is its time per task; size its next batches from that.
+    fn learn(&mut self, ran: usize) {
+        let now = Instant::now();
+        if let (Some(since), true) = (self.busy_since, ran > 0) {
+            let sample = (now - since) / ran as u32;
+            let smooth = match self.per_task {
+                Some(old) => (old + sample) / 2,
+                None => sample,
+            };
+            self.per_task = Some(smooth);
+            let fit = (BATCH_TARGET.as_secs_f64() / smooth.as_secs_f64().max(1e-6)) as usize;
+            self.batch = fit.clamp(1, (self.batch * 2).min(MAX_BATCH));
+        }
+        self.busy_since = (self.in_flight > 0).then_some(now);
+    }
+}
+
+/// Resolves when the job is aborted; never for a call that is no job.
+async fn cancelled(cancel: &mut Option<watch::Receiver<bool>>) {
+    match cancel {
+        Some(rx) => {
+            if rx.wait_for(|c| *c).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// One batch on one engine: forward each result as it comes, then say
+/// which items did not finish (engine lost, or the batch cancelled).
+async fn run_batch(
+    pool: Arc<EnginePool>,
+    engine: u32,
+    request: Arc<MapRequest>,
+    items: Vec<BatchItem>,
+    tx: mpsc::Sender<Event>,
+) {
+    // An engine runs a batch in order, so what did not finish is a tail.
+    let seqs: Vec<u64> = items.iter().map(|i| i.seq).collect();
+    let mut finished = 0;
+    let label = format!("map {}", request.command);
+    let engine_request = EngineRequest::Batch {
+        id: engine,
+        template: request.command.clone(),
+        items,
+        timeout_ms: request.timeout_ms,
+    };
+    let error = match pool.call(engine, &label, &engine_request).await {
+        Err(e) => Some(e),
+        Ok(mut call) => loop {
+            match call.next().await {
+                Ok(Some(EngineReply::Task(end))) => {
+                    finished += 1;
+                    if tx.send(Event::Task(engine, end)).await.is_err() {
+                        break None;
+                    }
+                }
+                Ok(Some(EngineReply::BatchDone)) => break None,
+                Ok(Some(EngineReply::Error(e))) => break Some(e),
+                Ok(Some(other)) => break Some(format!("unexpected reply {other:?}")),
+                Ok(None) => break Some(format!("engine {engine} ended the batch early")),
+                Err(e) => break Some(e),
+            }
+        },
+    };
+    let _ = tx
+        .send(Event::BatchEnd {
+            engine,
+            ran: finished,
+            unfinished: seqs[finished.min(seqs.len())..].to_vec(),
+            error,
+        })
+        .await;
+}

@@ -1,0 +1,470 @@
+//! `map`, async jobs (`--async`, `jobs`, `wait`, `result`, `abort`),
+//! `interrupt` and Ctrl-C, end to end with real local engines.
+
+mod common;
+
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn up(env: &Env, engines: usize) {
+    let cluster = env.cluster_local(engines);
+    env.up([&cluster]);
+}
+
+/// A pcl command of this env running in the background.
+fn spawn(env: &Env, args: &[&str]) -> Child {
+    Command::new(PCL)
+        .args(args)
+        .env("HOME", env.home())
+        .env("XDG_RUNTIME_DIR", env.runtime_dir())
+        .env("PCL_SESSION", &env.session)
+        .current_dir(env.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pcl")
+}
+
+/// Processes running exactly `argv` under one of this session's engines.
+fn engine_children(env: &Env, argv: &[&str]) -> Vec<i32> {
+    let engines = engine_pids(&env.session);
+    session_like(argv)
+        .into_iter()
+        .filter(|&pid| ancestors(pid).iter().any(|a| engines.contains(a)))
+        .collect()
+}
+
+fn session_like(argv: &[&str]) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|b| {
+                let words: Vec<&[u8]> = b.split(|&c| c == 0).filter(|w| !w.is_empty()).collect();
+                words.len() == argv.len() && words.iter().zip(argv).all(|(w, a)| *w == a.as_bytes())
+            })
+        })
+        .collect()
+}
+
+/// Wait for a child with a deadline; its exit code and output.
+fn finish(mut child: Child, limit: Duration) -> (i32, Vec<u8>, String, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            return (
+                status.code().unwrap_or(-1),
+                out.stdout,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+                start.elapsed(),
+            );
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("pcl did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn ordered_results_equal_the_serial_loop() {
+    let env = Env::new();
+    up(&env, 4);
+    let items: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
+    let mut args = vec![
+        "map".to_string(),
+        "echo $(( {} * 3 )); printf 'second %s\\n' {}".to_string(),
+    ];
+    args.extend(items.iter().cloned());
+    let out = env.pcl(&args).run().success();
+    let serial: String = (1..=1000)
+        .map(|i| format!("{}\nsecond {i}\n", i * 3))
+        .collect();
+    assert_eq!(out.stdout_str(), serial);
+
+    // --unordered: the same lines, in any order.
+    args.insert(1, "--unordered".into());
+    let out = env.pcl(&args).run().success();
+    let mut got = out.stdout_lines();
+    let mut want: Vec<String> = serial.lines().map(String::from).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn items_from_stdin_and_from_a_file() {
+    let env = Env::new();
+    up(&env, 2);
+    let input: String = (0..3000).map(|i| format!("item {i}\n")).collect();
+    let want: String = (0..3000).map(|i| format!("<item {i}>\n")).collect();
+    // Without {}, the item is appended.
+    let out = env
+        .pcl(["map", "echo", "-"])
+        .stdin(input.clone())
+        .run()
+        .success();
+    assert_eq!(out.stdout_str(), input);
+    let out = env
+        .pcl(["map", "echo \"<\"{}\">\"", "-"])
+        .stdin(input.clone())
+        .run()
+        .success();
+    assert_eq!(out.stdout_str(), want);
+    let file = env.write("items.txt", &input);
+    let out = env
+        .pcl([
+            "map",
+            "--from",
+            &file.to_string_lossy(),
+            "echo \"<\"{}\">\"",
+        ])
+        .run()
+        .success();
+    assert_eq!(out.stdout_str(), want);
+}
+
+#[test]
+fn hostile_items_are_quoted() {
+    let env = Env::new();
+    up(&env, 2);
+    let items = [
+        "$(touch pwned)",
+        "`touch pwned2`",
+        "a b  c",
+        "it's",
+        "\"dq\"",
+        "*",
+        "-n",
+        "",
+        "semi;colon",
+        "back\\slash",
+    ];
+    let mut args = vec!["map", "printf '[%s]\\n' {}"];
+    args.extend(items);
+    let out = env.pcl(&args).run().success();
+    let want: String = items.iter().map(|i| format!("[{i}]\n")).collect();
+    assert_eq!(out.stdout_str(), want);
+    for dir in [env.path().to_path_buf(), env.home()] {
+        assert!(!dir.join("pwned").exists() && !dir.join("pwned2").exists());
+    }
+}
+
+#[test]
+fn tasks_see_engine_state_but_cannot_change_it() {
+    let env = Env::new();
+    up(&env, 2);
+    env.px(["x=5; cd /tmp"]).success();
+    let out = env
+        .pcl(["map", "echo $x $PWD; y={}; cd /", "1", "2"])
+        .run()
+        .success();
+    assert_eq!(out.stdout_str(), "5 /tmp\n5 /tmp\n");
+    let out = env.px(["-t", "0", "echo ${y:-unset} $PWD"]).success();
+    assert_eq!(out.stdout_str(), "[stdout:0] unset /tmp\n");
+}
+
+#[test]
+fn exit_status_counts_failures_up_to_101() {
+    let env = Env::new();
+    up(&env, 2);
+    let items: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
+    let mut args = vec![
+        "map".to_string(),
+        "echo {}; echo oops{} >&2; exit $(( {} % 2 ))".into(),
+    ];
+    args.extend(items);
+    let out = env.pcl(&args).run().assert_exit(5);
+    assert_eq!(out.stdout_lines().len(), 10);
+    assert!(
+        out.stderr.contains("item \"3\" on engine"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("oops3"), "{}", out.stderr);
+
+    let mut args = vec!["map".to_string(), "false".into()];
+    args.extend((0..150).map(|i| i.to_string()));
+    env.pcl(&args).run().assert_exit(101);
+}
+
+#[test]
+fn retries_and_per_task_timeout() {
+    let env = Env::new();
+    up(&env, 2);
+    // Fails on the first run of each item only (a marker file per item).
+    let out = env
+        .pcl([
+            "map",
+            "--retries",
+            "2",
+            "if [ -e ran.{} ]; then echo ok {}; else touch ran.{}; exit 1; fi",
+            "a",
+            "b",
+        ])
+        .run()
+        .success();
+    assert_eq!(out.stdout_str(), "ok a\nok b\n");
+
+    let out = env
+        .pcl([
+            "map",
+            "--timeout",
+            "0.5",
+            "sleep {}; echo {}",
+            "0",
+            "30",
+            "0",
+        ])
+        .run()
+        .assert_exit(1);
+    assert_eq!(out.stdout_str(), "0\n0\n");
+    assert!(out.stderr.contains("timed out"), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(10), "{:?}", out.elapsed);
+}
+
+#[test]
+fn joblog_rows_match_the_items() {
+    let env = Env::new();
+    up(&env, 3);
+    let log = env.path().join("joblog.tsv");
+    let mut args = vec![
+        "map".to_string(),
+        "--joblog".into(),
+        log.to_string_lossy().into_owned(),
+        "echo {}; exit $(( {} % 7 == 0 ))".into(),
+    ];
+    args.extend((1..=50).map(|i| i.to_string()));
+    env.pcl(&args).run().assert_exit(7);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand")
+    );
+    let mut seqs = Vec::new();
+    for line in lines {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 9, "{line}");
+        let seq: u64 = f[0].parse().unwrap();
+        assert_eq!(f[1], "localhost");
+        assert!(f[2].parse::<f64>().unwrap() > 1.0e9, "{line}");
+        assert_eq!(f[5], (seq.to_string().len() + 1).to_string(), "{line}");
+        assert_eq!(f[6], if seq % 7 == 0 { "1" } else { "0" }, "{line}");
+        assert_eq!(f[8], format!("echo {seq}; exit $(( {seq} % 7 == 0 ))"));
+        seqs.push(seq);
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+}
+
+#[test]
+fn async_result_equals_the_sync_call() {
+    let env = Env::new();
+    up(&env, 3);
+    let cases: [&[&str]; 3] = [
+        &[
+            "px",
+            "echo out $PCL_ENGINE_ID; echo err >&2; (exit $PCL_ENGINE_ID)",
+        ],
+        &["px", "--raw", "printf 'no newline %s' $PCL_ENGINE_ID"],
+        &[
+            "map",
+            "echo {}; echo e{} >&2; exit $(( {} % 3 ))",
+            "1",
+            "2",
+            "3",
+            "4",
+            "5",
+            "6",
+        ],
+    ];
+    for case in cases {
+        let sync = env.pcl(case).run();
+        let mut args = vec![case[0], "--async"];
+        args.extend(&case[1..]);
+        let submitted = env.pcl(&args).run().success();
+        let id = submitted.stdout_str().trim().to_string();
+        assert!(id.parse::<u64>().is_ok(), "job id {id:?}");
+        let waited = env.pcl(["wait", &id]).run();
+        assert_eq!(waited.status(), sync.status(), "wait {case:?}");
+        assert_eq!(waited.stdout, b"");
+        let result = env.pcl(["result", &id]).run();
+        assert_eq!(result.status(), sync.status(), "{case:?}");
+        assert_eq!(result.stdout, sync.stdout, "{case:?}");
+        assert_eq!(result.stderr, sync.stderr, "{case:?}");
+        // A result can be fetched again.
+        assert_eq!(env.pcl(["result", &id]).run().stdout, sync.stdout);
+    }
+    // An async map from stdin: the CLI leaves, the session keeps a copy.
+    let input: String = (0..500).map(|i| format!("{i}\n")).collect();
+    let id = env
+        .pcl(["map", "--async", "echo x{}", "-"])
+        .stdin(input.clone())
+        .run()
+        .success()
+        .stdout_str();
+    let result = env.pcl(["result", id.trim()]).run().success();
+    let want: String = (0..500).map(|i| format!("x{i}\n")).collect();
+    assert_eq!(result.stdout_str(), want);
+
+    let out = env.pcl(["jobs", "--json"]).run().success();
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs = jobs["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 4);
+    assert!(jobs.iter().all(|j| j["state"] == "done"), "{jobs:?}");
+    assert_eq!(jobs[2]["verb"], "map");
+    env.pcl(["result", "999"])
+        .run()
+        .failure()
+        .assert_stderr_contains("no job 999");
+}
+
+#[test]
+fn interrupt_stops_sleep_and_the_shell_state_survives() {
+    let env = Env::new();
+    up(&env, 2);
+    env.px(["v=7; cd /tmp"]).success();
+    let px = spawn(&env, &["px", "-t", "0", "sleep 1000"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || !engine_children(
+            &env,
+            &["sleep", "1000"]
+        )
+        .is_empty()),
+        "sleep 1000 never started"
+    );
+    let start = Instant::now();
+    env.pcl(["interrupt", "-t", "0"]).run().success();
+    let (code, _, _, _) = finish(px, Duration::from_secs(5));
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(code, 130);
+    assert!(engine_children(&env, &["sleep", "1000"]).is_empty());
+    let out = env.px(["-t", "0", "echo $v $PWD"]).success();
+    assert_eq!(out.stdout_str(), "[stdout:0] 7 /tmp\n");
+}
+
+#[test]
+fn ctrl_c_on_a_sync_map_interrupts_and_exits_130() {
+    let env = Env::new();
+    up(&env, 2);
+    let map = spawn(
+        &env,
+        &["map", "echo {}; sleep 1000", "1", "2", "3", "4", "5", "6"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || engine_children(
+            &env,
+            &["sleep", "1000"]
+        )
+        .len()
+            == 2),
+        "sleeps never started"
+    );
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(map.id() as i32, libc::SIGINT) };
+    let (code, stdout, stderr, elapsed) = finish(map, Duration::from_secs(10));
+    assert_eq!(code, 130, "{stderr}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // Two items were running (which two depends on the engines' queues),
+    // the other four never ran.
+    let printed = String::from_utf8_lossy(&stdout).into_owned();
+    assert_eq!(printed.lines().count(), 2, "{printed}");
+    assert!(stderr.contains("4 items did not run"), "{stderr}");
+    assert!(wait_until(Duration::from_secs(2), || engine_children(
+        &env,
+        &["sleep", "1000"]
+    )
+    .is_empty()));
+    // The engines take work again.
+    env.pcl(["map", "echo {}", "x"])
+        .run()
+        .success()
+        .assert_stdout("x\n");
+}
+
+#[test]
+fn ctrl_c_on_a_sync_px_exits_130_with_what_finished() {
+    let env = Env::new();
+    up(&env, 2);
+    let px = spawn(&env, &["px", "echo start $PCL_ENGINE_ID; sleep 1000"]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        engine_children(&env, &["sleep", "1000"]).len() == 2
+    }));
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(px.id() as i32, libc::SIGINT) };
+    let (code, stdout, _, elapsed) = finish(px, Duration::from_secs(10));
+    assert_eq!(code, 130);
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&stdout),
+        "[stdout:0] start 0\n[stdout:1] start 1\n"
+    );
+}
+
+#[test]
+fn abort_cancels_an_async_map() {
+    let env = Env::new();
+    up(&env, 2);
+    let mut args = vec!["map", "--async", "sleep 1000 # {}"];
+    let items: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    args.extend(items.iter().map(String::as_str));
+    let id = env
+        .pcl(&args)
+        .run()
+        .success()
+        .stdout_str()
+        .trim()
+        .to_string();
+    assert!(wait_until(Duration::from_secs(10), || {
+        engine_children(&env, &["sleep", "1000"]).len() == 2
+    }));
+    let out = env.pcl(["jobs"]).run().success();
+    assert!(
+        out.stdout_str()
+            .starts_with(&format!("{id}\trunning\t0-1\t")),
+        "{}",
+        out.stdout_str()
+    );
+    env.pcl(["abort", &id]).run().success();
+    let start = Instant::now();
+    env.pcl(["wait", &id]).run().assert_exit(130);
+    assert!(start.elapsed() < Duration::from_secs(3));
+    let out = env.pcl(["result", &id]).run().assert_exit(130);
+    assert!(
+        out.stderr.contains("18 items did not run"),
+        "{}",
+        out.stderr
+    );
+    assert!(env.pcl(["jobs"]).run().stdout_str().contains("aborted"));
+}
+
+#[test]
+fn a_killed_engine_host_loses_and_duplicates_nothing() {
+    let env = Env::new();
+    let mut second = Host::local(2);
+    second.host = "local-b".into();
+    let cluster = env.write_cluster(&[Host::local(2), second]);
+    env.up([&cluster]);
+    let hosts = engine_pids(&env.session);
+    assert_eq!(hosts.len(), 2, "two engine hosts");
+    let mut args = vec!["map", "sleep 0.02; echo {}"];
+    let items: Vec<String> = (1..=600).map(|i| i.to_string()).collect();
+    args.extend(items.iter().map(String::as_str));
+    let map = spawn(&env, &args);
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: killing an engine host of this test's own session.
+    unsafe { libc::kill(hosts[1], libc::SIGKILL) };
+    let (code, stdout, stderr, _) = finish(map, Duration::from_secs(60));
+    assert_eq!(code, 0, "{stderr}");
+    let want: String = items.iter().map(|i| format!("{i}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&stdout), want);
+}
