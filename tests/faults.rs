@@ -499,3 +499,119 @@ fn faults_link_blip_shorter_than_the_timeout_is_ridden_out_mid_px() {
     assert_nothing_left(&env.session);
     hosts.assert_only_sshd_left();
 }
+
+#[test]
+fn faults_link_cut_mid_map_costs_only_that_hosts_work() {
+    let Some(hosts) = NetnsHosts::new(3) else {
+        return;
+    };
+    let env = Env::new();
+    let table = env.up([cluster(
+        &env,
+        &hosts,
+        1,
+        &["link_timeout = 2", "reconnect_grace = 60"],
+    )]);
+    env.px(["v=kept-$PCL_ENGINE_ID"]).success();
+    let victim_host = hosts.addr(1).to_string();
+    let victim = table
+        .iter()
+        .find(|(_, h)| *h == victim_host)
+        .map(|(id, _)| *id)
+        .expect("an engine on host 1");
+    let items: Vec<String> = (1..=90).map(|i| i.to_string()).collect();
+    let started = Instant::now();
+    let map = {
+        let cmd = env
+            .pcl(["map", "sleep 0.1; echo {}"])
+            .args(&items)
+            .timeout_secs(90);
+        thread::spawn(move || cmd.run())
+    };
+    let busy = wait_until(Duration::from_secs(10), || {
+        running_in(&hosts, 1, "sleep 0.1") > 0
+    });
+    assert!(busy, "the victim never got a task");
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    // The victim's unfinished items run on the others: every item once,
+    // in order, success, in bounded time.
+    let out = map.join().expect("map thread").success();
+    let want: String = items.iter().map(|i| format!("{i}\n")).collect();
+    assert_eq!(out.stdout_str(), want, "{}", out.describe());
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "map took {:?} with a 2 s link timeout",
+        started.elapsed()
+    );
+
+    // Back within the grace: the same engine, state intact, shell free.
+    drop(guard);
+    wait_state(&env, victim, "idle", Duration::from_secs(20));
+    let out = env.px(["echo $v"]).success();
+    let expect: Vec<(u32, String)> = table
+        .iter()
+        .map(|(id, _)| (*id, format!("kept-{id}")))
+        .collect();
+    assert_eq!(px_stdout_lines(&out), expect, "{}", out.describe());
+
+    env.down();
+    assert_nothing_left(&env.session);
+    hosts.assert_only_sshd_left();
+}
+
+#[test]
+fn faults_async_px_with_a_host_killed_finishes_and_reports_it() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    let table = env.up([cluster(&env, &hosts, 1, &[])]);
+    let victim_host = hosts.addr(1).to_string();
+    let (victim, _) = table
+        .iter()
+        .find(|(_, h)| *h == victim_host)
+        .cloned()
+        .expect("an engine on host 1");
+    let (good, _) = table
+        .iter()
+        .find(|(_, h)| *h != victim_host)
+        .cloned()
+        .expect("an engine on host 0");
+    let id = env
+        .pcl(["px", "--async", "sleep 3; echo done-$PCL_ENGINE_ID"])
+        .run()
+        .success()
+        .stdout_str()
+        .trim()
+        .to_string();
+    let sleeping = wait_until(Duration::from_secs(10), || {
+        running_in(&hosts, 1, "sleep 3") > 0
+    });
+    assert!(sleeping, "the job never started on host 1");
+    let pids = engine_hosts_in(&hosts, &env, 1);
+    kill9(pids[0]);
+
+    // The job ends (no wait for a host that is gone) with the survivor's
+    // output and 255 for the dead engine, as the sync call would.
+    env.pcl(["wait", &id])
+        .timeout_secs(30)
+        .run()
+        .assert_exit(255);
+    let out = env.pcl(["result", &id]).run().assert_exit(255);
+    assert_eq!(
+        px_stdout_lines(&out),
+        vec![(good, format!("done-{good}"))],
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains(&format!("engine {victim}")),
+        "{}",
+        out.describe()
+    );
+
+    env.down();
+    assert_nothing_left(&env.session);
+    hosts.assert_only_sshd_left();
+}
