@@ -231,7 +231,7 @@ fn faults_link_down_mid_px_fails_that_engine_then_reconnects_with_its_state() {
         &env,
         &hosts,
         1,
-        &["link_timeout = 2", "reconnect_grace = 60"],
+        &["link_timeout = 3", "reconnect_grace = 60"],
     )]);
     let victim_host = hosts.addr(1).to_string();
     let victim = table
@@ -265,7 +265,7 @@ fn faults_link_down_mid_px_fails_that_engine_then_reconnects_with_its_state() {
     assert_eq!(out.code, Some(255), "{}", out.describe());
     assert!(
         took < Duration::from_secs(20),
-        "px took {took:?} with a 2 s link timeout\n{}",
+        "px took {took:?} with a 3 s link timeout\n{}",
         out.describe()
     );
     let lines = px_stdout_lines(&out);
@@ -510,7 +510,7 @@ fn faults_link_cut_mid_map_costs_only_that_hosts_work() {
         &env,
         &hosts,
         1,
-        &["link_timeout = 2", "reconnect_grace = 60"],
+        &["link_timeout = 3", "reconnect_grace = 60"],
     )]);
     env.px(["v=kept-$PCL_ENGINE_ID"]).success();
     let victim_host = hosts.addr(1).to_string();
@@ -541,7 +541,7 @@ fn faults_link_cut_mid_map_costs_only_that_hosts_work() {
     assert_eq!(out.stdout_str(), want, "{}", out.describe());
     assert!(
         started.elapsed() < Duration::from_secs(45),
-        "map took {:?} with a 2 s link timeout",
+        "map took {:?} with a 3 s link timeout",
         started.elapsed()
     );
 
