@@ -79,6 +79,14 @@ pub enum Command {
         #[arg(short = 't', long, default_value = "all", value_name = "T")]
         targets: String,
     },
+    /// Set shell variables on every target, or copy a file to each
+    Push(super::data::PushArgs),
+    /// Print variables' values from every target, or fetch a file from each
+    Pull(super::data::PullArgs),
+    /// Split items (or lines) into contiguous blocks, one per target
+    Scatter(super::data::ScatterArgs),
+    /// Concatenate every target's array (or file), in engine order
+    Gather(super::data::GatherArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]

@@ -2,6 +2,7 @@
 //! asking the session daemon), render the answer, pick the exit status.
 
 mod args;
+mod data;
 mod jobs;
 mod map;
 mod px;
@@ -80,6 +81,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Interrupt { targets } => {
             current_thread()?.block_on(jobs::control(session, Request::Interrupt { targets }))
         }
+        Command::Push(args) => current_thread()?.block_on(data::push(session, args)),
+        Command::Pull(args) => current_thread()?.block_on(data::pull(session, args)),
+        Command::Scatter(args) => current_thread()?.block_on(data::scatter(session, args)),
+        Command::Gather(args) => current_thread()?.block_on(data::gather(session, args)),
     }
 }
 

@@ -32,8 +32,8 @@ pub(super) struct Engine {
     pub(super) cancel: AtomicU64,
 }
 
-struct Host {
-    config: EngineHostConfig,
+pub(super) struct Host {
+    pub(super) config: EngineHostConfig,
     engines: OnceCell<Vec<Result<Arc<Engine>, String>>>,
     /// Daemon connections open now.
     connections: watch::Sender<usize>,
@@ -224,12 +224,13 @@ impl Host {
                 }
                 Err(e) => write_frame(&mut send, &EngineReply::Error(e)).await?,
             },
+            EngineRequest::Data(op) => super::data::serve(self, op, &mut send, &mut recv).await?,
         }
         let _ = send.finish();
         Ok(())
     }
 
-    async fn engine(&self, id: u32) -> Result<Arc<Engine>, String> {
+    pub(super) async fn engine(&self, id: u32) -> Result<Arc<Engine>, String> {
         let index = id
             .checked_sub(self.config.first_id)
             .filter(|&i| i < self.config.engines)
@@ -258,7 +259,7 @@ impl OutputSink for StreamSink<'_> {
 }
 
 /// Expand a leading `~` and create the directory; no workdir means home.
-fn prepare_workdir(workdir: Option<&str>) -> Result<PathBuf, EngineError> {
+pub(super) fn prepare_workdir(workdir: Option<&str>) -> Result<PathBuf, EngineError> {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/".into());

@@ -2,6 +2,7 @@
 //! each a persistent shell.
 
 mod batch;
+mod data;
 mod error;
 mod guard;
 mod host;

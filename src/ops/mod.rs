@@ -1,13 +1,20 @@
 //! One file per verb. Each runs inside the daemon against the engine
 //! pool and writes its replies to the CLI that asked.
 
+mod data;
 pub mod down;
+mod gather;
 pub mod ids;
 pub mod jobs;
+mod lines;
 pub mod map;
+mod pull;
+mod push;
 pub mod px;
 pub mod restart;
+mod scatter;
 pub mod status;
+mod transfer;
 pub mod up;
 
 use std::sync::Arc;
@@ -41,5 +48,9 @@ pub async fn dispatch(
         | Request::Abort(_)
         | Request::Interrupt { .. }
         | Request::Async { .. }) => jobs::run(pool, request, out).await,
+        Request::Data(request) => data::run(pool, request, out).await,
+        Request::Chunk(_) | Request::Eof => Err(SessionError::Refused(
+            "stdin data without a request that reads it".into(),
+        )),
     }
 }

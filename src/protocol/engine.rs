@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::data::{Digest, EngineData};
+
 /// First token of the line an engine host prints once it listens.
 pub const HANDSHAKE_PREFIX: &str = "PCL-ENGINE/1";
 
@@ -51,6 +53,9 @@ pub enum EngineRequest {
         items: Vec<BatchItem>,
         timeout_ms: Option<u64>,
     },
+    /// Data movement (push, pull, scatter, gather); the bulk kinds are
+    /// followed by `Bulk` frames.
+    Data(EngineData),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +90,12 @@ pub enum EngineReply {
     Error(String),
     Task(TaskEnd),
     BatchDone,
+    /// Part of the bytes a `Data` request asked for.
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The end of those bytes, with their SHA-256.
+    DataEnd(Digest),
+    /// A `Data` request that stores something succeeded.
+    Stored,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,5 +2,6 @@
 //! session's Unix socket), and the daemon and engine hosts (over QUIC).
 //! Both use the frames of `transport`.
 
+pub mod data;
 pub mod engine;
 pub mod session;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::data::DataRequest;
 use crate::ops::map::{MapEnd, MapRequest, MapTask};
 use crate::ops::px::PxRequest;
 use crate::ops::restart::RestartRequest;
@@ -33,6 +34,11 @@ pub enum Request {
     Interrupt {
         targets: String,
     },
+    Data(DataRequest),
+    /// Part of the CLI's stdin, after a request whose source is `Stdin`.
+    Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The end of the CLI's stdin.
+    Eof,
 }
 
 impl Request {
@@ -88,6 +94,19 @@ pub enum Reply {
     MapTotal(u64),
     Task(MapTask),
     MapEnd(MapEnd),
+    /// Part of the value of variable `name` on engine `id` (`pull`);
+    /// several in a row for one value are concatenated.
+    Value {
+        id: u32,
+        name: String,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Bytes moved so far by a transfer, out of `total` when known.
+    Transfer {
+        done: u64,
+        total: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,12 +16,16 @@ pub enum SessionError {
     DaemonFailed(String, String),
     #[error("invalid targets `{0}`: {1}")]
     BadTargets(String, String),
-    #[error("{0}")]
-    Refused(String),
     #[error("the session closed the connection before answering")]
     Closed,
     #[error(transparent)]
     Transport(#[from] crate::transport::TransportError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Data(#[from] crate::protocol::data::DataError),
+    /// A request that cannot be carried out as asked (a data request, or
+    /// any request from a client the daemon will not serve); says why.
+    #[error("{0}")]
+    Refused(String),
 }

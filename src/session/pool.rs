@@ -372,6 +372,12 @@ impl EnginePool {
             .clone()
     }
 
+    /// Engines with the same host slot share one engine host process, and
+    /// so one workdir.
+    pub fn host_slot(&self, id: u32) -> usize {
+        self.engines[id as usize].host_index
+    }
+
     /// The engine's state as a user sees it: a host that is not connected
     /// makes all its engines dead (saying whether it is coming back).
     pub fn state(&self, id: u32) -> EngineState {
@@ -414,6 +420,19 @@ impl EnginePool {
         job: &str,
         request: &EngineRequest,
     ) -> Result<EngineCall<'_>, String> {
+        let mut call = self.open(id, job, request).await?;
+        let _ = call.send.finish();
+        Ok(call)
+    }
+
+    /// Like `call`, but the send side stays open for the bulk frames that
+    /// follow the request (`EngineCall::send`).
+    pub async fn open(
+        &self,
+        id: u32,
+        job: &str,
+        request: &EngineRequest,
+    ) -> Result<EngineCall<'_>, String> {
         if let EngineState::Dead(reason) = self.state(id) {
             return Err(format!("engine {id} is dead: {reason}"));
         }
@@ -429,7 +448,6 @@ impl EnginePool {
         write_frame(&mut send, request)
             .await
             .map_err(|e| format!("engine {id} unreachable: {e}"))?;
-        let _ = send.finish();
         {
             let mut state = slot.state.lock().expect("lock");
             if *state == EngineState::Idle {
@@ -439,7 +457,7 @@ impl EnginePool {
         Ok(EngineCall {
             pool: self,
             id,
-            _send: send,
+            send,
             recv,
         })
     }
@@ -501,11 +519,16 @@ impl EnginePool {
 pub struct EngineCall<'a> {
     pool: &'a EnginePool,
     id: u32,
-    _send: SendStream,
+    send: SendStream,
     recv: RecvStream,
 }
 
 impl EngineCall<'_> {
+    /// The request's send side, for bulk frames after the request.
+    pub fn send(&mut self) -> &mut SendStream {
+        &mut self.send
+    }
+
     /// The next reply; `Err` when the engine went away mid-request.
     pub async fn next(&mut self) -> Result<Option<EngineReply>, String> {
         read_frame(&mut self.recv)

@@ -22,9 +22,12 @@ const ENGINE_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// inside the idle timeout, so only a dead host or a cut link reaches it.
 fn transport_config(idle: Duration) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
-    t.stream_receive_window(VarInt::from_u32(32 << 20))
-        .receive_window(VarInt::from_u32(128 << 20))
-        .send_window(128 << 20)
+    // A cluster's round trips are short, so a few MiB in flight fill the
+    // link; larger windows only buffer more when a disk is slower than the
+    // network, and that shows as memory on both ends.
+    t.stream_receive_window(VarInt::from_u32(4 << 20))
+        .receive_window(VarInt::from_u32(8 << 20))
+        .send_window(8 << 20)
         .max_concurrent_bidi_streams(VarInt::from_u32(4096))
         .keep_alive_interval(Some((idle / 4).min(Duration::from_secs(2))))
         .max_idle_timeout(Some(idle.try_into().expect("idle timeout fits")));

@@ -15,15 +15,20 @@ where
     W: AsyncWrite + Unpin,
     T: Serialize,
 {
-    let body = postcard::to_stdvec(value)?;
-    if body.len() > MAX_FRAME {
-        return Err(TransportError::FrameTooLarge(body.len()));
-    }
-    let mut buf = Vec::with_capacity(4 + body.len());
-    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    buf.extend_from_slice(&body);
-    writer.write_all(&buf).await?;
+    writer.write_all(&encode_frame(value)?).await?;
     Ok(())
+}
+
+/// A frame as bytes, for writing the same frame to several peers.
+pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, TransportError> {
+    // The length goes in front of the body once it is known.
+    let mut buf = postcard::to_extend(value, vec![0u8; 4])?;
+    let len = buf.len() - 4;
+    if len > MAX_FRAME {
+        return Err(TransportError::FrameTooLarge(len));
+    }
+    buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(buf)
 }
 
 /// `Ok(None)` on a clean end of stream before a frame starts.

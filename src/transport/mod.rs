@@ -10,5 +10,5 @@ mod pinning;
 
 pub use endpoint::{client_endpoint, connect, server_endpoint};
 pub use error::TransportError;
-pub use frame::{MAX_FRAME, decode, read_frame, write_frame};
+pub use frame::{MAX_FRAME, decode, encode_frame, read_frame, write_frame};
 pub use identity::{Identity, fingerprint};

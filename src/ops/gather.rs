@@ -1,0 +1,91 @@
+//! `pcl gather`: every target's array (or file), concatenated in engine
+//! order.
+
+use std::sync::Arc;
+
+use super::pull::fetch_var;
+use super::transfer::{Download, Failure, Outcome, report};
+use crate::join_all;
+use crate::protocol::data::{CHUNK, EngineData, check_name, check_remote};
+use crate::protocol::engine::EngineRequest;
+use crate::protocol::session::{Reply, Stream};
+use crate::session::{EnginePool, ReplySink, SessionError};
+
+/// Arrays are small enough to fetch from all engines at once; the CLI gets
+/// them in engine order, each element ended by a NUL.
+pub async fn var(
+    pool: &Arc<EnginePool>,
+    targets: &str,
+    name: &str,
+    out: &mut ReplySink,
+) -> Result<(), SessionError> {
+    check_name(name)?;
+    let ids = pool.resolve(targets)?;
+    let fetched = join_all(ids.iter().map(|&id| {
+        let (pool, name) = (pool.clone(), name.to_string());
+        async move { fetch_var(&pool, id, &name, true).await }
+    }))
+    .await;
+    for (id, value) in ids.into_iter().zip(fetched) {
+        let outcome = match value {
+            Ok(bytes) => {
+                for piece in bytes.chunks(CHUNK) {
+                    out.send(&Reply::Output {
+                        id,
+                        stream: Stream::Stdout,
+                        data: piece.to_vec(),
+                    })
+                    .await?;
+                }
+                Ok(())
+            }
+            Err(failure) => Err(failure),
+        };
+        report(out, pool, id, &outcome).await?;
+    }
+    out.send(&Reply::Done).await
+}
+
+/// Files can be any size: each engine's is streamed through in turn, so
+/// nothing is held whole.
+pub async fn file(
+    pool: &Arc<EnginePool>,
+    targets: &str,
+    remote: &str,
+    out: &mut ReplySink,
+) -> Result<(), SessionError> {
+    check_remote(remote)?;
+    let ids = pool.resolve(targets)?;
+    for id in ids {
+        let outcome = stream_file(pool, id, remote, out).await;
+        report(out, pool, id, &outcome).await?;
+    }
+    out.send(&Reply::Done).await
+}
+
+async fn stream_file(pool: &EnginePool, id: u32, remote: &str, out: &mut ReplySink) -> Outcome {
+    let op = EngineData::ReadFile {
+        id,
+        path: remote.to_string(),
+    };
+    let mut call = pool
+        .call(
+            id,
+            &format!("gather --file {remote}"),
+            &EngineRequest::Data(op),
+        )
+        .await
+        .map_err(Failure::Lost)?;
+    let mut download = Download::new();
+    while let Some(data) = download.next(&mut call).await? {
+        let reply = Reply::Output {
+            id,
+            stream: Stream::Stdout,
+            data,
+        };
+        out.send(&reply)
+            .await
+            .map_err(|e| Failure::Lost(format!("the CLI went away: {e}")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! `pcl push`: shell variables, or a local file copied to every target.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use super::transfer::{Failure, Outcome, Upload, feed, local_source, report, store, with_progress};
+use crate::join_all;
+use crate::protocol::data::{EngineData, Source, check_name, check_remote};
+use crate::protocol::session::Reply;
+use crate::session::{EnginePool, ReplySink, SessionError};
+
+pub async fn vars(
+    pool: &Arc<EnginePool>,
+    targets: &str,
+    vars: Vec<(String, serde_bytes::ByteBuf)>,
+    out: &mut ReplySink,
+) -> Result<(), SessionError> {
+    for (name, _) in &vars {
+        check_name(name)?;
+    }
+    let ids = pool.resolve(targets)?;
+    let job = format!(
+        "push {}",
+        vars.iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let outcomes = join_all(ids.iter().map(|&id| {
+        let (pool, job) = (pool.clone(), job.clone());
+        let op = EngineData::SetVars {
+            id,
+            vars: vars.clone(),
+        };
+        async move { store(&pool, id, &job, op).await }
+    }))
+    .await;
+    for (id, outcome) in ids.into_iter().zip(outcomes) {
+        report(out, pool, id, &outcome).await?;
+    }
+    out.send(&Reply::Done).await
+}
+
+pub async fn file(
+    pool: &Arc<EnginePool>,
+    targets: &str,
+    from: Source,
+    remote: &str,
+    out: &mut ReplySink,
+) -> Result<(), SessionError> {
+    check_remote(remote)?;
+    // Stdin is spooled first, like scatter's: the same simple fan-out then.
+    let (local, _spool) = local_source(pool, from, out).await?;
+    let local = local.as_path();
+    let cannot =
+        |e: std::io::Error| SessionError::Refused(format!("cannot read {}: {e}", local.display()));
+    let mut reader = std::fs::File::open(local).map_err(cannot)?;
+    let meta = reader.metadata().map_err(cannot)?;
+    if meta.is_dir() {
+        return Err(cannot(std::io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    let size = meta.len();
+    let ids = pool.resolve(targets)?;
+    // Engines of one host share its workdir: one copy per host is enough.
+    let mut slots: Vec<(usize, Upload)> = Vec::new();
+    for &id in &ids {
+        let slot = pool.host_slot(id);
+        if !slots.iter().any(|(s, _)| *s == slot) {
+            let op = EngineData::WriteFile {
+                id,
+                path: remote.to_string(),
+            };
+            slots.push((
+                slot,
+                Upload::start(pool, id, format!("push --file {remote}"), op),
+            ));
+        }
+    }
+    let queues: Vec<_> = slots.iter().map(|(_, u)| u.queue.clone()).collect();
+    let progress = Arc::new(AtomicU64::new(0));
+    let counter = progress.clone();
+    let reading =
+        tokio::task::spawn_blocking(move || feed(&mut reader, 0, size, &queues, &counter));
+    let read = with_progress(out, &progress, Some(size), reading).await;
+    let read = match read {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("reading {} failed: {e}", local.display())),
+        Err(e) => Err(format!("internal error: {e}")),
+    };
+    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+    for (slot, upload) in slots {
+        let outcome = match (&read, upload.outcome().await) {
+            // The engines only saw the transfer stop; the reason is here.
+            (Err(why), Err(_)) => Err(Failure::Engine(why.clone())),
+            (_, outcome) => outcome,
+        };
+        outcomes.push((slot, outcome));
+    }
+    for id in ids {
+        let slot = pool.host_slot(id);
+        let outcome = &outcomes
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .expect("every slot")
+            .1;
+        report(out, pool, id, outcome).await?;
+    }
+    out.send(&Reply::Done).await
+}

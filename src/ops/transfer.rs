@@ -1,0 +1,339 @@
+//! Moving bytes between the daemon and engines: uploads fed by blocking
+//! readers through small bounded queues (so memory stays flat whatever the
+//! size), downloads, progress for the CLI, and the spool for stdin.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ring::digest::{Context, SHA256};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::px::UNREACHABLE_STATUS;
+use crate::protocol::data::{Bulk, CHUNK, Digest, EngineData, Source, chunk_header, read_full};
+use crate::protocol::engine::{EngineReply, EngineRequest};
+use crate::protocol::session::{EngineDone, Reply, Request};
+use crate::session::{EngineCall, EnginePool, ReplySink, SessionError, SessionPaths};
+use crate::transport::{encode_frame, read_frame};
+
+/// Exit status of an engine that answered with an error of its own (an
+/// unset variable, a missing file, a full disk).
+pub const ENGINE_ERROR_STATUS: i32 = 1;
+
+/// Frames queued per engine (a chunk is two: header and bytes). The
+/// reader runs at most 16 MiB ahead of the slowest engine; the chunks are
+/// shared, so memory grows only with how far engines drift apart, and a
+/// moment's stall of one engine does not stall the others.
+const QUEUE_DEPTH: usize = 32;
+
+/// How often the CLI hears how far a transfer got.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// Why one engine's part failed.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// The engine answered with an error.
+    Engine(String),
+    /// The engine could not be reached, or went away mid-transfer.
+    Lost(String),
+}
+
+impl Failure {
+    pub fn status(&self) -> i32 {
+        match self {
+            Failure::Engine(_) => ENGINE_ERROR_STATUS,
+            Failure::Lost(_) => UNREACHABLE_STATUS,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Engine(m) | Failure::Lost(m) => m,
+        }
+    }
+}
+
+pub type Outcome = Result<(), Failure>;
+
+/// The CLI's per-engine verdict.
+pub async fn report(
+    out: &mut ReplySink,
+    pool: &EnginePool,
+    id: u32,
+    outcome: &Outcome,
+) -> Result<(), SessionError> {
+    out.send(&Reply::EngineDone(EngineDone {
+        id,
+        host: pool.host_of(id),
+        status: outcome.as_ref().err().map_or(0, Failure::status),
+        note: outcome.as_ref().err().map(|f| f.message().to_string()),
+    }))
+    .await
+}
+
+/// Map an engine's answer to a request that stores something.
+fn stored(id: u32, answer: Result<Option<EngineReply>, String>) -> Outcome {
+    match answer {
+        Ok(Some(EngineReply::Stored)) => Ok(()),
+        Ok(Some(EngineReply::Error(e))) => Err(Failure::Engine(e)),
+        Ok(Some(other)) => Err(Failure::Lost(format!("unexpected reply {other:?}"))),
+        Ok(None) => Err(Failure::Lost(format!(
+            "engine {id} ended the request without an answer"
+        ))),
+        Err(e) => Err(Failure::Lost(e)),
+    }
+}
+
+/// Send one request that needs no bulk bytes and wait for `Stored`.
+pub async fn store(pool: &EnginePool, id: u32, job: &str, op: EngineData) -> Outcome {
+    let mut call = pool
+        .call(id, job, &EngineRequest::Data(op))
+        .await
+        .map_err(Failure::Lost)?;
+    stored(id, call.next().await)
+}
+
+/// One engine receiving bulk bytes. Encoded frames go into `queue` (a
+/// chunk as its header, then its bytes); a task writes them to the
+/// engine's stream and collects its answer.
+pub struct Upload {
+    pub queue: mpsc::Sender<Bytes>,
+    pub task: JoinHandle<Outcome>,
+}
+
+impl Upload {
+    pub fn start(pool: &Arc<EnginePool>, id: u32, job: String, first: EngineData) -> Upload {
+        let (queue, mut frames) = mpsc::channel::<Bytes>(QUEUE_DEPTH);
+        let pool = pool.clone();
+        let task = tokio::spawn(async move {
+            let mut call = pool
+                .open(id, &job, &EngineRequest::Data(first))
+                .await
+                .map_err(Failure::Lost)?;
+            while let Some(frame) = frames.recv().await {
+                // `Bytes` go to quinn as they are: no copy per engine.
+                if call.send().write_chunk(frame).await.is_err() {
+                    // The engine stopped listening; its answer says why.
+                    break;
+                }
+            }
+            // Closing the queue tells the reader to skip this engine.
+            drop(frames);
+            let _ = call.send().finish();
+            stored(id, call.next().await)
+        });
+        Upload { queue, task }
+    }
+
+    /// The outcome, once the engine has answered.
+    pub async fn outcome(self) -> Outcome {
+        drop(self.queue);
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(Failure::Lost(format!("internal error: {e}"))))
+    }
+}
+
+/// Read `len` bytes of `file` from `offset` and send them, then their
+/// digest, to every queue still open. Runs on a blocking thread; counts
+/// bytes read into `progress`. The same frame goes to every engine, so
+/// the file is read once however many engines there are.
+pub fn feed(
+    file: &mut (impl Read + Seek),
+    offset: u64,
+    len: u64,
+    queues: &[mpsc::Sender<Bytes>],
+    progress: &AtomicU64,
+) -> io::Result<()> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut source = file.take(len);
+    let mut digest = Context::new(&SHA256);
+    let mut open: Vec<bool> = vec![true; queues.len()];
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = read_full(&mut source, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        digest.update(&buf);
+        send_chunk(queues, &mut open, Bytes::from(buf));
+        progress.fetch_add(n as u64, Ordering::Relaxed);
+        if !open.contains(&true) {
+            return Ok(());
+        }
+    }
+    send_end(queues, &mut open, digest);
+    Ok(())
+}
+
+/// Items already in memory (scatter of arguments) to one engine.
+pub fn feed_bytes(bytes: &[u8], queue: &mpsc::Sender<Bytes>) {
+    let mut open = [true];
+    let queues = std::slice::from_ref(queue);
+    let mut digest = Context::new(&SHA256);
+    for piece in bytes.chunks(CHUNK) {
+        digest.update(piece);
+        send_chunk(queues, &mut open, Bytes::copy_from_slice(piece));
+    }
+    send_end(queues, &mut open, digest);
+}
+
+fn send_chunk(queues: &[mpsc::Sender<Bytes>], open: &mut [bool], data: Bytes) {
+    let header = Bytes::from(chunk_header(data.len()));
+    for (queue, open) in queues.iter().zip(open.iter_mut()) {
+        *open = *open
+            && queue.blocking_send(header.clone()).is_ok()
+            && queue.blocking_send(data.clone()).is_ok();
+    }
+}
+
+fn send_end(queues: &[mpsc::Sender<Bytes>], open: &mut [bool], digest: Context) {
+    let end = encode_frame(&Bulk::End(finish(digest))).expect("an end frame encodes");
+    let end = Bytes::from(end);
+    for (queue, open) in queues.iter().zip(open.iter_mut()) {
+        *open = *open && queue.blocking_send(end.clone()).is_ok();
+    }
+}
+
+pub fn finish(digest: Context) -> Digest {
+    digest
+        .finish()
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
+}
+
+/// Await `work` while telling the CLI every so often how many bytes
+/// `done` counts. A CLI that went away does not stop the work.
+pub async fn with_progress<T>(
+    out: &mut ReplySink,
+    done: &AtomicU64,
+    total: Option<u64>,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = tick.tick() => {
+                let done = done.load(Ordering::Relaxed);
+                let _ = out.send(&Reply::Transfer { done, total }).await;
+            }
+        }
+    }
+}
+
+/// The bytes a `GetVar` or `ReadFile` request asks for, chunk by chunk,
+/// with their digest checked at the end.
+pub struct Download {
+    digest: Context,
+}
+
+impl Download {
+    pub fn new() -> Download {
+        Download {
+            digest: Context::new(&SHA256),
+        }
+    }
+
+    /// The next chunk, or `None` once all arrived intact.
+    pub async fn next(&mut self, call: &mut EngineCall<'_>) -> Result<Option<Vec<u8>>, Failure> {
+        match call.next().await {
+            Ok(Some(EngineReply::Data(data))) => {
+                self.digest.update(&data);
+                Ok(Some(data))
+            }
+            Ok(Some(EngineReply::DataEnd(expected))) => {
+                let digest = std::mem::replace(&mut self.digest, Context::new(&SHA256));
+                if finish(digest) == expected {
+                    Ok(None)
+                } else {
+                    Err(Failure::Engine(
+                        "checksum mismatch: the bytes were damaged on the way".into(),
+                    ))
+                }
+            }
+            Ok(Some(EngineReply::Error(e))) => Err(Failure::Engine(e)),
+            Ok(Some(other)) => Err(Failure::Lost(format!("unexpected reply {other:?}"))),
+            Ok(None) => Err(Failure::Lost("the engine ended the transfer early".into())),
+            Err(e) => Err(Failure::Lost(e)),
+        }
+    }
+}
+
+/// A file the daemon made, removed on drop: the spool of the CLI's stdin.
+pub struct Spool {
+    pub path: PathBuf,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The local file a source names, spooling stdin from the CLI into the
+/// session directory first (its lines must be counted before any is sent).
+pub async fn local_source(
+    pool: &EnginePool,
+    source: Source,
+    out: &mut ReplySink,
+) -> Result<(PathBuf, Option<Spool>), SessionError> {
+    let path = match source {
+        Source::Path(path) => return Ok((path, None)),
+        Source::Stdin => {
+            let dir = SessionPaths::new(pool.session())?.dir;
+            dir.join(format!("stdin-{}.spool", std::process::id()))
+        }
+    };
+    let path = unique(&path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    let spool = Spool { path: path.clone() };
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE_DEPTH);
+    let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
+        while let Some(data) = rx.blocking_recv() {
+            file.write_all(&data)?;
+        }
+        file.flush()
+    });
+    let mut input = out
+        .take_input()
+        .ok_or_else(|| SessionError::Refused("stdin cannot be read by a background job".into()))?;
+    let mut failed = None;
+    loop {
+        match read_frame(&mut input).await? {
+            Some(Request::Chunk(data)) => {
+                if failed.is_none() && tx.send(data).await.is_err() {
+                    failed = Some("the spool writer stopped");
+                }
+            }
+            Some(Request::Eof) => break,
+            _ => return Err(SessionError::Closed),
+        }
+    }
+    drop(tx);
+    writer
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))??;
+    if let Some(why) = failed {
+        return Err(io::Error::other(why).into());
+    }
+    Ok((path, Some(spool)))
+}
+
+/// Several requests at once must not share a spool name.
+fn unique(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_extension(format!("{n}.spool"))
+}
