@@ -615,3 +615,105 @@ fn faults_async_px_with_a_host_killed_finishes_and_reports_it() {
     assert_nothing_left(&env.session);
     hosts.assert_only_sshd_left();
 }
+
+/// Files in `dir` whose names hold `.pcl` (a transfer's temporary file).
+fn partial_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".pcl"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn faults_link_cut_mid_push_fails_that_host_only_and_leaves_no_partial_file() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    let workdirs: Vec<std::path::PathBuf> =
+        (0..2).map(|i| env.path().join(format!("w{i}"))).collect();
+    let hs: Vec<Host> = (0..2)
+        .map(|i| {
+            hosts
+                .host(i)
+                .workdir(&workdirs[i].to_string_lossy())
+                .raw("link_timeout = 3")
+                .raw("reconnect_grace = 60")
+        })
+        .collect();
+    let table = env.up([env.write_cluster(&hs)]);
+    env.px(["v=kept-$PCL_ENGINE_ID"]).success();
+    // Host 1's link is slow, so the cut lands mid-transfer.
+    let veth = hosts.hosts()[1].veth.clone();
+    Cmd::new("tc")
+        .args([
+            "qdisc", "add", "dev", &veth, "root", "tbf", "rate", "40mbit", "burst", "32kbit",
+            "latency", "400ms",
+        ])
+        .run()
+        .success();
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let file = env.write("big.bin", &data);
+    let sum = sha256_hex(&data);
+    drop(data);
+    let started = Instant::now();
+    let push = {
+        let cmd = env
+            .pcl(["push", "--file", &file.to_string_lossy()])
+            .timeout_secs(120);
+        thread::spawn(move || cmd.run())
+    };
+    let arriving = wait_until(Duration::from_secs(30), || {
+        !partial_files(&workdirs[1]).is_empty()
+    });
+    assert!(arriving, "the transfer to host 1 never started");
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    let out = push.join().expect("push thread").assert_exit(255);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "push took {:?} with a 3 s link timeout",
+        started.elapsed()
+    );
+    assert!(
+        out.stderr.contains("engine 1"),
+        "stderr names the cut-off engine\n{}",
+        out.describe()
+    );
+    let got = std::fs::read(workdirs[0].join("big.bin")).expect("host 0 has the file");
+    assert_eq!(sha256_hex(&got), sum, "host 0's copy is whole");
+
+    // Back within the grace: the engine kept its state, and neither the
+    // file nor a partial one is there.
+    drop(guard);
+    wait_state(&env, table[1].0, "idle", Duration::from_secs(20));
+    let clean = wait_until(Duration::from_secs(10), || {
+        partial_files(&workdirs[1]).is_empty()
+    });
+    assert!(
+        clean,
+        "partial files left on host 1: {:?}",
+        partial_files(&workdirs[1])
+    );
+    assert!(
+        !workdirs[1].join("big.bin").exists(),
+        "no half file on host 1"
+    );
+    let out = env.px(["echo $v"]).success();
+    assert_eq!(
+        px_stdout_lines(&out),
+        vec![(0, "kept-0".to_string()), (1, "kept-1".to_string())],
+        "{}",
+        out.describe()
+    );
+
+    env.down();
+    assert_nothing_left(&env.session);
+    hosts.assert_only_sshd_left();
+}
