@@ -10,6 +10,9 @@ need=()
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v ip >/dev/null || need+=(iproute2)
 command -v ps >/dev/null || need+=(procps)
+command -v useradd >/dev/null || need+=(passwd)
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v hostname >/dev/null || need+=(hostname)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

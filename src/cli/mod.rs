@@ -37,7 +37,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Engine { bind, .. } => {
-            multi_thread()?.block_on(crate::engine::run(bind))?;
+            let runtime = multi_thread()?;
+            let result = runtime.block_on(crate::engine::run(bind));
+            // A host that stops on its own (no session within the grace)
+            // still has a blocking read on the tether pending; waiting for
+            // it would keep the process alive as long as the channel.
+            runtime.shutdown_background();
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Session {

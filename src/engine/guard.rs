@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 
-use super::procs::kill_session;
+use super::procs::kill_sessions;
 
 pub struct Guard {
     // Held for the pipe: the guard acts when its last writer is gone.
@@ -47,7 +47,5 @@ pub fn run() {
             Err(_) => break,
         }
     }
-    for sid in sessions {
-        kill_session(sid);
-    }
+    kill_sessions(&sessions);
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::batch::{interrupt, run_batch, scratch_dir};
 use super::guard::Guard;
-use super::procs::kill_session;
+use super::procs::kill_sessions;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest, HANDSHAKE_PREFIX};
@@ -150,9 +150,12 @@ impl Host {
 
     fn kill_all(&self) {
         if let Some(engines) = self.engines.get() {
-            for engine in engines.iter().flatten() {
-                kill_session(engine.pid.load(Ordering::SeqCst));
-            }
+            let shells: Vec<i32> = engines
+                .iter()
+                .flatten()
+                .map(|engine| engine.pid.load(Ordering::SeqCst))
+                .collect();
+            kill_sessions(&shells);
         }
     }
 
@@ -247,6 +250,11 @@ impl OutputSink for StreamSink<'_> {
     }
     async fn stderr(&mut self, data: Vec<u8>) {
         let _ = write_frame(self.send, &EngineReply::Stderr(data)).await;
+    }
+    /// The daemon stopped reading this stream, or the connection is lost:
+    /// the output has nowhere to go.
+    async fn abandoned(&mut self) {
+        let _ = self.send.stopped().await;
     }
 }
 

@@ -8,6 +8,12 @@ use std::collections::BTreeSet;
 
 /// (pid, process group) of every process in session `sid`.
 fn session_members(sid: i32) -> Vec<(i32, i32)> {
+    members_of(&[sid])
+}
+
+/// (pid, process group) of every process in any of the sessions `sids`,
+/// in one pass over /proc.
+fn members_of(sids: &[i32]) -> Vec<(i32, i32)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -21,7 +27,7 @@ fn session_members(sid: i32) -> Vec<(i32, i32)> {
         let _ppid = fields.next()?;
         let pgrp: i32 = fields.next()?.parse().ok()?;
         let session: i32 = fields.next()?.parse().ok()?;
-        (session == sid).then_some((pid, pgrp))
+        sids.contains(&session).then_some((pid, pgrp))
     })
     .collect()
 }
@@ -43,7 +49,14 @@ pub fn signal_jobs(shell_pid: i32, signal: i32) -> usize {
 
 /// SIGKILL the shell and everything in its session.
 pub fn kill_session(shell_pid: i32) {
-    for (pid, _) in session_members(shell_pid) {
+    kill_sessions(&[shell_pid]);
+}
+
+/// SIGKILL these shells and everything in their sessions. One pass over
+/// /proc for all of them: an engine host stopping many shells on a busy
+/// machine would otherwise read the process table once per shell.
+pub fn kill_sessions(shell_pids: &[i32]) {
+    for (pid, _) in members_of(shell_pids) {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }

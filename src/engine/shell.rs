@@ -37,6 +37,12 @@ pub struct ShellSpec {
 pub trait OutputSink {
     fn stdout(&mut self, data: Vec<u8>) -> impl Future<Output = ()> + Send;
     fn stderr(&mut self, data: Vec<u8>) -> impl Future<Output = ()> + Send;
+    /// Resolves once nobody waits for the command any more (its caller
+    /// went away, or the link to it did): the command is then stopped as
+    /// if it had timed out, so the shell is free when the caller returns.
+    fn abandoned(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 }
 
 /// Collects output in memory, for short engine-made scripts.
@@ -202,6 +208,7 @@ impl Shell {
         let mut err_buf = vec![0u8; 64 << 10];
         let mut deadline = timeout.map(|t| Instant::now() + t);
         let mut timed_out = false;
+        let mut abandoned = false;
         let mut kill_stage = 0;
         loop {
             if err.after().is_some() {
@@ -235,6 +242,12 @@ impl Shell {
                     }
                     let data = err.feed(&err_buf[..n]);
                     if !data.is_empty() { sink.stderr(data).await; }
+                }
+                _ = sink.abandoned(), if !abandoned => {
+                    abandoned = true;
+                    if !timed_out {
+                        deadline = Some(Instant::now());
+                    }
                 }
                 _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => {
                     timed_out = true;

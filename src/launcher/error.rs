@@ -11,6 +11,9 @@ pub enum LaunchError {
     Resolve { host: String, reason: String },
     #[error("{0}")]
     Exited(String),
+    /// ssh refused to go on without a person to answer it.
+    #[error("{said}\nwhat to do: {hint}")]
+    NeedsUser { said: String, hint: String },
     #[error("no handshake within {0} s (is `pcl engine` runnable there? see the session log)")]
     HandshakeTimeout(u64),
     #[error("unexpected handshake line `{0}`")]

@@ -27,7 +27,11 @@ pub struct EngineHostProcess {
 /// SSH connections being set up at once, as pdsh's default fanout: more
 /// would only run into sshd's MaxStartups.
 const SSH_FANOUT: usize = 32;
-const SSH_ATTEMPTS: u32 = 6;
+/// sshd's MaxStartups drops at random (30% of new connections from 10
+/// unauthenticated ones on, by default), so a busy host can lose several
+/// draws in a row: ten tries, the pause capped, is about 20 s at worst.
+const SSH_ATTEMPTS: u32 = 10;
+const SSH_BACKOFF_CAP: Duration = Duration::from_millis(3200);
 
 /// Start the engine host for `host` and run the handshake. SSH launches
 /// share a fanout limit, and a connection sshd turned away for load
@@ -48,7 +52,7 @@ pub async fn launch(
     loop {
         match launch_once(host, config).await {
             Err(LaunchError::Exited(why)) if attempt < SSH_ATTEMPTS && turned_away(&why) => {
-                let backoff = Duration::from_millis(100 << attempt) + jitter();
+                let backoff = Duration::from_millis(100 << attempt).min(SSH_BACKOFF_CAP) + jitter();
                 eprintln!(
                     "[{}] sshd turned the connection away ({why}); retrying in {backoff:?}",
                     host.host
@@ -56,8 +60,33 @@ pub async fn launch(
                 tokio::time::sleep(backoff).await;
                 attempt += 1;
             }
+            Err(LaunchError::Exited(said)) => {
+                return Err(match needs_user(&said, &host.host) {
+                    Some(hint) => LaunchError::NeedsUser { said, hint },
+                    None => LaunchError::Exited(said),
+                });
+            }
             other => return other,
         }
+    }
+}
+
+/// What to do when ssh stopped at a question: BatchMode answers every
+/// prompt with "no", so `pcl up` fails at once instead of hanging.
+fn needs_user(ssh_error: &str, host: &str) -> Option<String> {
+    if ssh_error.contains("Host key verification failed") {
+        Some(format!(
+            "the host key of {host} is not known yet: accept it first (run `ssh {host}` \
+             once), or set StrictHostKeyChecking in the cluster file's ssh_options"
+        ))
+    } else if ssh_error.contains("Permission denied") {
+        Some(
+            "pcl never prompts for passwords or passphrases: set up key login \
+             (ssh-copy-id) and load the key into an agent (ssh-add), or set identity"
+                .to_string(),
+        )
+    } else {
+        None
     }
 }
 
@@ -207,6 +236,19 @@ mod tests {
         assert!(!super::turned_away(
             "root@10.0.0.2: Permission denied (publickey). (exit status 255)"
         ));
+    }
+
+    #[test]
+    fn prompts_ssh_could_not_ask_get_a_hint() {
+        let hint = super::needs_user(
+            "No ED25519 host key is known for node1.\nHost key verification failed.",
+            "node1",
+        )
+        .unwrap();
+        assert!(hint.contains("`ssh node1`"), "{hint}");
+        let hint = super::needs_user("root@n: Permission denied (password).", "n").unwrap();
+        assert!(hint.contains("never prompts"), "{hint}");
+        assert_eq!(super::needs_user("Connection refused", "n"), None);
     }
 
     #[test]

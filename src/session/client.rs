@@ -33,13 +33,23 @@ impl Client {
             {
                 Err(SessionError::NoSession(paths.name.clone()))
             }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(SessionError::OtherUser(paths.name.clone()))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     pub async fn send(&mut self, request: &Request) -> Result<(), SessionError> {
         let write = self.write.as_mut().ok_or(SessionError::Closed)?;
-        Ok(write_frame(write, request).await?)
+        match write_frame(write, request).await {
+            Ok(()) => Ok(()),
+            // A daemon that refuses us says why before it hangs up.
+            Err(e) => match read_frame(&mut self.read).await {
+                Ok(Some(Reply::Error(why))) => Err(SessionError::Refused(why)),
+                _ => Err(e.into()),
+            },
+        }
     }
 
     /// The sending half, for a verb that streams input after its request.

@@ -140,11 +140,17 @@ async fn serve_requests(
         tokio::select! {
             _ = shutdown.notified() => break,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((mut stream, _)) = accepted else { continue };
                 // The directory is private already; the uid check makes
                 // the socket safe even if it were not.
-                if stream.peer_cred().map(|c| c.uid()).ok() != Some(me) {
-                    eprintln!("refused a connection from another user");
+                let peer = stream.peer_cred().map(|c| c.uid()).ok();
+                if peer != Some(me) {
+                    eprintln!("refused a connection from uid {peer:?}");
+                    let session = pool.session().to_string();
+                    tokio::spawn(async move {
+                        let refusal = Reply::Error(SessionError::OtherUser(session).to_string());
+                        let _ = write_frame(&mut stream, &refusal).await;
+                    });
                     continue;
                 }
                 let pool = pool.clone();

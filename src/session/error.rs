@@ -6,6 +6,8 @@ pub enum SessionError {
     BadName(String),
     #[error("no session '{0}': run pcl up")]
     NoSession(String),
+    #[error("session '{0}' belongs to another user: each user runs their own sessions")]
+    OtherUser(String),
     #[error("session '{0}' is already running: pcl down first, or pick another --session")]
     AlreadyRunning(String),
     #[error("{path} is not private to this user (owner or mode): remove it and retry")]
@@ -22,7 +24,8 @@ pub enum SessionError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Data(#[from] crate::protocol::data::DataError),
-    /// A data request that cannot be carried out as asked; says why.
+    /// A request that cannot be carried out as asked (a data request, or
+    /// any request from a client the daemon will not serve); says why.
     #[error("{0}")]
     Refused(String),
 }

@@ -1297,16 +1297,24 @@ fn write_sshd_config(
     listen: Option<&str>,
     keys: &SshKeys,
     home: &Path,
+    first: &str,
 ) -> Result<(), String> {
-    let mut s = String::new();
+    // `first` overrides the settings below: they are left out where it
+    // names the same keyword (for some keywords sshd keeps the first
+    // value it reads, for others the last).
+    let mut s = String::from(first);
+    let overridden: Vec<String> = first
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_ascii_lowercase)
+        .collect();
     let _ = writeln!(s, "Port {port}");
     if let Some(addr) = listen {
         let _ = writeln!(s, "ListenAddress {addr}");
     }
     let _ = writeln!(s, "HostKey {}", keys.host_key.display());
     let _ = writeln!(s, "AuthorizedKeysFile {}", keys.authorized_keys.display());
-    s.push_str(
-        "StrictModes no\n\
+    let defaults = "StrictModes no\n\
          UsePAM no\n\
          PidFile none\n\
          PubkeyAuthentication yes\n\
@@ -1319,8 +1327,14 @@ fn write_sshd_config(
          MaxStartups 200\n\
          MaxSessions 200\n\
          LogLevel VERBOSE\n\
-         Subsystem sftp internal-sftp\n",
-    );
+         Subsystem sftp internal-sftp\n";
+    for line in defaults.lines() {
+        let keyword = line.split_whitespace().next().unwrap_or("");
+        if !overridden.contains(&keyword.to_ascii_lowercase()) {
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
     if is_root() {
         s.push_str("PermitRootLogin prohibit-password\n");
     }
@@ -1417,6 +1431,13 @@ impl Sshd {
     /// Start it; `None` (after printing `SKIPPED: ...`) when sshd is not
     /// installed.
     pub fn start() -> Option<Sshd> {
+        Self::start_with("")
+    }
+
+    /// Like [`Sshd::start`], with `config_first` (sshd_config lines) read
+    /// before the harness's own settings, so it overrides them: e.g.
+    /// `"MaxStartups 10:30:100\n"` for sshd's default connection limit.
+    pub fn start_with(config_first: &str) -> Option<Sshd> {
         if let Err(why) = ssh_tools_present() {
             skip(&why);
             return None;
@@ -1431,8 +1452,15 @@ impl Sshd {
         let mut last_err = String::new();
         for _attempt in 0..5 {
             let port = free_loopback_port();
-            write_sshd_config(&sshd_config, port, Some("127.0.0.1"), &keys, &remote_home)
-                .expect("write sshd_config");
+            write_sshd_config(
+                &sshd_config,
+                port,
+                Some("127.0.0.1"),
+                &keys,
+                &remote_home,
+                config_first,
+            )
+            .expect("write sshd_config");
             write_ssh_client_config(&ssh_config, port, &keys).expect("write ssh_config");
             let logf = fs::File::create(&log).expect("create sshd log");
             let mut child = Command::new(SSHD)
@@ -1717,7 +1745,7 @@ impl NetnsHosts {
             sh("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
 
             let cfg = self.dir.path().join(format!("sshd_config{i}"));
-            write_sshd_config(&cfg, 22, None, &keys, &home)?;
+            write_sshd_config(&cfg, 22, None, &keys, &home, "")?;
             let logf = fs::File::create(&self.hosts[i].log).map_err(|e| e.to_string())?;
             let child = Command::new("ip")
                 .args(["netns", "exec", &netns, SSHD, "-D", "-e", "-f"])

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# 256 engines: 64 namespace hosts x 4 engines.
+#  - `pcl up` wall time (cold ssh: no ControlMaster), against
+#    `ipcluster start -n 256 --daemonize` plus waiting for all 256 engines
+#    (local engines: ipcluster's own launcher, no ssh at all);
+#  - one-shot `pcl px true` latency, the whole process (target <= 50 ms),
+#    beside ipyparallel's in-client `execute` on the same 256 engines;
+#  - peak RSS (VmHWM) of the daemon (target < 64 MiB) and engine hosts.
+# Usage: sudo bench/scale.sh   (SKIP_IPP=1 to leave ipyparallel out;
+#        HOSTS=64 PER_HOST=4 RUNS=30 to change the shape)
+source "$(dirname "$0")/lib.sh"
+HOSTS=${HOSTS:-64}
+PER_HOST=${PER_HOST:-4}
+RUNS=${RUNS:-30}
+N=$((HOSTS * PER_HOST))
+[ -x "$PCL" ] || cargo build --release --manifest-path "$(dirname "$0")/../Cargo.toml"
+bench_hosts "$HOSTS"
+# The same hosts, without the warm ControlMasters bench_hosts left behind:
+# `pcl up` pays for every ssh connection, as on a fresh login.
+grep -v '^  Control' "$BENCH_TMP/ssh_config" > "$BENCH_TMP/ssh_config_cold"
+bench_cluster "$PER_HOST" | sed "s|$BENCH_TMP/ssh_config\"|$BENCH_TMP/ssh_config_cold\"|" \
+    > "$BENCH_TMP/cluster.toml"
+export PCL_SESSION=bench
+
+ms_now() { echo $(( $(date +%s%N) / 1000000 )); }
+vm_hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+
+t0=$(ms_now)
+"$PCL" up "$BENCH_TMP/cluster.toml" > "$BENCH_TMP/up.out"
+t1=$(ms_now)
+pcl_up_ms=$((t1 - t0))
+engines=$(wc -l < "$BENCH_TMP/up.out")
+[ "$engines" = "$N" ] || { echo "pcl up started $engines of $N engines" >&2; exit 1; }
+
+"$PCL" px true >/dev/null # first call: nothing cold left
+px_ms=$(median_ms "$RUNS" "$PCL" px true)
+lines=$("$PCL" px 'echo $PCL_ENGINE_ID' | wc -l)
+[ "$lines" = "$N" ] || { echo "px printed $lines lines for $N engines" >&2; exit 1; }
+
+daemon=$(pgrep -f "^$PCL session serve --session bench$" | head -1)
+daemon_kib=$(vm_hwm_kib "$daemon")
+engine_kib=()
+for pid in $(pgrep -f "^$PCL engine --session bench$"); do
+    engine_kib+=("$(vm_hwm_kib "$pid")")
+done
+engine_max=$(printf '%s\n' "${engine_kib[@]}" | sort -n | tail -1)
+engine_mean=$(printf '%s\n' "${engine_kib[@]}" | awk '{s += $1} END {printf "%d", s / NR}')
+
+t0=$(ms_now)
+"$PCL" down >/dev/null
+pcl_down_ms=$(( $(ms_now) - t0 ))
+
+echo "$N engines ($HOSTS namespace hosts x $PER_HOST), $(nproc) cores"
+printf '  %-44s %8s ms\n' "pcl up (cold ssh, until every engine is ready)" "$pcl_up_ms"
+printf '  %-44s %8s ms   (target <= 50 ms; median of %s)\n' "pcl px true, one-shot process" "$px_ms" "$RUNS"
+printf '  %-44s %8s ms\n' "pcl down" "$pcl_down_ms"
+printf '  %-44s %8s MiB  (target < 64 MiB)\n' "daemon peak RSS (VmHWM)" "$(mib "$daemon_kib")"
+printf '  %-44s %8s MiB  (mean %s MiB over %s)\n' "engine host peak RSS, max" "$(mib "$engine_max")" \
+    "$(mib "$engine_mean")" "${#engine_kib[@]}"
+
+if [ -z "${SKIP_IPP:-}" ]; then
+    python3 -m venv "$BENCH_TMP/venv"
+    "$BENCH_TMP/venv/bin/pip" install -q ipyparallel >/dev/null
+    IPP_PROFILE_DIR=$BENCH_TMP/ipp
+    cat > "$BENCH_TMP/ipp_wait.py" <<PY
+import time, statistics
+import ipyparallel as ipp
+rc = ipp.Client(profile_dir="$IPP_PROFILE_DIR", timeout=120)
+deadline = time.time() + ${IPP_WAIT:-300}
+while len(rc.ids) < $N and time.time() < deadline:
+    time.sleep(0.1)
+ready = int(time.time() * 1000)
+view = rc[:]
+view.execute("pass", block=True)
+times = []
+for _ in range($RUNS):
+    t = time.perf_counter()
+    view.execute("pass", block=True)
+    times.append((time.perf_counter() - t) * 1000)
+print(ready, len(rc.ids), "%.2f" % statistics.median(times), flush=True)
+rc.close()
+PY
+    t0=$(ms_now)
+    "$BENCH_TMP/venv/bin/ipcluster" start -n "$N" --daemonize --profile-dir="$IPP_PROFILE_DIR" >/dev/null 2>&1
+    # ipcluster needs a moment to write its connection files.
+    for _ in $(seq 600); do
+        [ -e "$IPP_PROFILE_DIR/security/ipcontroller-client.json" ] && break
+        sleep 0.1
+    done
+    read -r ready_ms ipp_n ipp_exec_ms < <("$BENCH_TMP/venv/bin/python" "$BENCH_TMP/ipp_wait.py")
+    ipp_up_ms=$((ready_ms - t0))
+    if [ "$ipp_n" = "$N" ]; then
+        printf '  %-44s %8s ms   pcl up is %sx faster\n' "ipcluster start -n $N + wait for engines" \
+            "$ipp_up_ms" "$(ratio "$ipp_up_ms" "$pcl_up_ms")"
+    else
+        printf '  %-44s %8s ms   only %s of %s engines registered; gave up waiting\n' \
+            "ipcluster start -n $N + wait for engines" "$ipp_up_ms" "$ipp_n" "$N"
+    fi
+    printf '  %-44s %8s ms   (in a warm client) pcl px one-shot is %sx faster\n' \
+        "ipyparallel execute(\"pass\") on $ipp_n engines" "$ipp_exec_ms" "$(ratio "$ipp_exec_ms" "$px_ms")"
+fi

@@ -1,0 +1,719 @@
+//! Real faults on namespace hosts: a SIGKILLed engine host, a link taken
+//! down (briefly, and for longer than the grace), a SIGKILLed daemon, and
+//! `pcl down` with a host unreachable. Every bound below is a hang check,
+//! generous for a loaded CI machine, never a speed test.
+//! Needs root and iproute2; skipped otherwise (fails with PCL_TEST_REQUIRE).
+
+mod common;
+
+use common::*;
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn status(env: &Env) -> serde_json::Value {
+    serde_json::from_slice(&env.pcl(["status", "--json"]).run().success().stdout)
+        .expect("status JSON")
+}
+
+fn state(v: &serde_json::Value, id: u32) -> String {
+    v["engines"]
+        .as_array()
+        .expect("engines")
+        .iter()
+        .find(|e| e["id"] == id)
+        .and_then(|e| e["state"].as_str())
+        .unwrap_or("missing")
+        .to_string()
+}
+
+/// Wait until engine `id` is in `want`; panic with the status otherwise.
+#[track_caller]
+fn wait_state(env: &Env, id: u32, want: &str, within: Duration) {
+    if !wait_until(within, || state(&status(env), id) == want) {
+        panic!(
+            "engine {id} not {want} within {within:?}: {}\nsession processes:\n{}\n{}",
+            status(env),
+            format_procs(&session_processes(&env.session)),
+            env.logs()
+        );
+    }
+}
+
+/// Engine host processes of the session in namespace host `i`.
+fn engine_hosts_in(hosts: &NetnsHosts, env: &Env, i: usize) -> Vec<i32> {
+    let ns = &hosts.hosts()[i].netns;
+    engine_pids(&env.session)
+        .into_iter()
+        .filter(|&pid| netns_of(pid) == *ns)
+        .collect()
+}
+
+/// A cluster of one engine per namespace host, with these extra keys on
+/// every host (`link_timeout = 2`, ...).
+fn cluster(env: &Env, hosts: &NetnsHosts, engines: usize, extra: &[&str]) -> std::path::PathBuf {
+    let hs: Vec<Host> = (0..hosts.len())
+        .map(|i| {
+            extra
+                .iter()
+                .fold(hosts.host(i).engines(engines), |h, line| h.raw(line))
+        })
+        .collect();
+    env.write_cluster(&hs)
+}
+
+fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Whether any process in namespace host `i` runs a command line
+/// starting with `prefix`.
+fn running_in(hosts: &NetnsHosts, i: usize, prefix: &str) -> usize {
+    hosts
+        .pids_in(i)
+        .into_iter()
+        .filter(|&p| cmdline(p).starts_with(prefix))
+        .count()
+}
+
+/// Wait until only sshd's listener is left in namespace host `i`.
+#[track_caller]
+fn assert_host_clean(hosts: &NetnsHosts, i: usize, within: Duration) {
+    let sshd = hosts.sshd_pid(i);
+    let left = || -> Vec<String> {
+        hosts
+            .pids_in(i)
+            .into_iter()
+            .filter(|&p| p != sshd)
+            .map(|p| format!("  pid {p}: {}", cmdline(p)))
+            .collect()
+    };
+    if !wait_until(within, || left().is_empty()) {
+        panic!(
+            "processes left on host {i} after {within:?}:\n{}",
+            left().join("\n")
+        );
+    }
+}
+
+fn kill9(pid: i32) {
+    // SAFETY: kill(2) on a process this test's session started.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+}
+
+/// The host whose link a test cut comes back even if the test fails, so
+/// the harness can clean up there.
+struct LinkGuard<'a>(&'a NetnsHosts, usize);
+
+impl Drop for LinkGuard<'_> {
+    fn drop(&mut self) {
+        self.0.link_up(self.1);
+    }
+}
+
+#[test]
+fn faults_killed_engine_host_is_dead_then_restart_brings_it_back_fresh() {
+    let Some(hosts) = NetnsHosts::new(3) else {
+        return;
+    };
+    let env = Env::new();
+    let table = env.up([cluster(&env, &hosts, 2, &[])]);
+    assert_eq!(table.len(), 6);
+    let victim_host = hosts.addr(1).to_string();
+    let victims: Vec<u32> = table
+        .iter()
+        .filter(|(_, h)| *h == victim_host)
+        .map(|(id, _)| *id)
+        .collect();
+    let live: Vec<u32> = table
+        .iter()
+        .filter(|(_, h)| *h != victim_host)
+        .map(|(id, _)| *id)
+        .collect();
+    env.px(["v=kept-$PCL_ENGINE_ID; sleep 1000 &"]).success();
+
+    // `pcl up` on a running session says so and changes nothing.
+    env.pcl(["up", &cluster(&env, &hosts, 2, &[]).to_string_lossy()])
+        .run()
+        .failure()
+        .assert_stderr_contains("already running");
+
+    let pids = engine_hosts_in(&hosts, &env, 1);
+    assert_eq!(pids.len(), 1, "one engine host process on host 1");
+    let live_pids: Vec<i32> = [0, 2]
+        .iter()
+        .flat_map(|&i| engine_hosts_in(&hosts, &env, i))
+        .collect();
+    kill9(pids[0]);
+    for &id in &victims {
+        wait_state(&env, id, "dead", Duration::from_secs(10));
+    }
+    let v = status(&env);
+    for &id in &live {
+        assert_eq!(state(&v, id), "idle", "{v}");
+    }
+    // The shells and their children (the guard's work: the engine host
+    // could not clean up) went with their engine host.
+    let ns1 = hosts.hosts()[1].netns.clone();
+    let shells_gone = wait_until(Duration::from_secs(10), || {
+        session_processes(&env.session)
+            .iter()
+            .all(|p| netns_of(p.pid) != ns1)
+    });
+    assert!(
+        shells_gone,
+        "processes of the killed engine host left in its namespace"
+    );
+
+    let out = env.px(["echo $v"]).assert_exit(255);
+    let expect: Vec<(u32, String)> = live.iter().map(|&id| (id, format!("kept-{id}"))).collect();
+    assert_eq!(px_stdout_lines(&out), expect, "{}", out.describe());
+    for id in &victims {
+        assert!(
+            out.stderr.contains(&format!("engine {id}")),
+            "stderr names dead engine {id}\n{}",
+            out.describe()
+        );
+    }
+
+    // Restarting live engines is a no-op that says so.
+    let out = env
+        .pcl(["restart", "-t", &live[0].to_string()])
+        .run()
+        .success();
+    assert!(out.stdout.is_empty(), "{}", out.describe());
+
+    let out = env.pcl(["restart"]).run().success();
+    assert!(
+        out.stderr.contains("fresh state"),
+        "restart says the state is fresh\n{}",
+        out.describe()
+    );
+    let restarted = parse_engine_table(&out);
+    let expect: Vec<(u32, String)> = victims
+        .iter()
+        .map(|&id| (id, victim_host.clone()))
+        .collect();
+    assert_eq!(restarted, expect, "{}", out.describe());
+    assert_eq!(engine_hosts_in(&hosts, &env, 1).len(), 1);
+    let still: Vec<i32> = [0, 2]
+        .iter()
+        .flat_map(|&i| engine_hosts_in(&hosts, &env, i))
+        .collect();
+    assert_eq!(still, live_pids, "live engine hosts were not touched");
+
+    let out = env.px(["echo ${v:-fresh}-$PCL_ENGINE_ID"]).success();
+    let got = px_stdout_lines(&out);
+    for (id, text) in got {
+        let want = if victims.contains(&id) {
+            format!("fresh-{id}")
+        } else {
+            format!("kept-{id}-{id}")
+        };
+        assert_eq!(text, want, "{}", out.describe());
+    }
+
+    env.down();
+    assert_nothing_left(&env.session);
+    hosts.assert_only_sshd_left();
+}
+
+#[test]
+fn faults_link_down_mid_px_fails_that_engine_then_reconnects_with_its_state() {
+    let Some(hosts) = NetnsHosts::new(3) else {
+        return;
+    };
+    let env = Env::new();
+    let table = env.up([cluster(
+        &env,
+        &hosts,
+        1,
+        &["link_timeout = 3", "reconnect_grace = 60"],
+    )]);
+    let victim_host = hosts.addr(1).to_string();
+    let victim = table
+        .iter()
+        .find(|(_, h)| *h == victim_host)
+        .map(|(id, _)| *id)
+        .expect("an engine on host 1");
+    env.px(["v=kept-$PCL_ENGINE_ID"]).success();
+    let engine_host = engine_hosts_in(&hosts, &env, 1);
+
+    // The victim sleeps long; the others print and end at once.
+    let started = Instant::now();
+    let px = {
+        let cmd = env.pcl([
+            "px",
+            &format!(
+                "echo hi-$PCL_ENGINE_ID; if [ \"$PCL_HOST\" = {victim_host} ]; then sleep 30; fi"
+            ),
+        ]);
+        thread::spawn(move || cmd.timeout_secs(60).run())
+    };
+    // Until the victim's shell runs the sleep.
+    let sleeping = wait_until(Duration::from_secs(10), || {
+        running_in(&hosts, 1, "sleep 30 ") > 0
+    });
+    assert!(sleeping, "the victim never started its sleep");
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    let out = px.join().expect("px thread");
+    let took = started.elapsed();
+    assert_eq!(out.code, Some(255), "{}", out.describe());
+    assert!(
+        took < Duration::from_secs(20),
+        "px took {took:?} with a 3 s link timeout\n{}",
+        out.describe()
+    );
+    let lines = px_stdout_lines(&out);
+    for (id, _) in table.iter().filter(|(id, _)| *id != victim) {
+        assert!(
+            lines.contains(&(*id, format!("hi-{id}"))),
+            "engine {id}'s output printed\n{}",
+            out.describe()
+        );
+    }
+    assert!(
+        out.stderr.contains(&format!("engine {victim}")),
+        "stderr names the lost engine\n{}",
+        out.describe()
+    );
+    let v = status(&env);
+    assert_eq!(state(&v, victim), "dead", "{v}");
+
+    // Back inside the grace: the same engine host, its state intact, and
+    // the command nobody was waiting for any more is gone.
+    thread::sleep(Duration::from_secs(2));
+    drop(guard);
+    wait_state(&env, victim, "idle", Duration::from_secs(20));
+    assert_eq!(
+        engine_hosts_in(&hosts, &env, 1),
+        engine_host,
+        "same engine host"
+    );
+    let out = env.px(["echo $v"]).success();
+    assert!(
+        started.elapsed() < Duration::from_secs(28),
+        "the shell was busy with the abandoned sleep 30 until it ended\n{}",
+        out.describe()
+    );
+    let expect: Vec<(u32, String)> = table
+        .iter()
+        .map(|(id, _)| (*id, format!("kept-{id}")))
+        .collect();
+    assert_eq!(px_stdout_lines(&out), expect, "{}", out.describe());
+    assert!(
+        !running_in(&hosts, 1, "sleep 30 ") > 0,
+        "the abandoned sleep 30 still runs"
+    );
+
+    env.down();
+    assert_nothing_left(&env.session);
+    hosts.assert_only_sshd_left();
+}
+
+#[test]
+fn faults_link_down_beyond_the_grace_gives_the_host_up_and_leaves_nothing_there() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    let table = env.up([cluster(
+        &env,
+        &hosts,
+        2,
+        &["link_timeout = 2", "reconnect_grace = 4"],
+    )]);
+    let victim_host = hosts.addr(1).to_string();
+    let victims: Vec<u32> = table
+        .iter()
+        .filter(|(_, h)| *h == victim_host)
+        .map(|(id, _)| *id)
+        .collect();
+    env.px(["sleep 1000 & v=1"]).success();
+
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    // Given up: dead for good, no longer "reconnecting".
+    let given_up = wait_until(Duration::from_secs(30), || {
+        let v = status(&env);
+        victims.iter().all(|&id| {
+            v["engines"][id as usize]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("not back within"))
+        })
+    });
+    assert!(
+        given_up,
+        "host not given up 30 s into a 4 s grace: {}",
+        status(&env)
+    );
+    // Meanwhile on the cut-off host, the engine host noticed it is alone
+    // and took its shells and their `sleep 1000` with it, link or no link.
+    let alone = wait_until(Duration::from_secs(20), || {
+        engine_hosts_in(&hosts, &env, 1).is_empty()
+            && running_in(&hosts, 1, "bash ") == 0
+            && running_in(&hosts, 1, "sleep 1000 ") == 0
+    });
+    assert!(
+        alone,
+        "engine host or its shells still run on the cut-off host:\n{}",
+        format_procs(&session_processes(&env.session))
+    );
+    // Once the link is back, the leftover sshd connection learns that its
+    // client is gone (TCP retransmissions back off, hence the wait).
+    drop(guard);
+    assert_host_clean(&hosts, 1, Duration::from_secs(60));
+    // The other host was never disturbed.
+    let out = env.px(["echo $v"]).assert_exit(255);
+    assert_eq!(
+        px_stdout_lines(&out).len(),
+        2,
+        "host 0's engines answer\n{}",
+        out.describe()
+    );
+
+    env.down();
+    assert_nothing_left(&env.session);
+    hosts.assert_only_sshd_left();
+}
+
+#[test]
+fn faults_killed_daemon_takes_every_engine_shell_and_child_with_it() {
+    let Some(hosts) = NetnsHosts::new(3) else {
+        return;
+    };
+    let env = Env::new();
+    env.up([cluster(&env, &hosts, 2, &[])]);
+    // A child in the background of every shell, and a blocking px running
+    // in every shell when the daemon dies.
+    env.px(["sleep 1000 &"]).success();
+    let px = {
+        let cmd = env.pcl(["px", "sleep 999"]);
+        thread::spawn(move || cmd.timeout_secs(60).execute())
+    };
+    let running = wait_until(Duration::from_secs(10), || {
+        (0..hosts.len()).all(|i| running_in(&hosts, i, "sleep 999 ") == 2)
+    });
+    assert!(running, "px sleep 999 not running on every engine");
+    let daemons = daemon_pids(&env.session);
+    assert_eq!(daemons.len(), 1);
+    kill9(daemons[0]);
+
+    let out = px.join().expect("px thread").expect("px ran");
+    assert!(!out.timed_out, "px hung after the daemon died");
+    assert_ne!(out.code, Some(0), "{}", out.describe());
+
+    // The SSH tethers close, the engine hosts read end-of-file: nothing of
+    // the session stays anywhere, in the namespaces or here.
+    for i in 0..hosts.len() {
+        assert_host_clean(&hosts, i, Duration::from_secs(20));
+    }
+    assert_nothing_left(&env.session);
+    env.pcl(["status"])
+        .run()
+        .failure()
+        .assert_stderr_contains("run pcl up");
+}
+
+#[test]
+fn faults_down_with_a_host_unreachable_returns_and_leaves_nothing() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    env.up([cluster(&env, &hosts, 1, &["reconnect_grace = 10"])]);
+    env.px(["sleep 1000 &"]).success();
+
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    let out = env.pcl(["down"]).timeout_secs(30).run().success();
+    assert!(
+        out.elapsed < Duration::from_secs(15),
+        "pcl down took {:?} with one host unreachable",
+        out.elapsed
+    );
+    // Here and on the reachable host, nothing is left at once.
+    let ns1 = hosts.hosts()[1].netns.clone();
+    let elsewhere = || -> Vec<Proc> {
+        session_processes(&env.session)
+            .into_iter()
+            .filter(|p| netns_of(p.pid) != ns1)
+            .collect()
+    };
+    if !wait_until(LEFTOVER_GRACE, || elsewhere().is_empty()) {
+        panic!(
+            "left after pcl down, outside the cut-off host:\n{}",
+            format_procs(&elsewhere())
+        );
+    }
+    assert_host_clean(&hosts, 0, LEFTOVER_GRACE);
+    // The unreachable one cleans up once the link is back (the tether's
+    // end arrives) or the grace has passed (the engine host is alone).
+    thread::sleep(Duration::from_secs(3));
+    drop(guard);
+    assert_host_clean(&hosts, 1, Duration::from_secs(60));
+    assert_nothing_left(&env.session);
+}
+
+#[test]
+fn faults_link_blip_shorter_than_the_timeout_is_ridden_out_mid_px() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    env.up([cluster(&env, &hosts, 1, &["link_timeout = 6"])]);
+    let engine_host = engine_hosts_in(&hosts, &env, 1);
+    let px = {
+        let cmd = env.pcl(["px", "sleep 3; echo done-$PCL_ENGINE_ID"]);
+        thread::spawn(move || cmd.timeout_secs(60).run())
+    };
+    let sleeping = wait_until(Duration::from_secs(10), || {
+        running_in(&hosts, 1, "sleep 3 ") > 0
+    });
+    assert!(sleeping, "the command never started on host 1");
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    thread::sleep(Duration::from_secs(2));
+    drop(guard);
+    // QUIC retransmits what was lost: the call completes as if nothing
+    // happened, on the same connection and engine host.
+    let out = px.join().expect("px thread").success();
+    assert_eq!(
+        px_stdout_lines(&out),
+        vec![(0, "done-0".to_string()), (1, "done-1".to_string())],
+        "{}",
+        out.describe()
+    );
+    assert!(
+        !env.logs().contains("connection lost"),
+        "the blip was not ridden out:\n{}",
+        env.logs()
+    );
+    assert_eq!(engine_hosts_in(&hosts, &env, 1), engine_host);
+
+    env.down();
+    assert_nothing_left(&env.session);
+    hosts.assert_only_sshd_left();
+}
+
+#[test]
+fn faults_link_cut_mid_map_costs_only_that_hosts_work() {
+    let Some(hosts) = NetnsHosts::new(3) else {
+        return;
+    };
+    let env = Env::new();
+    let table = env.up([cluster(
+        &env,
+        &hosts,
+        1,
+        &["link_timeout = 3", "reconnect_grace = 60"],
+    )]);
+    env.px(["v=kept-$PCL_ENGINE_ID"]).success();
+    let victim_host = hosts.addr(1).to_string();
+    let victim = table
+        .iter()
+        .find(|(_, h)| *h == victim_host)
+        .map(|(id, _)| *id)
+        .expect("an engine on host 1");
+    let items: Vec<String> = (1..=90).map(|i| i.to_string()).collect();
+    let started = Instant::now();
+    let map = {
+        let cmd = env
+            .pcl(["map", "sleep 0.1; echo {}"])
+            .args(&items)
+            .timeout_secs(90);
+        thread::spawn(move || cmd.run())
+    };
+    let busy = wait_until(Duration::from_secs(10), || {
+        running_in(&hosts, 1, "sleep 0.1") > 0
+    });
+    assert!(busy, "the victim never got a task");
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    // The victim's unfinished items run on the others: every item once,
+    // in order, success, in bounded time.
+    let out = map.join().expect("map thread").success();
+    let want: String = items.iter().map(|i| format!("{i}\n")).collect();
+    assert_eq!(out.stdout_str(), want, "{}", out.describe());
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "map took {:?} with a 3 s link timeout",
+        started.elapsed()
+    );
+
+    // Back within the grace: the same engine, state intact, shell free.
+    drop(guard);
+    wait_state(&env, victim, "idle", Duration::from_secs(20));
+    let out = env.px(["echo $v"]).success();
+    let expect: Vec<(u32, String)> = table
+        .iter()
+        .map(|(id, _)| (*id, format!("kept-{id}")))
+        .collect();
+    assert_eq!(px_stdout_lines(&out), expect, "{}", out.describe());
+
+    env.down();
+    assert_nothing_left(&env.session);
+    hosts.assert_only_sshd_left();
+}
+
+#[test]
+fn faults_async_px_with_a_host_killed_finishes_and_reports_it() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    let table = env.up([cluster(&env, &hosts, 1, &[])]);
+    let victim_host = hosts.addr(1).to_string();
+    let (victim, _) = table
+        .iter()
+        .find(|(_, h)| *h == victim_host)
+        .cloned()
+        .expect("an engine on host 1");
+    let (good, _) = table
+        .iter()
+        .find(|(_, h)| *h != victim_host)
+        .cloned()
+        .expect("an engine on host 0");
+    let id = env
+        .pcl(["px", "--async", "sleep 3; echo done-$PCL_ENGINE_ID"])
+        .run()
+        .success()
+        .stdout_str()
+        .trim()
+        .to_string();
+    let sleeping = wait_until(Duration::from_secs(10), || {
+        running_in(&hosts, 1, "sleep 3") > 0
+    });
+    assert!(sleeping, "the job never started on host 1");
+    let pids = engine_hosts_in(&hosts, &env, 1);
+    kill9(pids[0]);
+
+    // The job ends (no wait for a host that is gone) with the survivor's
+    // output and 255 for the dead engine, as the sync call would.
+    env.pcl(["wait", &id])
+        .timeout_secs(30)
+        .run()
+        .assert_exit(255);
+    let out = env.pcl(["result", &id]).run().assert_exit(255);
+    assert_eq!(
+        px_stdout_lines(&out),
+        vec![(good, format!("done-{good}"))],
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains(&format!("engine {victim}")),
+        "{}",
+        out.describe()
+    );
+
+    env.down();
+    assert_nothing_left(&env.session);
+    hosts.assert_only_sshd_left();
+}
+
+/// Files in `dir` whose names hold `.pcl` (a transfer's temporary file).
+fn partial_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".pcl"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn faults_link_cut_mid_push_fails_that_host_only_and_leaves_no_partial_file() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    let workdirs: Vec<std::path::PathBuf> =
+        (0..2).map(|i| env.path().join(format!("w{i}"))).collect();
+    let hs: Vec<Host> = (0..2)
+        .map(|i| {
+            hosts
+                .host(i)
+                .workdir(&workdirs[i].to_string_lossy())
+                .raw("link_timeout = 3")
+                .raw("reconnect_grace = 60")
+        })
+        .collect();
+    let table = env.up([env.write_cluster(&hs)]);
+    env.px(["v=kept-$PCL_ENGINE_ID"]).success();
+    // Host 1's link is slow, so the cut lands mid-transfer.
+    let veth = hosts.hosts()[1].veth.clone();
+    Cmd::new("tc")
+        .args([
+            "qdisc", "add", "dev", &veth, "root", "tbf", "rate", "40mbit", "burst", "32kbit",
+            "latency", "400ms",
+        ])
+        .run()
+        .success();
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let file = env.write("big.bin", &data);
+    let sum = sha256_hex(&data);
+    drop(data);
+    let started = Instant::now();
+    let push = {
+        let cmd = env
+            .pcl(["push", "--file", &file.to_string_lossy()])
+            .timeout_secs(120);
+        thread::spawn(move || cmd.run())
+    };
+    let arriving = wait_until(Duration::from_secs(30), || {
+        !partial_files(&workdirs[1]).is_empty()
+    });
+    assert!(arriving, "the transfer to host 1 never started");
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    let out = push.join().expect("push thread").assert_exit(255);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "push took {:?} with a 3 s link timeout",
+        started.elapsed()
+    );
+    assert!(
+        out.stderr.contains("engine 1"),
+        "stderr names the cut-off engine\n{}",
+        out.describe()
+    );
+    let got = std::fs::read(workdirs[0].join("big.bin")).expect("host 0 has the file");
+    assert_eq!(sha256_hex(&got), sum, "host 0's copy is whole");
+
+    // Back within the grace: the engine kept its state, and neither the
+    // file nor a partial one is there.
+    drop(guard);
+    wait_state(&env, table[1].0, "idle", Duration::from_secs(20));
+    let clean = wait_until(Duration::from_secs(10), || {
+        partial_files(&workdirs[1]).is_empty()
+    });
+    assert!(
+        clean,
+        "partial files left on host 1: {:?}",
+        partial_files(&workdirs[1])
+    );
+    assert!(
+        !workdirs[1].join("big.bin").exists(),
+        "no half file on host 1"
+    );
+    let out = env.px(["echo $v"]).success();
+    assert_eq!(
+        px_stdout_lines(&out),
+        vec![(0, "kept-0".to_string()), (1, "kept-1".to_string())],
+        "{}",
+        out.describe()
+    );
+
+    env.down();
+    assert_nothing_left(&env.session);
+    hosts.assert_only_sshd_left();
+}
