@@ -75,7 +75,8 @@ pub struct PullArgs {
     /// One JSON document with every engine's result
     #[arg(long, conflicts_with = "raw")]
     pub json: bool,
-    /// Run in the background: print a job id at once (see jobs, wait, result)
+    /// Run in the background: print a job id at once (see jobs, wait, result);
+    /// with --file, `pcl result` writes the files
     #[arg(long = "async")]
     pub background: bool,
     /// The exact bytes of one variable of one target, nothing added
