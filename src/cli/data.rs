@@ -554,7 +554,8 @@ fn readable(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// Our stdin to the session, in chunks, then the end. Read on a thread of
 /// its own: a read blocked on a terminal must not hold up the exit after
-/// Ctrl-C (the runtime waits for its own blocking threads).
+/// Ctrl-C (the runtime waits for its own blocking threads). Only a failed
+/// read is an error: a session that stopped reading says why in its reply.
 pub async fn send_stdin(mut writer: OwnedWriteHalf) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(2);
     std::thread::spawn(move || {
@@ -576,9 +577,14 @@ pub async fn send_stdin(mut writer: OwnedWriteHalf) -> anyhow::Result<()> {
         if chunk.is_empty() {
             break;
         }
-        write_frame(&mut writer, &Request::Chunk(chunk)).await?;
+        if write_frame(&mut writer, &Request::Chunk(chunk))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
     }
-    write_frame(&mut writer, &Request::Eof).await?;
+    let _ = write_frame(&mut writer, &Request::Eof).await;
     Ok(())
 }
 

@@ -33,11 +33,10 @@ pub async fn submit(
         .await?;
     if stdin {
         let writer = client.take_writer().expect("the request went out on it");
-        // The job exists already: its id follows whatever happens here. A
-        // job that failed before reading all of stdin closed the socket,
-        // and its result says why.
+        // The job exists already: its id follows whatever happens here,
+        // and its result says what the job made of a cut-off input.
         if let Err(e) = super::data::send_stdin(writer).await {
-            eprintln!("pcl: stdin did not all reach the job: {e:#}");
+            eprintln!("pcl: {e:#}");
         }
     }
     match client.next().await? {
