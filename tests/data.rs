@@ -757,4 +757,10 @@ fn engine_killed_mid_transfer_fails_that_engine_only() {
         assert_eq!(sha256_hex(&got), sum, "engine {i}\n{}", out.describe());
     }
     assert!(!dirs[1].join("big.bin").exists(), "no half file on h1");
+    // The engine host's guard removes the temporary file it was writing.
+    assert!(
+        wait_until(Duration::from_secs(5), || leftovers(&dirs[1]).is_empty()),
+        "temporary file left on h1: {:?}",
+        leftovers(&dirs[1])
+    );
 }

@@ -65,6 +65,9 @@ pub enum Command {
     },
     /// Print an async job's output as the sync call would have, with its exit status
     Result {
+        /// Replay for the exit status only: no files written (`pcl wait`)
+        #[arg(long, hide = true)]
+        status_only: bool,
         /// Job id, as `--async` printed it
         job: u64,
     },

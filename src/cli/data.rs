@@ -5,9 +5,12 @@
 //! an error (unset variable, missing file, full disk) or the request was
 //! refused as a whole (no session, bad targets, unreadable local file); 2
 //! for invalid input found before any engine was contacted (bad names,
-//! bad remote paths, misused options); 255 when an engine could not be
-//! reached or was lost mid-transfer. With several engines failing, the
-//! largest applies.
+//! bad remote paths, misused options); 130 when the call was aborted
+//! (Ctrl-C, `pcl abort`); 255 when an engine could not be reached or was
+//! lost mid-transfer. With several engines failing, the largest applies.
+//!
+//! Each verb is request building plus a `render_*` that prints replies,
+//! live or replayed by `pcl result` from an `--async` job.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -20,19 +23,26 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_bytes::ByteBuf;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::mpsc;
 
+use super::jobs::{INTERRUPTED, Replies, submit};
 use super::render::prefixed;
 use super::session_cmds::connect;
 use crate::protocol::data::{
-    CHUNK, DataError, DataRequest, Items, Source, check_name, check_remote, split_assignment,
+    CHUNK, DataError, DataRequest, Items, Source, check_name, check_remote, read_full,
+    split_assignment,
 };
 use crate::protocol::session::{EngineDone, Reply, Request};
-use crate::session::Client;
+use crate::transport::write_frame;
 
 /// Exit status for input refused before any engine was contacted.
 const USAGE_STATUS: u8 = 2;
+
+/// Exit status of an engine whose pulled file could not be written here.
+const LOCAL_ERROR_STATUS: i32 = 1;
 
 /// Transfers shorter than this show no progress bar.
 const BAR_DELAY: Duration = Duration::from_secs(1);
@@ -45,6 +55,9 @@ pub struct PushArgs {
     /// One JSON document with every engine's result
     #[arg(long)]
     pub json: bool,
+    /// Run in the background: print a job id at once (see jobs, wait, result)
+    #[arg(long = "async")]
+    pub background: bool,
     /// Copy LOCAL (`-`: stdin) to each target (once per host) as REMOTE,
     /// relative to the engine's workdir [default REMOTE: LOCAL's file name]
     #[arg(long, value_name = "LOCAL")]
@@ -62,6 +75,10 @@ pub struct PullArgs {
     /// One JSON document with every engine's result
     #[arg(long, conflicts_with = "raw")]
     pub json: bool,
+    /// Run in the background: print a job id at once (see jobs, wait, result);
+    /// with --file, `pcl result` writes the files
+    #[arg(long = "async")]
+    pub background: bool,
     /// The exact bytes of one variable of one target, nothing added
     #[arg(long, conflicts_with = "file")]
     pub raw: bool,
@@ -84,6 +101,9 @@ pub struct ScatterArgs {
     /// One JSON document with every engine's result
     #[arg(long)]
     pub json: bool,
+    /// Run in the background: print a job id at once (see jobs, wait, result)
+    #[arg(long = "async")]
+    pub background: bool,
     /// Write each target's block of lines to REMOTE (relative to the workdir)
     #[arg(long, value_name = "REMOTE", requires = "from")]
     pub file: Option<String>,
@@ -103,6 +123,9 @@ pub struct GatherArgs {
     /// One JSON document with every engine's result
     #[arg(long)]
     pub json: bool,
+    /// Run in the background: print a job id at once (see jobs, wait, result)
+    #[arg(long = "async")]
+    pub background: bool,
     /// Concatenate each target's REMOTE (relative to the workdir) instead
     #[arg(long, value_name = "REMOTE", conflicts_with = "name")]
     pub file: Option<String>,
@@ -111,129 +134,144 @@ pub struct GatherArgs {
     pub name: Option<String>,
 }
 
-fn refuse(why: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
-    eprintln!("pcl: {why}");
-    Ok(ExitCode::from(USAGE_STATUS))
+/// Input refused before any engine is contacted (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
+fn usage(why: impl std::fmt::Display) -> anyhow::Error {
+    Usage(why.to_string()).into()
+}
+
+/// A request that could not be built: a usage error exits 2, anything
+/// else goes up as an error (exit 1).
+fn refused(e: anyhow::Error) -> anyhow::Result<ExitCode> {
+    match e.downcast::<Usage>() {
+        Ok(why) => {
+            eprintln!("pcl: {why}");
+            Ok(ExitCode::from(USAGE_STATUS))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn push(session: Option<String>, args: PushArgs) -> anyhow::Result<ExitCode> {
-    let request = match &args.file {
-        Some(local) => {
-            let stdin = local.as_os_str() == "-";
-            let remote = match args.args.as_slice() {
-                [] if stdin => return refuse("push --file - needs a REMOTE name"),
-                [] => match local.file_name() {
-                    Some(name) => name.to_string_lossy().into_owned(),
-                    None => return refuse(format!("{} names no file", local.display())),
-                },
-                [remote] => remote.to_string_lossy().into_owned(),
-                _ => return refuse("push --file takes LOCAL and at most one REMOTE"),
-            };
-            if let Err(e) = check_remote(&remote) {
-                return refuse(e);
-            }
-            DataRequest::PushFile {
-                targets: args.targets.clone(),
-                from: if stdin {
-                    Source::Stdin
-                } else {
-                    Source::Path(readable(local)?)
-                },
-                remote,
-            }
-        }
-        None => {
-            let vars: Result<Vec<_>, DataError> = args
-                .args
-                .iter()
-                .map(|a| split_assignment(a.as_bytes()))
-                .collect();
-            match vars {
-                Ok(vars) => DataRequest::PushVars {
-                    targets: args.targets.clone(),
-                    vars: vars
-                        .into_iter()
-                        .map(|(n, v)| (n, serde_bytes::ByteBuf::from(v)))
-                        .collect(),
-                },
-                Err(e) => return refuse(e),
-            }
-        }
+    let request = match push_request(&args) {
+        Ok(request) => request,
+        Err(e) => return refused(e),
     };
-    let stdin = matches!(
-        request,
-        DataRequest::PushFile {
-            from: Source::Stdin,
-            ..
-        }
-    );
-    let mut client = connect(session).await?;
-    client.send(&Request::Data(request)).await?;
-    if stdin {
-        send_stdin(&mut client).await?;
+    match start(session, args.background, request).await? {
+        Some(replies) => render_push(args, replies).await,
+        None => Ok(ExitCode::SUCCESS),
     }
-    let mut view = View::new(args.json);
-    loop {
-        match client.next().await? {
-            Reply::Transfer { done, total } => view.progress(done, total),
-            Reply::EngineDone(done) => view.done(done, json!({})),
-            Reply::Done => break,
-            Reply::Error(e) => bail!(e),
-            other => bail!("unexpected reply {other:?}"),
-        }
-    }
-    view.finish()
+}
+
+fn push_request(args: &PushArgs) -> anyhow::Result<DataRequest> {
+    let Some(local) = &args.file else {
+        let vars = args
+            .args
+            .iter()
+            .map(|a| split_assignment(a.as_bytes()).map(|(n, v)| (n, ByteBuf::from(v))))
+            .collect::<Result<_, DataError>>()
+            .map_err(usage)?;
+        return Ok(DataRequest::PushVars {
+            targets: args.targets.clone(),
+            vars,
+        });
+    };
+    let stdin = local.as_os_str() == "-";
+    let remote = match args.args.as_slice() {
+        [] if stdin => return Err(usage("push --file - needs a REMOTE name")),
+        [] => match local.file_name() {
+            Some(name) => name.to_string_lossy().into_owned(),
+            None => return Err(usage(format!("{} names no file", local.display()))),
+        },
+        [remote] => remote.to_string_lossy().into_owned(),
+        _ => return Err(usage("push --file takes LOCAL and at most one REMOTE")),
+    };
+    check_remote(&remote).map_err(usage)?;
+    Ok(DataRequest::PushFile {
+        targets: args.targets.clone(),
+        from: if stdin {
+            Source::Stdin
+        } else {
+            Source::Path(readable(local)?)
+        },
+        remote,
+    })
+}
+
+/// Print push replies, live or replayed from an async job.
+pub async fn render_push(args: PushArgs, replies: Replies) -> anyhow::Result<ExitCode> {
+    render_stored(args.json, replies).await
 }
 
 pub async fn pull(session: Option<String>, args: PullArgs) -> anyhow::Result<ExitCode> {
+    let request = match pull_request(&args) {
+        Ok(request) => request,
+        Err(e) => return refused(e),
+    };
+    match start(session, args.background, request).await? {
+        Some(replies) => render_pull(args, replies).await,
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn pull_request(args: &PullArgs) -> anyhow::Result<DataRequest> {
     if let Some(remote) = &args.file {
-        if let Err(e) = check_remote(remote) {
-            return refuse(e);
-        }
-        let dest = std::path::absolute(args.dest.as_deref().unwrap_or(Path::new(".")))?;
-        let mut client = connect(session).await?;
-        let request = DataRequest::PullFile {
-            targets: args.targets,
+        check_remote(remote).map_err(usage)?;
+        return Ok(DataRequest::PullFile {
+            targets: args.targets.clone(),
             remote: remote.clone(),
-            dest: dest.clone(),
-        };
-        client.send(&Request::Data(request)).await?;
-        let mut view = View::new(args.json);
+            dest: std::path::absolute(args.dest.as_deref().unwrap_or(Path::new(".")))?,
+        });
+    }
+    for name in &args.names {
+        check_name(name).map_err(usage)?;
+    }
+    if args.raw && args.names.len() != 1 {
+        return Err(usage("--raw prints exactly one variable of one engine"));
+    }
+    Ok(DataRequest::PullVars {
+        targets: args.targets.clone(),
+        names: args.names.clone(),
+        single: args.raw,
+    })
+}
+
+/// Print pull replies, live or replayed from an async job. Replaying an
+/// async `pull --file` writes the files the session kept to where the
+/// sync call would have written them (unless only the status is wanted).
+pub async fn render_pull(args: PullArgs, mut replies: Replies) -> anyhow::Result<ExitCode> {
+    let mut view = View::new(args.json);
+    if args.file.is_some() {
+        let (mut path, mut unwritten) = (None, None);
         loop {
-            match client.next().await? {
+            match replies.next().await? {
                 Reply::Transfer { done, total } => view.progress(done, total),
-                Reply::EngineDone(done) => {
-                    let mut path = dest.join(remote).into_os_string();
-                    path.push(format!(".{}", done.id));
-                    let extra = json!({ "path": Path::new(&path).display().to_string() });
-                    view.done(done, extra);
+                Reply::Pulled { path: to, kept, .. } => {
+                    if let (Some(kept), true) = (kept, replies.writes_files()) {
+                        unwritten = place(&kept, &to)
+                            .err()
+                            .map(|e| format!("cannot write {}: {e}", to.display()));
+                    }
+                    path = Some(to);
+                }
+                Reply::EngineDone(mut done) => {
+                    if let Some(why) = unwritten.take() {
+                        done.status = done.status.max(LOCAL_ERROR_STATUS);
+                        done.note = Some(why);
+                    }
+                    let path = path.take().map(|p| p.display().to_string());
+                    view.done(done, json!({ "path": path }));
                 }
                 Reply::Done => break,
-                Reply::Error(e) => bail!(e),
+                Reply::Error(e) => return view.error(e, &replies),
                 other => bail!("unexpected reply {other:?}"),
             }
         }
-        return view.finish();
+        return view.finish(&replies);
     }
-    if let Some(Err(e)) = args
-        .names
-        .iter()
-        .map(|n| check_name(n))
-        .find(Result::is_err)
-    {
-        return refuse(e);
-    }
-    if args.raw && args.names.len() != 1 {
-        return refuse("--raw prints exactly one variable of one engine");
-    }
-    let mut client = connect(session).await?;
-    let request = DataRequest::PullVars {
-        targets: args.targets,
-        names: args.names.clone(),
-        single: args.raw,
-    };
-    client.send(&Request::Data(request)).await?;
-    let mut view = View::new(args.json);
     let mut stdout = std::io::stdout().lock();
     // Chunks of one value arrive in a row; it is printed once whole.
     let mut current: Option<(u32, String, Vec<u8>)> = None;
@@ -265,7 +303,7 @@ pub async fn pull(session: Option<String>, args: PullArgs) -> anyhow::Result<Exi
         stdout.flush()
     };
     loop {
-        match client.next().await? {
+        match replies.next().await? {
             Reply::Value { id, name, data } => match &mut current {
                 Some((i, n, bytes)) if *i == id && *n == name => bytes.extend(data),
                 _ => {
@@ -279,105 +317,143 @@ pub async fn pull(session: Option<String>, args: PullArgs) -> anyhow::Result<Exi
                 view.done(done, extra);
             }
             Reply::Done => break,
-            Reply::Error(e) => bail!(e),
+            Reply::Error(e) => return view.error(e, &replies),
             other => bail!("unexpected reply {other:?}"),
         }
     }
     drop(stdout);
-    view.finish()
+    view.finish(&replies)
+}
+
+/// Copy a file the session kept to `to`, through a temporary file in the
+/// same directory renamed into place: never half a file at `to`.
+fn place(kept: &Path, to: &Path) -> std::io::Result<()> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut name = OsString::from(".");
+    name.push(to.file_name().unwrap_or_default());
+    name.push(format!(".pcl-{}.tmp", std::process::id()));
+    let temp = dir.join(name);
+    let copied = std::fs::copy(kept, &temp).and_then(|_| std::fs::rename(&temp, to));
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    copied
 }
 
 pub async fn scatter(session: Option<String>, args: ScatterArgs) -> anyhow::Result<ExitCode> {
+    let request = match scatter_request(&args) {
+        Ok(request) => request,
+        Err(e) => return refused(e),
+    };
+    match start(session, args.background, request).await? {
+        Some(replies) => render_scatter(args, replies).await,
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn scatter_request(args: &ScatterArgs) -> anyhow::Result<DataRequest> {
     let from = match &args.from {
         None => None,
         Some(f) if f == "-" => Some(Source::Stdin),
         Some(f) => Some(Source::Path(readable(Path::new(f))?)),
     };
-    let request = match &args.file {
-        Some(remote) => {
-            if let Err(e) = check_remote(remote) {
-                return refuse(e);
-            }
-            if !args.args.is_empty() {
-                return refuse("scatter --file takes its lines from --from, not from arguments");
-            }
-            DataRequest::ScatterFile {
-                targets: args.targets.clone(),
-                remote: remote.clone(),
-                from: from.clone().expect("clap requires --from with --file"),
-            }
+    if let Some(remote) = &args.file {
+        check_remote(remote).map_err(usage)?;
+        if !args.args.is_empty() {
+            return Err(usage(
+                "scatter --file takes its lines from --from, not from arguments",
+            ));
         }
-        None => {
-            let Some((name, items)) = args.args.split_first() else {
-                return refuse("scatter needs a NAME (or --file REMOTE)");
-            };
-            let name = name.to_string_lossy().into_owned();
-            if let Err(e) = check_name(&name) {
-                return refuse(e);
-            }
-            let items = match (&from, items.is_empty()) {
-                (Some(source), true) => Items::Lines(source.clone()),
-                (Some(_), false) => {
-                    return refuse("give items as arguments or with --from, not both");
-                }
-                (None, _) => Items::Args(
-                    items
-                        .iter()
-                        .map(|i| serde_bytes::ByteBuf::from(i.as_bytes().to_vec()))
-                        .collect(),
-                ),
-            };
-            DataRequest::ScatterVar {
-                targets: args.targets.clone(),
-                name,
-                items,
-            }
-        }
-    };
-    let mut client = connect(session).await?;
-    client.send(&Request::Data(request)).await?;
-    if matches!(from, Some(Source::Stdin)) {
-        send_stdin(&mut client).await?;
+        return Ok(DataRequest::ScatterFile {
+            targets: args.targets.clone(),
+            remote: remote.clone(),
+            from: from.expect("clap requires --from with --file"),
+        });
     }
-    let mut view = View::new(args.json);
+    let Some((name, items)) = args.args.split_first() else {
+        return Err(usage("scatter needs a NAME (or --file REMOTE)"));
+    };
+    let name = name.to_string_lossy().into_owned();
+    check_name(&name).map_err(usage)?;
+    let items = match (from, items.is_empty()) {
+        (Some(source), true) => Items::Lines(source),
+        (Some(_), false) => {
+            return Err(usage("give items as arguments or with --from, not both"));
+        }
+        (None, _) => Items::Args(
+            items
+                .iter()
+                .map(|i| ByteBuf::from(i.as_bytes().to_vec()))
+                .collect(),
+        ),
+    };
+    Ok(DataRequest::ScatterVar {
+        targets: args.targets.clone(),
+        name,
+        items,
+    })
+}
+
+/// Print scatter replies, live or replayed from an async job.
+pub async fn render_scatter(args: ScatterArgs, replies: Replies) -> anyhow::Result<ExitCode> {
+    render_stored(args.json, replies).await
+}
+
+/// Push and scatter: a verdict per engine, nothing else.
+async fn render_stored(json: bool, mut replies: Replies) -> anyhow::Result<ExitCode> {
+    let mut view = View::new(json);
     loop {
-        match client.next().await? {
+        match replies.next().await? {
             Reply::Transfer { done, total } => view.progress(done, total),
             Reply::EngineDone(done) => view.done(done, json!({})),
             Reply::Done => break,
-            Reply::Error(e) => bail!(e),
+            Reply::Error(e) => return view.error(e, &replies),
             other => bail!("unexpected reply {other:?}"),
         }
     }
-    view.finish()
+    view.finish(&replies)
 }
 
 pub async fn gather(session: Option<String>, args: GatherArgs) -> anyhow::Result<ExitCode> {
-    let request = match (&args.file, &args.name) {
-        (Some(remote), _) => match check_remote(remote) {
-            Ok(_) => DataRequest::GatherFile {
+    let request = match gather_request(&args) {
+        Ok(request) => request,
+        Err(e) => return refused(e),
+    };
+    match start(session, args.background, request).await? {
+        Some(replies) => render_gather(args, replies).await,
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn gather_request(args: &GatherArgs) -> anyhow::Result<DataRequest> {
+    match (&args.file, &args.name) {
+        (Some(remote), _) => {
+            check_remote(remote).map_err(usage)?;
+            Ok(DataRequest::GatherFile {
                 targets: args.targets.clone(),
                 remote: remote.clone(),
-            },
-            Err(e) => return refuse(e),
-        },
-        (None, Some(name)) => match check_name(name) {
-            Ok(()) => DataRequest::GatherVar {
+            })
+        }
+        (None, Some(name)) => {
+            check_name(name).map_err(usage)?;
+            Ok(DataRequest::GatherVar {
                 targets: args.targets.clone(),
                 name: name.clone(),
-            },
-            Err(e) => return refuse(e),
-        },
-        (None, None) => return refuse("gather needs a NAME (or --file REMOTE)"),
-    };
+            })
+        }
+        (None, None) => Err(usage("gather needs a NAME (or --file REMOTE)")),
+    }
+}
+
+/// Print gather replies, live or replayed from an async job.
+pub async fn render_gather(args: GatherArgs, mut replies: Replies) -> anyhow::Result<ExitCode> {
     let array = args.file.is_none();
-    let mut client = connect(session).await?;
-    client.send(&Request::Data(request)).await?;
     let mut view = View::new(args.json);
     let mut stdout = std::io::stdout().lock();
     let (mut received, mut held) = (0u64, Vec::new());
     loop {
-        match client.next().await? {
+        match replies.next().await? {
             Reply::Output { mut data, .. } => {
                 received += data.len() as u64;
                 view.progress(received, None);
@@ -409,12 +485,54 @@ pub async fn gather(session: Option<String>, args: GatherArgs) -> anyhow::Result
                 view.done(done, extra);
             }
             Reply::Done => break,
-            Reply::Error(e) => bail!(e),
+            Reply::Error(e) => {
+                stdout.flush()?;
+                return view.error(e, &replies);
+            }
             other => bail!("unexpected reply {other:?}"),
         }
     }
     drop(stdout);
-    view.finish()
+    view.finish(&replies)
+}
+
+/// Send `request`. With `--async` the session runs it as a job and its id
+/// is printed (`None`); otherwise the replies come live, with Ctrl-C
+/// aborting the call. Stdin follows the request when the request reads it.
+async fn start(
+    session: Option<String>,
+    background: bool,
+    request: DataRequest,
+) -> anyhow::Result<Option<Replies>> {
+    let stdin = matches!(
+        &request,
+        DataRequest::PushFile {
+            from: Source::Stdin,
+            ..
+        } | DataRequest::ScatterFile {
+            from: Source::Stdin,
+            ..
+        } | DataRequest::ScatterVar {
+            items: Items::Lines(Source::Stdin),
+            ..
+        }
+    );
+    let request = Request::Data(request);
+    if background {
+        submit(session, request, stdin).await?;
+        return Ok(None);
+    }
+    let mut client = connect(session).await?;
+    client.send(&request).await?;
+    if stdin {
+        let writer = client.take_writer().expect("the request went out on it");
+        tokio::spawn(async move {
+            if let Err(e) = send_stdin(writer).await {
+                eprintln!("pcl: {e:#}");
+            }
+        });
+    }
+    Ok(Some(Replies::new(client, true)?))
 }
 
 /// A local path the daemon will open itself: it must exist and be
@@ -434,18 +552,39 @@ fn readable(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(std::path::absolute(path)?)
 }
 
-/// Our stdin to the daemon, in chunks, then the end.
-async fn send_stdin(client: &mut Client) -> anyhow::Result<()> {
-    let mut stdin = tokio::io::stdin();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = stdin.read(&mut buf).await.context("cannot read stdin")?;
-        if n == 0 {
+/// Our stdin to the session, in chunks, then the end. Read on a thread of
+/// its own: a read blocked on a terminal must not hold up the exit after
+/// Ctrl-C (the runtime waits for its own blocking threads). Only a failed
+/// read is an error: a session that stopped reading says why in its reply.
+pub async fn send_stdin(mut writer: OwnedWriteHalf) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(2);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let read = read_full(&mut stdin, &mut buf).map(|n| {
+                buf.truncate(n);
+                buf
+            });
+            let last = !matches!(&read, Ok(buf) if !buf.is_empty());
+            if tx.blocking_send(read).is_err() || last {
+                return;
+            }
+        }
+    });
+    while let Some(chunk) = rx.recv().await {
+        let chunk = chunk.context("cannot read stdin")?;
+        if chunk.is_empty() {
             break;
         }
-        client.send(&Request::Chunk(buf[..n].to_vec())).await?;
+        if write_frame(&mut writer, &Request::Chunk(chunk))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
     }
-    client.send(&Request::Eof).await?;
+    let _ = write_frame(&mut writer, &Request::Eof).await;
     Ok(())
 }
 
@@ -515,7 +654,8 @@ impl View {
         }
     }
 
-    fn finish(self) -> anyhow::Result<ExitCode> {
+    /// The exit status: the worst engine's, or 130 after Ctrl-C.
+    fn finish(self, replies: &Replies) -> anyhow::Result<ExitCode> {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
@@ -524,6 +664,21 @@ impl View {
             serde_json::to_writer(&mut out, &json!({ "results": self.results }))?;
             writeln!(out)?;
         }
+        if replies.interrupted() {
+            return Ok(ExitCode::from(INTERRUPTED));
+        }
         Ok(ExitCode::from(self.worst.clamp(0, 255) as u8))
+    }
+
+    /// The call failed as a whole; after Ctrl-C that is the abort's doing.
+    fn error(self, e: String, replies: &Replies) -> anyhow::Result<ExitCode> {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+        if replies.interrupted() {
+            eprintln!("pcl: {e}");
+            return Ok(ExitCode::from(INTERRUPTED));
+        }
+        bail!(e)
     }
 }

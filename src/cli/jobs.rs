@@ -9,7 +9,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::args::{Cli, Command};
 use super::session_cmds::connect;
-use super::{map, px};
+use super::{data, map, px};
 use crate::protocol::session::{JobInfo, Reply, Request};
 use crate::session::{Client, SessionPaths, fold_ids};
 
@@ -17,7 +17,13 @@ use crate::session::{Client, SessionPaths, fold_ids};
 pub const INTERRUPTED: u8 = 130;
 
 /// Start `request` as a background job and print its id alone on stdout.
-pub async fn submit(session: Option<String>, request: Request) -> anyhow::Result<ExitCode> {
+/// With `stdin`, all of stdin goes to the session first (the job keeps a
+/// copy), so the id comes once stdin has ended.
+pub async fn submit(
+    session: Option<String>,
+    request: Request,
+    stdin: bool,
+) -> anyhow::Result<ExitCode> {
     let mut client = connect(session).await?;
     client
         .send(&Request::Async {
@@ -25,6 +31,14 @@ pub async fn submit(session: Option<String>, request: Request) -> anyhow::Result
             request: Box::new(request),
         })
         .await?;
+    if stdin {
+        let writer = client.take_writer().expect("the request went out on it");
+        // The job exists already: its id follows whatever happens here,
+        // and its result says what the job made of a cut-off input.
+        if let Err(e) = super::data::send_stdin(writer).await {
+            eprintln!("pcl: {e:#}");
+        }
+    }
     match client.next().await? {
         Reply::Done => {}
         Reply::Error(e) => bail!(e),
@@ -45,6 +59,9 @@ pub struct Replies {
     sigint: Signal,
     /// False when replaying a finished job: nothing to abort.
     live: bool,
+    /// False when `pcl wait` replays a job only for its exit status: an
+    /// async `pull --file` then writes no files.
+    write_files: bool,
     interrupted: bool,
     abort_sent: bool,
 }
@@ -55,6 +72,7 @@ impl Replies {
             client,
             sigint: signal(SignalKind::interrupt())?,
             live,
+            write_files: true,
             interrupted: false,
             abort_sent: false,
         })
@@ -98,6 +116,10 @@ impl Replies {
 
     pub fn interrupted(&self) -> bool {
         self.interrupted
+    }
+
+    pub fn writes_files(&self) -> bool {
+        self.write_files
     }
 }
 
@@ -144,7 +166,13 @@ pub async fn wait(session: Option<String>, job: Option<u64>) -> anyhow::Result<E
     let mut worst = 0;
     for j in &list {
         let status = std::process::Command::new(std::env::current_exe()?)
-            .args(["--session", &name, "result", &j.id.to_string()])
+            .args([
+                "--session",
+                &name,
+                "result",
+                "--status-only",
+                &j.id.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -170,7 +198,11 @@ async fn job_list(session: Option<String>, request: Request) -> anyhow::Result<V
 
 /// Replay a job through the renderer of its own verb, parsed from the
 /// command line that started it.
-pub async fn result(session: Option<String>, job: u64) -> anyhow::Result<ExitCode> {
+pub async fn result(
+    session: Option<String>,
+    job: u64,
+    status_only: bool,
+) -> anyhow::Result<ExitCode> {
     let mut client = connect(session).await?;
     client.send(&Request::Result(job)).await?;
     let argv = match client.next().await? {
@@ -179,10 +211,15 @@ pub async fn result(session: Option<String>, job: u64) -> anyhow::Result<ExitCod
         other => bail!("unexpected reply {other:?}"),
     };
     let cli = <Cli as clap::Parser>::try_parse_from(&argv)?;
-    let replies = Replies::new(client, false)?;
+    let mut replies = Replies::new(client, false)?;
+    replies.write_files = !status_only;
     match cli.command {
         Command::Px(args) => px::render(args, replies).await,
         Command::Map(_) => map::render(replies).await,
+        Command::Push(args) => data::render_push(args, replies).await,
+        Command::Pull(args) => data::render_pull(args, replies).await,
+        Command::Scatter(args) => data::render_scatter(args, replies).await,
+        Command::Gather(args) => data::render_gather(args, replies).await,
         other => bail!("job {job} ({other:?}) has no output to replay"),
     }
 }

@@ -75,7 +75,7 @@ pub async fn run(session: Option<String>, args: MapArgs) -> anyhow::Result<ExitC
         joblog: args.joblog.as_deref().map(absolute).transpose()?,
     });
     if args.background {
-        return submit(session, request).await;
+        return submit(session, request, false).await;
     }
     let streaming = matches!(&request, Request::Map(m) if matches!(m.input, MapInput::Stream));
     let mut client = connect(session).await?;

@@ -74,7 +74,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Map(args) => current_thread()?.block_on(map::run(session, args)),
         Command::Jobs { json } => current_thread()?.block_on(jobs::jobs(session, json)),
         Command::Wait { job } => current_thread()?.block_on(jobs::wait(session, job)),
-        Command::Result { job } => current_thread()?.block_on(jobs::result(session, job)),
+        Command::Result { job, status_only } => {
+            current_thread()?.block_on(jobs::result(session, job, status_only))
+        }
         Command::Abort { job } => {
             current_thread()?.block_on(jobs::control(session, Request::Abort(job)))
         }

@@ -18,7 +18,7 @@ pub async fn run(session: Option<String>, args: PxArgs) -> anyhow::Result<ExitCo
         timeout_ms,
     });
     if args.background {
-        return submit(session, request).await;
+        return submit(session, request, false).await;
     }
     let mut client = connect(session).await?;
     client.send(&request).await?;

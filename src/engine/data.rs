@@ -11,6 +11,7 @@ use quinn::{RecvStream, SendStream};
 use ring::digest::{Context, SHA256};
 use thiserror::Error;
 
+use super::guard::Guard;
 use super::host::{Engine, Host, prepare_workdir};
 use super::{Capture, EngineError, ansi_c_quote};
 use crate::protocol::data::{
@@ -200,7 +201,7 @@ async fn load_array(
 ) -> Result<(), Refused> {
     check_name(name)?;
     let engine = engine(host, id).await?;
-    let (mut file, temp) = TempFile::create(&std::env::temp_dir(), "pcl-array")?;
+    let (mut file, temp) = TempFile::create(host, &std::env::temp_dir(), "pcl-array")?;
     receive(recv, &mut file, name).await?;
     drop(file);
     let delim = if nul { " -d ''" } else { "" };
@@ -238,7 +239,7 @@ async fn write_file(
         .file_name()
         .expect("a checked remote path names a file");
     let prefix = format!(".{}.pcl", name.to_string_lossy());
-    let (mut file, mut temp) = TempFile::create(dir, &prefix).map_err(|e| match e {
+    let (mut file, mut temp) = TempFile::create(host, dir, &prefix).map_err(|e| match e {
         Refused::Write { source, .. } => write_err(source),
         other => other,
     })?;
@@ -343,29 +344,46 @@ async fn send_bytes(
 }
 
 /// A temporary file removed on drop unless kept: whatever goes wrong, no
-/// half file is left behind.
+/// half file is left behind. The guard knows of it while it exists, so
+/// not even a SIGKILL of the engine host leaves it behind.
 struct TempFile {
     path: PathBuf,
     keep: bool,
+    guard: Option<Arc<Guard>>,
 }
 
 impl TempFile {
-    fn create(dir: &Path, prefix: &str) -> Result<(std::fs::File, TempFile), Refused> {
+    fn create(host: &Host, dir: &Path, prefix: &str) -> Result<(std::fs::File, TempFile), Refused> {
         use ring::rand::{SecureRandom, SystemRandom};
         let mut bytes = [0u8; 8];
         SystemRandom::new()
             .fill(&mut bytes)
             .expect("the system random source works");
         let path = dir.join(format!("{prefix}-{}.tmp", hex::encode(bytes)));
-        let file = std::fs::OpenOptions::new()
+        let temp = TempFile {
+            path,
+            keep: false,
+            guard: host.guard.clone(),
+        };
+        if let Some(guard) = &temp.guard {
+            guard.temp(&temp.path);
+        }
+        let opened = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&path)
-            .map_err(|source| Refused::Write {
-                path: path.display().to_string(),
-                source,
-            })?;
-        Ok((file, TempFile { path, keep: false }))
+            .open(&temp.path);
+        match opened {
+            Ok(file) => Ok((file, temp)),
+            Err(source) => {
+                // Whatever is at that path is not ours to remove.
+                let mut temp = temp;
+                temp.keep = true;
+                Err(Refused::Write {
+                    path: temp.path.display().to_string(),
+                    source,
+                })
+            }
+        }
     }
 }
 
@@ -373,6 +391,9 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.keep {
             let _ = std::fs::remove_file(&self.path);
+        }
+        if let Some(guard) = &self.guard {
+            guard.done(&self.path);
         }
     }
 }

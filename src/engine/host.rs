@@ -37,7 +37,7 @@ pub(super) struct Host {
     engines: OnceCell<Vec<Result<Arc<Engine>, String>>>,
     /// Daemon connections open now.
     connections: watch::Sender<usize>,
-    guard: Option<Arc<Guard>>,
+    pub(super) guard: Option<Arc<Guard>>,
 }
 
 pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
@@ -62,7 +62,11 @@ pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
         engines: OnceCell::new(),
         connections: watch::Sender::new(0),
         guard: match Guard::spawn() {
-            Ok(guard) => Some(Arc::new(guard)),
+            Ok(guard) => {
+                // Removed at exit, or by the guard if the exit is a SIGKILL.
+                guard.temp(scratch_dir());
+                Some(Arc::new(guard))
+            }
             Err(e) => {
                 eprintln!(
                     "pcl engine: no guard process ({e}); shells may outlive a killed engine host"

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::pull::fetch_var;
-use super::transfer::{Download, Failure, Outcome, report};
+use super::transfer::{Abort, Download, Failure, Outcome, report};
 use crate::join_all;
 use crate::protocol::data::{CHUNK, EngineData, check_name, check_remote};
 use crate::protocol::engine::EngineRequest;
@@ -22,8 +22,8 @@ pub async fn var(
     check_name(name)?;
     let ids = pool.resolve(targets)?;
     let fetched = join_all(ids.iter().map(|&id| {
-        let (pool, name) = (pool.clone(), name.to_string());
-        async move { fetch_var(&pool, id, &name, true).await }
+        let (pool, name, mut abort) = (pool.clone(), name.to_string(), Abort::of(out));
+        async move { abort.or("aborted", fetch_var(&pool, id, &name, true)).await }
     }))
     .await;
     for (id, value) in ids.into_iter().zip(fetched) {
@@ -56,8 +56,11 @@ pub async fn file(
 ) -> Result<(), SessionError> {
     check_remote(remote)?;
     let ids = pool.resolve(targets)?;
+    let mut abort = Abort::of(out);
     for id in ids {
-        let outcome = stream_file(pool, id, remote, out).await;
+        let outcome = abort
+            .or("aborted", stream_file(pool, id, remote, out))
+            .await;
         report(out, pool, id, &outcome).await?;
     }
     out.send(&Reply::Done).await

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::transfer::{Download, Failure, Outcome, report, with_progress};
+use super::transfer::{ABORTED, Abort, Download, Failure, Outcome, report, with_progress};
 use crate::join_all;
 use crate::protocol::data::{CHUNK, EngineData, check_name, check_remote};
 use crate::protocol::engine::EngineRequest;
@@ -61,11 +61,12 @@ pub async fn vars(
     }
     let names = Arc::new(names);
     let fetched = join_all(ids.iter().map(|&id| {
-        let (pool, names) = (pool.clone(), names.clone());
+        let (pool, names, mut abort) = (pool.clone(), names.clone(), Abort::of(out));
         async move {
             let mut values: Vec<Fetched> = Vec::new();
             for name in names.iter() {
-                values.push((name.clone(), fetch_var(&pool, id, name, false).await));
+                let value = abort.or("aborted", fetch_var(&pool, id, name, false));
+                values.push((name.clone(), value.await));
             }
             values
         }
@@ -103,12 +104,16 @@ pub async fn vars(
             None => Ok(()),
             Some(Failure::Engine(_)) => Err(Failure::Engine(notes.join("; "))),
             Some(Failure::Lost(_)) => Err(Failure::Lost(notes.join("; "))),
+            Some(Failure::Aborted(_)) => Err(Failure::Aborted(notes.join("; "))),
         };
         report(out, pool, id, &outcome).await?;
     }
     out.send(&Reply::Done).await
 }
 
+/// Each target's REMOTE as `DEST/REMOTE.<ID>`. An async job keeps the
+/// files in the session directory instead, until `pcl result` writes them
+/// where the sync call would have (see `Reply::Pulled`).
 pub async fn file(
     pool: &Arc<EnginePool>,
     targets: &str,
@@ -118,19 +123,32 @@ pub async fn file(
 ) -> Result<(), SessionError> {
     let relative = check_remote(remote)?;
     let ids = pool.resolve(targets)?;
+    let keep_in = match out.job() {
+        Some(job) if job.is_async => Some(out.jobs().files_dir(job)),
+        _ => None,
+    };
     let progress = Arc::new(AtomicU64::new(0));
+    let mut places = Vec::new();
     let fetches = ids.iter().map(|&id| {
-        let (pool, progress) = (pool.clone(), progress.clone());
-        let target = {
+        let path = {
             let mut name = dest.join(&relative).into_os_string();
             name.push(format!(".{id}"));
             PathBuf::from(name)
         };
+        let target = match &keep_in {
+            Some(dir) => dir.join(id.to_string()),
+            None => path.clone(),
+        };
+        places.push((path, target.clone()));
+        let (pool, progress, abort) = (pool.clone(), progress.clone(), Abort::of(out));
         let remote = remote.to_string();
-        async move { fetch_file(&pool, id, &remote, &target, &progress).await }
+        async move { fetch_file(&pool, id, &remote, &target, &progress, abort).await }
     });
+    let fetches: Vec<_> = fetches.collect();
     let outcomes = with_progress(out, &progress, None, join_all(fetches)).await;
-    for (id, outcome) in ids.into_iter().zip(outcomes) {
+    for ((id, outcome), (path, target)) in ids.into_iter().zip(outcomes).zip(places) {
+        let kept = (keep_in.is_some() && outcome.is_ok()).then_some(target);
+        out.send(&Reply::Pulled { id, path, kept }).await?;
         report(out, pool, id, &outcome).await?;
     }
     out.send(&Reply::Done).await
@@ -144,6 +162,7 @@ async fn fetch_file(
     remote: &str,
     target: &Path,
     progress: &AtomicU64,
+    mut abort: Abort,
 ) -> Outcome {
     let local_err =
         |e: std::io::Error| Failure::Engine(format!("cannot write {}: {e}", target.display()));
@@ -159,14 +178,11 @@ async fn fetch_file(
         id,
         path: remote.to_string(),
     };
-    let mut call = pool
-        .call(
-            id,
-            &format!("pull --file {remote}"),
-            &EngineRequest::Data(op),
-        )
-        .await
-        .map_err(Failure::Lost)?;
+    let (job, request) = (format!("pull --file {remote}"), EngineRequest::Data(op));
+    let call = pool.call(id, &job, &request);
+    let mut call = abort
+        .or(ABORTED, async { call.await.map_err(Failure::Lost) })
+        .await?;
     // Writes happen on a blocking thread; the queue bounds what waits.
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
@@ -175,7 +191,7 @@ async fn fetch_file(
         }
         Ok(file)
     });
-    let received = async {
+    let received = abort.or(ABORTED, async {
         let mut download = Download::new();
         while let Some(data) = download.next(&mut call).await? {
             progress.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -187,8 +203,8 @@ async fn fetch_file(
             }
         }
         Ok(())
-    }
-    .await;
+    });
+    let received = received.await;
     drop(tx);
     let written = writer
         .await

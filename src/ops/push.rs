@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use super::transfer::{Failure, Outcome, Upload, feed, local_source, report, store, with_progress};
+use super::transfer::{
+    Abort, Failure, Outcome, Upload, feed, local_source, report, store, with_progress,
+};
 use crate::join_all;
 use crate::protocol::data::{EngineData, Source, check_name, check_remote};
 use crate::protocol::session::Reply;
@@ -61,6 +63,7 @@ pub async fn file(
     }
     let size = meta.len();
     let ids = pool.resolve(targets)?;
+    let abort = Abort::of(out);
     // Engines of one host share its workdir: one copy per host is enough.
     let mut slots: Vec<(usize, Upload)> = Vec::new();
     for &id in &ids {
@@ -72,7 +75,7 @@ pub async fn file(
             };
             slots.push((
                 slot,
-                Upload::start(pool, id, format!("push --file {remote}"), op),
+                Upload::start(pool, id, format!("push --file {remote}"), op, abort.clone()),
             ));
         }
     }

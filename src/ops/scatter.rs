@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use super::lines::{block_ranges, block_sizes, count_lines};
-use super::transfer::{Failure, Upload, feed, feed_bytes, local_source, report, with_progress};
+use super::transfer::{
+    Abort, Failure, Upload, feed, feed_bytes, local_source, report, with_progress,
+};
 use crate::join_all;
 use crate::protocol::data::{DataError, EngineData, Items, Source, check_name, check_remote};
 use crate::protocol::session::Reply;
@@ -44,7 +46,7 @@ pub async fn var(
                     .iter()
                     .flat_map(|item| item.iter().copied().chain([0]))
                     .collect();
-                let upload = Upload::start(pool, id, job.clone(), first(id));
+                let upload = Upload::start(pool, id, job.clone(), first(id), Abort::of(out));
                 let queue = upload.queue.clone();
                 tokio::task::spawn_blocking(move || feed_bytes(&bytes, &queue));
                 uploads.push(upload);
@@ -129,7 +131,7 @@ async fn send_blocks(
     let mut uploads = Vec::new();
     let mut readers = Vec::new();
     for (&id, (offset, len)) in ids.iter().zip(ranges) {
-        let upload = Upload::start(pool, id, job.clone(), first(id));
+        let upload = Upload::start(pool, id, job.clone(), first(id), Abort::of(out));
         let queue = upload.queue.clone();
         let (path, progress): (PathBuf, _) = (path.to_path_buf(), progress.clone());
         readers.push(async move {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ring::digest::{Context, SHA256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::px::UNREACHABLE_STATUS;
@@ -33,6 +33,10 @@ const QUEUE_DEPTH: usize = 32;
 /// How often the CLI hears how far a transfer got.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
+/// Exit status of an engine whose part was aborted (Ctrl-C, `pcl abort`),
+/// as a shell reports death by SIGINT.
+pub const ABORTED_STATUS: i32 = 130;
+
 /// Why one engine's part failed.
 #[derive(Debug, Clone)]
 pub enum Failure {
@@ -40,6 +44,8 @@ pub enum Failure {
     Engine(String),
     /// The engine could not be reached, or went away mid-transfer.
     Lost(String),
+    /// The call's job was aborted before this engine's part was done.
+    Aborted(String),
 }
 
 impl Failure {
@@ -47,12 +53,48 @@ impl Failure {
         match self {
             Failure::Engine(_) => ENGINE_ERROR_STATUS,
             Failure::Lost(_) => UNREACHABLE_STATUS,
+            Failure::Aborted(_) => ABORTED_STATUS,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            Failure::Engine(m) | Failure::Lost(m) => m,
+            Failure::Engine(m) | Failure::Lost(m) | Failure::Aborted(m) => m,
+        }
+    }
+}
+
+/// What an aborted upload or download left: nothing.
+pub const ABORTED: &str = "aborted; nothing partial was kept";
+
+/// Resolves once the call's job is aborted (Ctrl-C, `pcl abort`).
+#[derive(Clone)]
+pub struct Abort(Option<watch::Receiver<bool>>);
+
+impl Abort {
+    pub fn of(out: &ReplySink) -> Abort {
+        Abort(out.job().map(|job| job.cancelled()))
+    }
+
+    pub async fn wait(&mut self) {
+        if let Some(cancelled) = &mut self.0 {
+            if cancelled.wait_for(|&c| c).await.is_ok() {
+                return;
+            }
+        }
+        // Not a job, or the job is gone: nothing can abort this call.
+        std::future::pending::<()>().await
+    }
+
+    /// `work`, or `Failure::Aborted(why)` if the job is aborted first.
+    pub async fn or<T>(
+        &mut self,
+        why: &str,
+        work: impl Future<Output = Result<T, Failure>>,
+    ) -> Result<T, Failure> {
+        tokio::select! {
+            result = work => result,
+            () = self.wait() => Err(Failure::Aborted(why.to_string())),
         }
     }
 }
@@ -106,7 +148,13 @@ pub struct Upload {
 }
 
 impl Upload {
-    pub fn start(pool: &Arc<EnginePool>, id: u32, job: String, first: EngineData) -> Upload {
+    pub fn start(
+        pool: &Arc<EnginePool>,
+        id: u32,
+        job: String,
+        first: EngineData,
+        mut abort: Abort,
+    ) -> Upload {
         let (queue, mut frames) = mpsc::channel::<Bytes>(QUEUE_DEPTH);
         let pool = pool.clone();
         let task = tokio::spawn(async move {
@@ -114,17 +162,32 @@ impl Upload {
                 .open(id, &job, &EngineRequest::Data(first))
                 .await
                 .map_err(Failure::Lost)?;
-            while let Some(frame) = frames.recv().await {
-                // `Bytes` go to quinn as they are: no copy per engine.
-                if call.send().write_chunk(frame).await.is_err() {
-                    // The engine stopped listening; its answer says why.
-                    break;
+            let pump = async {
+                while let Some(frame) = frames.recv().await {
+                    // `Bytes` go to quinn as they are: no copy per engine.
+                    if call.send().write_chunk(frame).await.is_err() {
+                        // The engine stopped listening; its answer says why.
+                        break;
+                    }
                 }
-            }
+            };
+            let aborted = tokio::select! {
+                () = pump => false,
+                () = abort.wait() => true,
+            };
             // Closing the queue tells the reader to skip this engine.
             drop(frames);
-            let _ = call.send().finish();
-            stored(id, call.next().await)
+            if aborted {
+                // A reset, not an end: the engine drops its temporary file.
+                let _ = call.send().reset(0u32.into());
+            } else {
+                let _ = call.send().finish();
+            }
+            match stored(id, call.next().await) {
+                // The engine may have had every byte already: then it is kept.
+                Err(_) if aborted => Err(Failure::Aborted(ABORTED.into())),
+                outcome => outcome,
+            }
         });
         Upload { queue, task }
     }
@@ -306,12 +369,21 @@ pub async fn local_source(
         }
         file.flush()
     });
+    let mut abort = Abort::of(out);
     let mut input = out
         .take_input()
-        .ok_or_else(|| SessionError::Refused("stdin cannot be read by a background job".into()))?;
+        .ok_or_else(|| SessionError::Refused("stdin was taken already".into()))?;
     let mut failed = None;
     loop {
-        match read_frame(&mut input).await? {
+        let frame = tokio::select! {
+            frame = read_frame(&mut input) => frame?,
+            () = abort.wait() => {
+                return Err(SessionError::Refused(
+                    "aborted while reading stdin; nothing was sent".into(),
+                ));
+            }
+        };
+        match frame {
             Some(Request::Chunk(data)) => {
                 if failed.is_none() && tx.send(data).await.is_err() {
                     failed = Some("the spool writer stopped");

@@ -1,6 +1,8 @@
 //! CLI <-> daemon messages: one request per connection, answered by a
 //! stream of replies.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::data::DataRequest;
@@ -101,6 +103,14 @@ pub enum Reply {
         name: String,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+    },
+    /// `pull --file`: engine `id`'s copy goes to `path`, an absolute path
+    /// resolved when the call was made. An async job keeps the bytes at
+    /// `kept` (in the session directory) for `pcl result` to copy there.
+    Pulled {
+        id: u32,
+        path: PathBuf,
+        kept: Option<PathBuf>,
     },
     /// Bytes moved so far by a transfer, out of `total` when known.
     Transfer {

@@ -49,7 +49,8 @@ impl ReplySink {
     }
 
     /// The CLI's side of the socket, for verbs that stream input after
-    /// their request (map from stdin); `None` for an async job.
+    /// their request (map, push, scatter from stdin); an async job gets it
+    /// too, since the CLI sends all of stdin before it leaves.
     pub fn take_input(&mut self) -> Option<OwnedReadHalf> {
         self.input.take()
     }
@@ -180,9 +181,11 @@ async fn handle(stream: UnixStream, pool: &Arc<EnginePool>, jobs: Arc<Jobs>) -> 
         let reply = if request.is_job() {
             let job = jobs.start(argv, true);
             let id = job.id;
+            // The CLI sends stdin (if the verb reads it) before it reads
+            // the job id: the job spools it from this socket.
             let mut sink = ReplySink {
                 out: Out::Record,
-                input: None,
+                input: Some(read),
                 job: Some(job.clone()),
                 jobs: jobs.clone(),
             };

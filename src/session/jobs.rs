@@ -173,6 +173,12 @@ impl Jobs {
         }
     }
 
+    /// Where an async job keeps files until `pcl result` writes them out
+    /// (`pull --file`); removed with the spill files.
+    pub fn files_dir(&self, job: &Job) -> PathBuf {
+        self.dir.join(format!("job-{}.files", job.id))
+    }
+
     /// Remove the spill files (the daemon is stopping).
     pub fn remove_files(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
