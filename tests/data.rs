@@ -74,17 +74,6 @@ fn lines_of(text: &[u8]) -> Vec<&[u8]> {
     text.split_inclusive(|&b| b == b'\n').collect()
 }
 
-fn leftovers(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(".pcl"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn values_round_trip_byte_for_byte() {
     let env = Env::new();
@@ -468,9 +457,13 @@ fn scatter_file_then_px_then_gather_and_pull_files() {
         assert!(got == *block, "results/out.txt.{i}");
     }
     for dir in &dirs {
-        assert!(leftovers(dir).is_empty(), "{:?}", leftovers(dir));
+        assert!(pcl_temp_files(dir).is_empty(), "{:?}", pcl_temp_files(dir));
     }
-    assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+    assert!(
+        pcl_temp_files(&dest).is_empty(),
+        "{:?}",
+        pcl_temp_files(&dest)
+    );
 
     // From stdin, into a subdirectory.
     env.pcl(["scatter", "--file", "sub/p.txt", "--from", "-"])
@@ -586,7 +579,11 @@ fn missing_files_are_clear_errors() {
         "hi\n"
     );
     assert!(!dest.join("only0.txt.1").exists());
-    assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+    assert!(
+        pcl_temp_files(&dest).is_empty(),
+        "{:?}",
+        pcl_temp_files(&dest)
+    );
     env.pcl(["gather", "--file", "."]).run().assert_exit(2);
 }
 
@@ -686,7 +683,11 @@ fn full_disk_fails_that_engine_only_and_leaves_nothing() {
         assert!(got == data, "engine {i} has the whole file");
     }
     assert!(!dirs[1].join("four.bin").exists(), "no half file");
-    assert!(leftovers(&dirs[1]).is_empty(), "{:?}", leftovers(&dirs[1]));
+    assert!(
+        pcl_temp_files(&dirs[1]).is_empty(),
+        "{:?}",
+        pcl_temp_files(&dirs[1])
+    );
 
     // Scatter of lines too: the others get their blocks.
     let lines: Vec<u8> = (0..600_000)
@@ -705,7 +706,11 @@ fn full_disk_fails_that_engine_only_and_leaves_nothing() {
     .assert_stderr_contains("engine 1 (h1)");
     assert!(dirs[0].join("part").exists() && dirs[2].join("part").exists());
     assert!(!dirs[1].join("part").exists());
-    assert!(leftovers(&dirs[1]).is_empty(), "{:?}", leftovers(&dirs[1]));
+    assert!(
+        pcl_temp_files(&dirs[1]).is_empty(),
+        "{:?}",
+        pcl_temp_files(&dirs[1])
+    );
     env.px(["echo still fine"]).success();
 }
 
@@ -744,7 +749,8 @@ fn engine_killed_mid_transfer_fails_that_engine_only() {
     };
     // Kill it once bytes are arriving there.
     assert!(
-        wait_until(Duration::from_secs(60), || !leftovers(&dirs[1]).is_empty()),
+        wait_until(Duration::from_secs(60), || !pcl_temp_files(&dirs[1])
+            .is_empty()),
         "the transfer to h1 never started"
     );
     unsafe {
@@ -759,8 +765,9 @@ fn engine_killed_mid_transfer_fails_that_engine_only() {
     assert!(!dirs[1].join("big.bin").exists(), "no half file on h1");
     // The engine host's guard removes the temporary file it was writing.
     assert!(
-        wait_until(Duration::from_secs(5), || leftovers(&dirs[1]).is_empty()),
+        wait_until(Duration::from_secs(5), || pcl_temp_files(&dirs[1])
+            .is_empty()),
         "temporary file left on h1: {:?}",
-        leftovers(&dirs[1])
+        pcl_temp_files(&dirs[1])
     );
 }

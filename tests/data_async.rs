@@ -6,8 +6,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `n` local hosts of one engine each, every one with its own workdir.
 fn separate_hosts(env: &Env, n: usize) -> Vec<PathBuf> {
@@ -24,18 +23,6 @@ fn separate_hosts(env: &Env, n: usize) -> Vec<PathBuf> {
     let cluster = env.write_cluster(&hosts);
     env.up([&cluster]);
     dirs
-}
-
-/// Names of pcl's temporary files in `dir`.
-fn leftovers(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(".pcl"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// `case` with `--async` right after its verb.
@@ -182,7 +169,11 @@ fn async_result_equals_the_sync_call_for_every_data_verb() {
         "only here\n"
     );
     assert!(!dest.join("only0.txt.1").exists());
-    assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+    assert!(
+        pcl_temp_files(&dest).is_empty(),
+        "{:?}",
+        pcl_temp_files(&dest)
+    );
     let json = words(&["pull", "--json", "--file", "only0.txt", "--dest", "got"]);
     assert_async_equals_sync(&env, &json, none);
 
@@ -204,40 +195,6 @@ fn async_result_equals_the_sync_call_for_every_data_verb() {
     assert!(!names(&session_dir.join("jobs")).is_empty());
     env.down();
     assert!(names(&session_dir.join("jobs")).is_empty());
-}
-
-/// A pcl command of this env running in the background.
-fn spawn(env: &Env, args: &[&str]) -> Child {
-    Command::new(PCL)
-        .args(args)
-        .env("HOME", env.home())
-        .env("XDG_RUNTIME_DIR", env.runtime_dir())
-        .env("PCL_SESSION", &env.session)
-        .current_dir(env.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pcl")
-}
-
-/// Wait for a child with a deadline; its exit code and stderr.
-fn finish(mut child: Child, limit: Duration) -> (i32, String) {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            return (
-                status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            );
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("pcl did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// A file a transfer finished before the abort stays; no half file does.
@@ -264,39 +221,41 @@ fn ctrl_c_on_a_transfer_exits_130_and_leaves_no_temp_file() {
             .collect();
         std::fs::write(&big, data).unwrap();
     }
-    let push = spawn(&env, &["push", "--file", &big.to_string_lossy()]);
+    let push = env.spawn(&["push", "--file", &big.to_string_lossy()]);
     assert!(
         wait_until(Duration::from_secs(60), || dirs
             .iter()
-            .all(|d| !leftovers(d).is_empty())),
+            .all(|d| !pcl_temp_files(d).is_empty())),
         "the transfer never started"
     );
     // SAFETY: signalling the child this test started.
     unsafe { libc::kill(push.id() as i32, libc::SIGINT) };
-    let (code, stderr) = finish(push, Duration::from_secs(20));
+    let (code, _, stderr, _) = finish(push, Duration::from_secs(20));
     assert_eq!(code, 130, "{stderr}");
     assert!(stderr.contains("aborted"), "{stderr}");
     for dir in &dirs {
         assert_whole_or_absent(&dir.join("big.bin"), 384 << 20);
-        assert!(leftovers(dir).is_empty(), "{:?}", leftovers(dir));
+        assert!(pcl_temp_files(dir).is_empty(), "{:?}", pcl_temp_files(dir));
     }
 
     // The same for a pull --file: nothing partial here either.
     env.px(["head -c 256M /dev/zero > zeros"]).success();
     let dest = env.path().join("back");
-    let pull = spawn(
-        &env,
-        &["pull", "--file", "zeros", "--dest", &dest.to_string_lossy()],
-    );
+    let pull = env.spawn(&["pull", "--file", "zeros", "--dest", &dest.to_string_lossy()]);
     assert!(
-        wait_until(Duration::from_secs(60), || !leftovers(&dest).is_empty()),
+        wait_until(Duration::from_secs(60), || !pcl_temp_files(&dest)
+            .is_empty()),
         "the download never started"
     );
     // SAFETY: as above.
     unsafe { libc::kill(pull.id() as i32, libc::SIGINT) };
-    let (code, stderr) = finish(pull, Duration::from_secs(20));
+    let (code, _, stderr, _) = finish(pull, Duration::from_secs(20));
     assert_eq!(code, 130, "{stderr}");
-    assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+    assert!(
+        pcl_temp_files(&dest).is_empty(),
+        "{:?}",
+        pcl_temp_files(&dest)
+    );
     for id in 0..2 {
         assert_whole_or_absent(&dest.join(format!("zeros.{id}")), 256 << 20);
     }
@@ -316,7 +275,7 @@ fn ctrl_c_on_a_transfer_exits_130_and_leaves_no_temp_file() {
     let id = id.trim();
     assert!(wait_until(Duration::from_secs(60), || dirs
         .iter()
-        .any(|d| !leftovers(d).is_empty())));
+        .any(|d| !pcl_temp_files(d).is_empty())));
     env.pcl(["abort", id]).run().success();
     env.pcl(["wait", id]).run().assert_exit(130);
     env.pcl(["result", id])
@@ -325,7 +284,7 @@ fn ctrl_c_on_a_transfer_exits_130_and_leaves_no_temp_file() {
         .assert_stderr_contains("aborted");
     for dir in &dirs {
         assert_whole_or_absent(&dir.join("again.bin"), 384 << 20);
-        assert!(leftovers(dir).is_empty(), "{:?}", leftovers(dir));
+        assert!(pcl_temp_files(dir).is_empty(), "{:?}", pcl_temp_files(dir));
     }
     env.px(["echo still fine"]).success();
 }

@@ -616,18 +616,6 @@ fn faults_async_px_with_a_host_killed_finishes_and_reports_it() {
     hosts.assert_only_sshd_left();
 }
 
-/// Files in `dir` whose names hold `.pcl` (a transfer's temporary file).
-fn partial_files(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(".pcl"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn faults_link_cut_mid_push_fails_that_host_only_and_leaves_no_partial_file() {
     let Some(hosts) = NetnsHosts::new(2) else {
@@ -670,7 +658,7 @@ fn faults_link_cut_mid_push_fails_that_host_only_and_leaves_no_partial_file() {
         thread::spawn(move || cmd.run())
     };
     let arriving = wait_until(Duration::from_secs(30), || {
-        !partial_files(&workdirs[1]).is_empty()
+        !pcl_temp_files(&workdirs[1]).is_empty()
     });
     assert!(arriving, "the transfer to host 1 never started");
     hosts.link_down(1);
@@ -694,12 +682,12 @@ fn faults_link_cut_mid_push_fails_that_host_only_and_leaves_no_partial_file() {
     drop(guard);
     wait_state(&env, table[1].0, "idle", Duration::from_secs(20));
     let clean = wait_until(Duration::from_secs(10), || {
-        partial_files(&workdirs[1]).is_empty()
+        pcl_temp_files(&workdirs[1]).is_empty()
     });
     assert!(
         clean,
         "partial files left on host 1: {:?}",
-        partial_files(&workdirs[1])
+        pcl_temp_files(&workdirs[1])
     );
     assert!(
         !workdirs[1].join("big.bin").exists(),

@@ -4,27 +4,11 @@
 mod common;
 
 use common::*;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn up(env: &Env, engines: usize) {
     let cluster = env.cluster_local(engines);
     env.up([&cluster]);
-}
-
-/// A pcl command of this env running in the background.
-fn spawn(env: &Env, args: &[&str]) -> Child {
-    Command::new(PCL)
-        .args(args)
-        .env("HOME", env.home())
-        .env("XDG_RUNTIME_DIR", env.runtime_dir())
-        .env("PCL_SESSION", &env.session)
-        .current_dir(env.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pcl")
 }
 
 /// Processes running exactly `argv` under one of this session's engines.
@@ -47,27 +31,6 @@ fn session_like(argv: &[&str]) -> Vec<i32> {
             })
         })
         .collect()
-}
-
-/// Wait for a child with a deadline; its exit code and output.
-fn finish(mut child: Child, limit: Duration) -> (i32, Vec<u8>, String, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            return (
-                status.code().unwrap_or(-1),
-                out.stdout,
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-                start.elapsed(),
-            );
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("pcl did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -329,7 +292,7 @@ fn interrupt_stops_sleep_and_the_shell_state_survives() {
     let env = Env::new();
     up(&env, 2);
     env.px(["v=7; cd /tmp"]).success();
-    let px = spawn(&env, &["px", "-t", "0", "sleep 1000"]);
+    let px = env.spawn(&["px", "-t", "0", "sleep 1000"]);
     assert!(
         wait_until(Duration::from_secs(10), || !engine_children(
             &env,
@@ -356,10 +319,7 @@ fn interrupt_stops_sleep_and_the_shell_state_survives() {
 fn ctrl_c_on_a_sync_map_interrupts_and_exits_130() {
     let env = Env::new();
     up(&env, 2);
-    let map = spawn(
-        &env,
-        &["map", "echo {}; sleep 1000", "1", "2", "3", "4", "5", "6"],
-    );
+    let map = env.spawn(&["map", "echo {}; sleep 1000", "1", "2", "3", "4", "5", "6"]);
     assert!(
         wait_until(Duration::from_secs(10), || engine_children(
             &env,
@@ -395,7 +355,7 @@ fn ctrl_c_on_a_sync_map_interrupts_and_exits_130() {
 fn ctrl_c_on_a_sync_px_exits_130_with_what_finished() {
     let env = Env::new();
     up(&env, 2);
-    let px = spawn(&env, &["px", "echo start $PCL_ENGINE_ID; sleep 1000"]);
+    let px = env.spawn(&["px", "echo start $PCL_ENGINE_ID; sleep 1000"]);
     assert!(wait_until(Duration::from_secs(10), || {
         engine_children(&env, &["sleep", "1000"]).len() == 2
     }));
@@ -459,7 +419,7 @@ fn a_killed_engine_host_loses_and_duplicates_nothing() {
     let mut args = vec!["map", "sleep 0.02; echo {}"];
     let items: Vec<String> = (1..=600).map(|i| i.to_string()).collect();
     args.extend(items.iter().map(String::as_str));
-    let map = spawn(&env, &args);
+    let map = env.spawn(&args);
     std::thread::sleep(Duration::from_millis(800));
     // SAFETY: killing an engine host of this test's own session.
     unsafe { libc::kill(hosts[1], libc::SIGKILL) };

@@ -695,6 +695,22 @@ impl Env {
 
     /// `pcl down`, asserting success.
     #[track_caller]
+    /// A pcl command of this env running in the background, for tests
+    /// that act while it runs (Ctrl-C, kills); see `finish`.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(PCL)
+            .args(args)
+            .env("HOME", self.home())
+            .env("XDG_RUNTIME_DIR", self.runtime_dir())
+            .env("PCL_SESSION", &self.session)
+            .current_dir(self.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pcl")
+    }
+
     pub fn down(&self) -> Output {
         self.pcl(["down"]).run().success()
     }
@@ -1950,4 +1966,38 @@ pub fn netns_list() -> BTreeSet<String> {
 /// Whether a network interface with this name exists in the root namespace.
 pub fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Wait for a spawned pcl with a deadline: exit code, stdout, stderr and
+/// how long it took.
+pub fn finish(mut child: Child, limit: Duration) -> (i32, Vec<u8>, String, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            return (
+                status.code().unwrap_or(-1),
+                out.stdout,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+                start.elapsed(),
+            );
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("pcl did not finish within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Names in `dir` holding `.pcl`: a transfer's temporary files.
+pub fn pcl_temp_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".pcl"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
