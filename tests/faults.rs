@@ -306,7 +306,7 @@ fn faults_link_down_mid_px_fails_that_engine_then_reconnects_with_its_state() {
         .collect();
     assert_eq!(px_stdout_lines(&out), expect, "{}", out.describe());
     assert!(
-        !running_in(&hosts, 1, "sleep 30 ") > 0,
+        running_in(&hosts, 1, "sleep 30 ") == 0,
         "the abandoned sleep 30 still runs"
     );
 
