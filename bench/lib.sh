@@ -111,4 +111,14 @@ median_ms() { # median_ms RUNS CMD...: median wall time of CMD in ms
     printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}'
 }
 
+ipp_install() { # a venv with ipyparallel in the bench's temp dir; sets IPP_PROFILE_DIR
+    python3 -m venv "$BENCH_TMP/venv"
+    "$BENCH_TMP/venv/bin/pip" install -q ipyparallel >/dev/null
+    IPP_PROFILE_DIR=$BENCH_TMP/ipp
+}
+
+ipp_start() { # ipp_start N: N local ipyparallel engines (stopped on exit)
+    "$BENCH_TMP/venv/bin/ipcluster" start -n "$1" --daemonize --profile-dir="$IPP_PROFILE_DIR" >/dev/null 2>&1
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a / b}'; }

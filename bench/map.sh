@@ -2,7 +2,8 @@
 # Load-balanced map throughput: `pcl map 'echo {}'` over 4 engines on 4
 # namespace hosts, side by side with ipyparallel's load-balanced map of a
 # trivial function on 4 local engines and GNU parallel -S over the same 4
-# hosts (ssh ControlMaster warm). Prints tasks/s and ratios.
+# hosts (ssh ControlMaster warm), and the fork ceiling of 4 bare bash
+# shells running a subshell per task. Prints tasks/s and ratios.
 # Usage: sudo bench/map.sh   (ITEMS=10000, PAR_ITEMS=200, SKIP_IPP=1)
 source "$(dirname "$0")/lib.sh"
 ITEMS=${ITEMS:-10000}
@@ -32,6 +33,18 @@ pcl_rate=$(rate "$ITEMS" "$PCL" map 'echo {}' --from "$BENCH_TMP/items")
 echo "map of $ITEMS tiny tasks (echo {}), 4 engines"
 printf '  %-44s %8s tasks/s\n' "pcl map (4 namespace hosts)" "$pcl_rate"
 
+# The ceiling for a subshell per task: 4 bare bash processes forking
+# `( echo N )` lines, the same count in all.
+subshells() {
+    for _ in 1 2 3 4; do
+        awk -v n=$((ITEMS / 4)) 'BEGIN {for (i = 1; i <= n; i++) print "( echo " i " )"}' | bash &
+    done
+    wait
+}
+ceiling=$(rate "$((ITEMS / 4 * 4))" subshells)
+printf '  %-44s %8s tasks/s   pcl reaches %s%%\n' "bare bash, 4 x ( echo N ) subshells" "$ceiling" \
+    "$(awk -v a="$pcl_rate" -v b="$ceiling" 'BEGIN {printf "%.0f", 100 * a / b}')"
+
 logins=$(printf '1/%s,' "${BENCH_IPS[@]}")
 par() {
     parallel --will-cite -S "${logins%,}" --ssh "ssh -F $BENCH_TMP/ssh_config" \
@@ -43,10 +56,8 @@ printf '  %-44s %8s tasks/s   pcl is %sx faster\n' \
     "GNU parallel -S, ControlMaster ($PAR_ITEMS items)" "$par_rate" "$(ratio "$pcl_rate" "$par_rate")"
 
 if [ -z "${SKIP_IPP:-}" ]; then
-    python3 -m venv "$BENCH_TMP/venv"
-    "$BENCH_TMP/venv/bin/pip" install -q ipyparallel >/dev/null
-    IPP_PROFILE_DIR=$BENCH_TMP/ipp
-    "$BENCH_TMP/venv/bin/ipcluster" start -n 4 --daemonize --profile-dir="$IPP_PROFILE_DIR" >/dev/null 2>&1
+    ipp_install
+    ipp_start 4
     cat > "$BENCH_TMP/ipp_map.py" <<PY
 import sys, time
 import ipyparallel as ipp

@@ -27,10 +27,8 @@ printf '  %-28s %8s ms   pcl is %sx faster\n' "pdsh -R ssh (ControlMaster)" "$pd
 printf '  %-28s %8s ms   pcl is %sx faster\n' "clush (ControlMaster)" "$clush_ms" "$(ratio "$clush_ms" "$pcl_ms")"
 
 if [ -z "${SKIP_IPP:-}" ]; then
-    python3 -m venv "$BENCH_TMP/venv"
-    "$BENCH_TMP/venv/bin/pip" install -q ipyparallel >/dev/null
-    IPP_PROFILE_DIR=$BENCH_TMP/ipp
-    "$BENCH_TMP/venv/bin/ipcluster" start -n 4 --daemonize --profile-dir="$IPP_PROFILE_DIR" >/dev/null 2>&1
+    ipp_install
+    ipp_start 4
     cat > "$BENCH_TMP/ipp_oneshot.py" <<PY
 import ipyparallel as ipp
 rc = ipp.Client(profile_dir="$IPP_PROFILE_DIR")

@@ -60,9 +60,7 @@ printf '  %-44s %8s MiB  (mean %s MiB over %s)\n' "engine host peak RSS, max" "$
     "$(mib "$engine_mean")" "${#engine_kib[@]}"
 
 if [ -z "${SKIP_IPP:-}" ]; then
-    python3 -m venv "$BENCH_TMP/venv"
-    "$BENCH_TMP/venv/bin/pip" install -q ipyparallel >/dev/null
-    IPP_PROFILE_DIR=$BENCH_TMP/ipp
+    ipp_install
     cat > "$BENCH_TMP/ipp_wait.py" <<PY
 import time, statistics
 import ipyparallel as ipp
@@ -82,7 +80,7 @@ print(ready, len(rc.ids), "%.2f" % statistics.median(times), flush=True)
 rc.close()
 PY
     t0=$(ms_now)
-    "$BENCH_TMP/venv/bin/ipcluster" start -n "$N" --daemonize --profile-dir="$IPP_PROFILE_DIR" >/dev/null 2>&1
+    ipp_start "$N"
     # ipcluster needs a moment to write its connection files.
     for _ in $(seq 600); do
         [ -e "$IPP_PROFILE_DIR/security/ipcontroller-client.json" ] && break

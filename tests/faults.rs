@@ -216,9 +216,7 @@ fn faults_killed_engine_host_is_dead_then_restart_brings_it_back_fresh() {
         assert_eq!(text, want, "{}", out.describe());
     }
 
-    env.down();
-    assert_nothing_left(&env.session);
-    hosts.assert_only_sshd_left();
+    env.down_leaving_nothing(&hosts);
 }
 
 #[test]
@@ -310,9 +308,7 @@ fn faults_link_down_mid_px_fails_that_engine_then_reconnects_with_its_state() {
         "the abandoned sleep 30 still runs"
     );
 
-    env.down();
-    assert_nothing_left(&env.session);
-    hosts.assert_only_sshd_left();
+    env.down_leaving_nothing(&hosts);
 }
 
 #[test]
@@ -376,9 +372,7 @@ fn faults_link_down_beyond_the_grace_gives_the_host_up_and_leaves_nothing_there(
         out.describe()
     );
 
-    env.down();
-    assert_nothing_left(&env.session);
-    hosts.assert_only_sshd_left();
+    env.down_leaving_nothing(&hosts);
 }
 
 #[test]
@@ -495,9 +489,7 @@ fn faults_link_blip_shorter_than_the_timeout_is_ridden_out_mid_px() {
     );
     assert_eq!(engine_hosts_in(&hosts, &env, 1), engine_host);
 
-    env.down();
-    assert_nothing_left(&env.session);
-    hosts.assert_only_sshd_left();
+    env.down_leaving_nothing(&hosts);
 }
 
 #[test]
@@ -555,9 +547,7 @@ fn faults_link_cut_mid_map_costs_only_that_hosts_work() {
         .collect();
     assert_eq!(px_stdout_lines(&out), expect, "{}", out.describe());
 
-    env.down();
-    assert_nothing_left(&env.session);
-    hosts.assert_only_sshd_left();
+    env.down_leaving_nothing(&hosts);
 }
 
 #[test]
@@ -611,9 +601,7 @@ fn faults_async_px_with_a_host_killed_finishes_and_reports_it() {
         out.describe()
     );
 
-    env.down();
-    assert_nothing_left(&env.session);
-    hosts.assert_only_sshd_left();
+    env.down_leaving_nothing(&hosts);
 }
 
 #[test]
@@ -701,7 +689,5 @@ fn faults_link_cut_mid_push_fails_that_host_only_and_leaves_no_partial_file() {
         out.describe()
     );
 
-    env.down();
-    assert_nothing_left(&env.session);
-    hosts.assert_only_sshd_left();
+    env.down_leaving_nothing(&hosts);
 }

@@ -56,9 +56,7 @@ fn netns_four_hosts_each_engine_runs_on_its_own_host() {
         .collect();
     assert_eq!(engine_ns, ours, "engine host processes per namespace");
 
-    env.down();
-    assert_nothing_left(&env.session);
-    hosts.assert_only_sshd_left();
+    env.down_leaving_nothing(&hosts);
 }
 
 #[test]
@@ -102,9 +100,7 @@ fn netns_targets_select_engines_by_host() {
         out.describe()
     );
 
-    env.down();
-    assert_nothing_left(&env.session);
-    hosts.assert_only_sshd_left();
+    env.down_leaving_nothing(&hosts);
 }
 
 #[test]
@@ -182,7 +178,5 @@ fn netns_killed_engine_host_is_dead_counts_as_255_and_the_others_still_print() {
     // The good engine alone still succeeds.
     env.px(["-t", &good_id.to_string(), "true"]).success();
 
-    env.down();
-    assert_nothing_left(&env.session);
-    hosts.assert_only_sshd_left();
+    env.down_leaving_nothing(&hosts);
 }

@@ -711,6 +711,14 @@ impl Env {
             .expect("start pcl")
     }
 
+    /// `pcl down`, then nothing of the session may be left anywhere, and
+    /// only sshd in each namespace host.
+    pub fn down_leaving_nothing(&self, hosts: &NetnsHosts) {
+        self.down();
+        assert_nothing_left(&self.session);
+        hosts.assert_only_sshd_left();
+    }
+
     pub fn down(&self) -> Output {
         self.pcl(["down"]).run().success()
     }
