@@ -16,4 +16,4 @@ pub use error::EngineError;
 pub use guard::run as run_guard;
 pub use host::run;
 pub use quote::ansi_c_quote;
-pub use shell::{Capture, OutputSink, RunEnd, Shell, ShellSpec};
+pub use shell::{Capture, OutputSink, Shell, ShellSpec};

@@ -61,8 +61,6 @@ impl OutputSink for Capture {
     }
 }
 
-pub type RunEnd = ExecEnd;
-
 pub struct Shell {
     spec: ShellSpec,
     child: Child,
