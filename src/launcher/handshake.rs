@@ -14,6 +14,8 @@ use crate::protocol::engine::{EngineHostConfig, HANDSHAKE_PREFIX};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Enough of an engine host's stderr to explain a failure.
 const STDERR_KEPT: usize = 16 << 10;
+/// How long an exited engine host's stderr may take to reach its end.
+const STDERR_DRAIN: Duration = Duration::from_secs(5);
 
 /// A running engine host, greeted and ready for a QUIC connection.
 pub struct EngineHostProcess {
@@ -128,7 +130,7 @@ async fn launch_once(
         bootstrap,
     } = spawned;
     let stderr_kept = Arc::new(Mutex::new(String::new()));
-    if let Some(stderr) = child.stderr.take() {
+    let stderr_drained = child.stderr.take().map(|stderr| {
         let kept = stderr_kept.clone();
         let label = host.host.clone();
         tokio::spawn(async move {
@@ -141,8 +143,8 @@ async fn launch_once(
                     kept.push('\n');
                 }
             }
-        });
-    }
+        })
+    });
     let mut stdin = child
         .stdin
         .take()
@@ -179,8 +181,12 @@ async fn launch_once(
             // The process ended before greeting: its own words say why
             // (ssh's error, a missing binary, a failed upload).
             let status = child.wait().await?;
-            // Give the stderr reader a moment to drain the last lines.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Read stderr to its end: on a loaded machine the reader can
+            // lag the exit, and the retry decision depends on ssh's words.
+            // Bounded, as a process left behind by ssh may hold it open.
+            if let Some(drained) = stderr_drained {
+                let _ = tokio::time::timeout(STDERR_DRAIN, drained).await;
+            }
             let said = stderr_kept
                 .lock()
                 .expect("stderr buffer lock")
