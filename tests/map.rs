@@ -316,6 +316,38 @@ fn interrupt_stops_sleep_and_the_shell_state_survives() {
 }
 
 #[test]
+fn interrupt_during_a_map_fails_only_the_running_task() {
+    let env = Env::new();
+    up(&env, 1);
+    // One engine, so the long task and the rest share one batch.
+    let map = env.spawn(&[
+        "map",
+        "if [ {} = 2 ]; then sleep 1000; echo never; fi; echo {}",
+        "1",
+        "2",
+        "3",
+        "4",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(10), || engine_children(
+            &env,
+            &["sleep", "1000"]
+        )
+        .len()
+            == 1),
+        "sleep 1000 never started"
+    );
+    env.pcl(["interrupt", "-t", "0"]).run().success();
+    let (code, stdout, stderr, _) = finish(map, Duration::from_secs(10));
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&stdout), "1\n3\n4\n");
+    assert!(
+        stderr.contains("item \"2\" on engine 0 (localhost): failed with status 130"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn ctrl_c_on_a_sync_map_interrupts_and_exits_130() {
     let env = Env::new();
     up(&env, 2);

@@ -65,6 +65,10 @@ pub(super) fn scratch_dir() -> &'static PathBuf {
     })
 }
 
+/// How long a batch's output gathers between reads (see `OutputSink::linger`):
+/// a tiny task takes about a millisecond.
+const LINGER: Duration = Duration::from_millis(5);
+
 /// Its presence stops engine `id`'s running batch before its next task.
 fn stop_file(id: u32) -> PathBuf {
     scratch_dir().join(format!("stop-{id}"))
@@ -147,12 +151,10 @@ async fn run_each(
     Ok(())
 }
 
-/// Without a timeout: the batch's commands go to the shell in one sourced
-/// file (bash reads a pipe a byte at a time, a file in blocks), and each
-/// task is one short top-level line on the pipe, the next line printing
-/// its marker: a SIGINT aborts only its task's line, the marker still
-/// comes.
-/// Results are cut out of the streams and sent as they complete.
+/// Without a timeout: the batch runs as one loop in the shell, sourced
+/// from a file (bash reads a pipe a byte at a time, a file in blocks),
+/// each task answered by a marker on stdout and stderr. Results are cut
+/// out of the streams and sent as they complete.
 async fn run_sourced(
     shell: &mut Shell,
     id: u32,
@@ -162,16 +164,23 @@ async fn run_sourced(
 ) -> Result<(), EngineError> {
     let token = random_hex();
     let (a, b) = token.split_at(token.len() / 2);
-    let stop = ansi_c_quote(stop_file(id).as_os_str().as_encoded_bytes());
-    // The marker is printed from two variables so `set -x` never shows it;
-    // a cancelled task's status is `x`.
+    let quote = |path: &PathBuf| ansi_c_quote(path.as_os_str().as_encoded_bytes());
+    let stop = quote(&stop_file(id));
+    // One loop in the shell runs the batch, its stdin /dev/null once for
+    // all tasks. Each task's marker is printed from two variables so
+    // `set -x` never shows it; once the stop file appears, one marker with
+    // status `x` ends the batch. With job control on, a SIGINT reaches only
+    // the task's process group, but bash breaks a loop whose foreground
+    // job died of SIGINT: the task turns it into exit status 130.
     let mut script = format!(
         "__pcl_m={a}; __pcl_n={b}\n\
-         __pcl_t() {{ __pcl_x=; [[ -e {stop} ]] && {{ __pcl_x=x; return; }}; \
-         ( builtin eval \"${{__pcl_c[$1]}}\" ) </dev/null; }}\n\
-         __pcl_e() {{ __pcl_s=$?; builtin printf '%s%s%s\\n' \"$__pcl_m\" \"$__pcl_n\" \"${{__pcl_x:-$__pcl_s}}\"; \
-         builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; }}\n\
-         __pcl_c=("
+         __pcl_r() {{ for __pcl_c in \"${{__pcl_l[@]}}\"; do [[ -e {stop} ]] && break; \
+         ( trap 'exit 130' INT; builtin eval \"$__pcl_c\" ); \
+         builtin printf '%s%s%s\\n' \"$__pcl_m\" \"$__pcl_n\" \"$?\"; \
+         builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; done; \
+         [[ -e {stop} ]] && {{ builtin printf '%s%s%s\\n' \"$__pcl_m\" \"$__pcl_n\" x; \
+         builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; }}; unset __pcl_l __pcl_c; }}\n\
+         __pcl_l=("
     );
     for BatchItem { item, .. } in &items {
         script.push_str(&ansi_c_quote(substitute(template, item).as_bytes()));
@@ -180,19 +189,7 @@ async fn run_sourced(
     script.push_str(")\n");
     let path = scratch_dir().join(format!("batch-{id}.sh"));
     std::fs::write(&path, script)?;
-    let mut lines = format!(
-        ". {} </dev/null\n",
-        ansi_c_quote(path.as_os_str().as_encoded_bytes())
-    );
-    // One line per task, the previous task's marker first: bash reads a
-    // pipe a byte at a time, so every byte here counts.
-    for i in 0..items.len() {
-        if i > 0 {
-            lines.push_str("__pcl_e;");
-        }
-        lines.push_str(&format!("__pcl_t {i}\n"));
-    }
-    lines.push_str("__pcl_e\n");
+    let lines = format!(". {} </dev/null; __pcl_r </dev/null\n", quote(&path));
     let mut splitter = Splitter {
         token: token.into_bytes(),
         items: items.into_iter().map(|i| i.seq).collect(),
@@ -334,6 +331,11 @@ impl OutputSink for Splitter<'_> {
     async fn stderr(&mut self, data: Vec<u8>) {
         self.stderr.buf.extend_from_slice(&data);
         self.emit().await;
+    }
+
+    /// Not for the last task: the next batch waits for this one's end.
+    fn linger(&self) -> Option<Duration> {
+        (self.next + self.done_out.len() + 1 < self.items.len()).then_some(LINGER)
     }
 }
 
