@@ -4,6 +4,10 @@
 mod common;
 
 use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 fn up(env: &Env, engines: usize) {
@@ -89,6 +93,55 @@ fn items_from_stdin_and_from_a_file() {
         .run()
         .success();
     assert_eq!(out.stdout_str(), want);
+}
+
+#[test]
+fn ten_million_items_stream_in_bounded_memory() {
+    const ITEMS: u64 = 10_000_000;
+    let env = Env::new();
+    up(&env, 2);
+    let mut map = env.spawn_with_stdin(&["map", "echo {}", "--from", "-"], Stdio::piped());
+    // The writer stops when the map is gone (a broken pipe).
+    let mut stdin = map.stdin.take().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let count = written.clone();
+    std::thread::spawn(move || {
+        let mut line = Vec::new();
+        for i in 1..=ITEMS {
+            line.clear();
+            writeln!(line, "{i}").unwrap();
+            if stdin.write_all(&line).is_err() {
+                return;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    // Results come in input order while the input is still being written.
+    let mut results = BufReader::new(map.stdout.take().unwrap()).lines();
+    let mut next = 1u64;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        let line = results.next().expect("a result").unwrap();
+        assert_eq!(line, next.to_string());
+        next += 1;
+    }
+    let consumed = written.load(Ordering::SeqCst);
+    assert!(next > 100, "only {next} results in 3 s");
+    assert!(
+        consumed < ITEMS / 10,
+        "the map took {consumed} items in 3 s: it reads ahead of the engines"
+    );
+    let cli = i32::try_from(map.id()).unwrap();
+    for (who, pid) in [("daemon", daemon_pids(&env.session)[0]), ("CLI", cli)] {
+        let peak = status_kib(pid, "VmHWM");
+        assert!(peak < 64 << 10, "the {who}'s resident peak is {peak} KiB");
+    }
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(cli, libc::SIGINT) };
+    let drain = std::thread::spawn(move || results.count());
+    let (code, _, stderr, _) = finish(map, Duration::from_secs(10));
+    assert_eq!(code, 130, "{stderr}");
+    drain.join().unwrap();
 }
 
 #[test]

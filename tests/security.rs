@@ -314,16 +314,6 @@ fn raw_request(env: &Env, bytes: &[u8]) -> Option<Reply> {
     Some(pcl::transport::decode(&body).expect("a well-formed reply"))
 }
 
-/// A `/proc/PID/status` field in KiB (`VmHWM`, `VmPeak`).
-fn status_kib(pid: i32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a status field")
-}
-
 #[test]
 fn security_malformed_frames_get_an_error_and_the_daemon_keeps_serving() {
     let env = Env::new();

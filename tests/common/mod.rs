@@ -698,13 +698,18 @@ impl Env {
     /// A pcl command of this env running in the background, for tests
     /// that act while it runs (Ctrl-C, kills); see `finish`.
     pub fn spawn(&self, args: &[&str]) -> Child {
+        self.spawn_with_stdin(args, Stdio::null())
+    }
+
+    /// As `spawn`, with stdin from `stdin` (`Stdio::piped()` to feed it).
+    pub fn spawn_with_stdin(&self, args: &[&str], stdin: Stdio) -> Child {
         Command::new(PCL)
             .args(args)
             .env("HOME", self.home())
             .env("XDG_RUNTIME_DIR", self.runtime_dir())
             .env("PCL_SESSION", &self.session)
             .current_dir(self.path())
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -1191,6 +1196,16 @@ pub fn engine_pids(session: &str) -> Vec<i32> {
             argv.iter().skip(1).any(|a| a == "engine") && argv_exact_session(&argv, session)
         })
         .collect()
+}
+
+/// A `/proc/PID/status` field in KiB (`VmHWM`, `VmPeak`).
+pub fn status_kib(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a status field")
 }
 
 /// Pid of the session daemon (`pcl session serve --session NAME`).
