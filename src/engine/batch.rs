@@ -65,9 +65,9 @@ pub(super) fn scratch_dir() -> &'static PathBuf {
     })
 }
 
-/// How long a batch's output gathers between reads (see `OutputSink::linger`):
-/// a tiny task takes about a millisecond.
-const LINGER: Duration = Duration::from_millis(5);
+/// How often a batch's output is read (see `OutputSink::poll_every`): a
+/// tiny task takes about a millisecond.
+const POLL_EVERY: Duration = Duration::from_millis(2);
 
 /// Its presence stops engine `id`'s running batch before its next task.
 fn stop_file(id: u32) -> PathBuf {
@@ -334,8 +334,8 @@ impl OutputSink for Splitter<'_> {
     }
 
     /// Not for the last task: the next batch waits for this one's end.
-    fn linger(&self) -> Option<Duration> {
-        (self.next + self.done_out.len() + 1 < self.items.len()).then_some(LINGER)
+    fn poll_every(&self) -> Option<Duration> {
+        (self.next + self.done_out.len() + 1 < self.items.len()).then_some(POLL_EVERY)
     }
 }
 

@@ -7,6 +7,7 @@ mod error;
 mod guard;
 mod host;
 mod marker;
+mod pipe;
 mod procs;
 mod quote;
 mod shell;

@@ -6,12 +6,13 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::time::Instant;
 
 use super::guard::Guard;
 use super::marker::MarkerScanner;
+use super::pipe::OutputPipe;
 use super::procs::{kill_session, signal_jobs};
 use super::{EngineError, ansi_c_quote};
 use crate::protocol::engine::{ExecEnd, ExecOutcome};
@@ -43,10 +44,10 @@ pub trait OutputSink {
     fn abandoned(&mut self) -> impl Future<Output = ()> + Send {
         std::future::pending()
     }
-    /// How long to let output gather in the pipes after each read. Many
-    /// tiny tasks in a row then cost one wakeup and one packet per round
-    /// instead of several each; a single command wants none.
-    fn linger(&self) -> Option<Duration> {
+    /// How often to read the command's output, if not as soon as it
+    /// arrives: many tiny tasks in a row then cost the engine host one
+    /// wakeup and one packet per round instead of several each.
+    fn poll_every(&self) -> Option<Duration> {
         None
     }
 }
@@ -72,8 +73,8 @@ pub struct Shell {
     child: Child,
     pid: i32,
     stdin: ChildStdin,
-    stdout: ChildStdout,
-    stderr: ChildStderr,
+    stdout: OutputPipe,
+    stderr: OutputPipe,
 }
 
 impl Shell {
@@ -142,8 +143,8 @@ impl Shell {
             child,
             pid,
             stdin,
-            stdout,
-            stderr,
+            stdout: OutputPipe::new(stdout.into_owned_fd()?)?,
+            stderr: OutputPipe::new(stderr.into_owned_fd()?)?,
         })
     }
 
@@ -214,7 +215,6 @@ impl Shell {
         let mut timed_out = false;
         let mut abandoned = false;
         let mut kill_stage = 0;
-        let mut lingering = false;
         loop {
             if err.after().is_some() {
                 if let Some(status) = out.after().and_then(parse_status) {
@@ -227,50 +227,10 @@ impl Shell {
                     return Ok(ExecEnd { status, outcome });
                 }
             }
-            if let Some(pause) = sink.linger().filter(|_| lingering) {
-                // Let more output gather, then take all there is without
-                // waiting, and only then sleep in the select again.
-                lingering = false;
-                tokio::time::sleep(pause).await;
-                let mut ended = false;
-                while out.after().is_none() {
-                    match read_now(&mut self.stdout, &mut out_buf) {
-                        Some(n) => {
-                            let n = n?;
-                            ended |= n == 0;
-                            let data = out.feed(&out_buf[..n]);
-                            if !data.is_empty() {
-                                sink.stdout(data).await;
-                            }
-                            if n < out_buf.len() {
-                                break;
-                            }
-                        }
-                        None => break,
-                    }
-                }
-                while err.after().is_none() {
-                    match read_now(&mut self.stderr, &mut err_buf) {
-                        Some(n) => {
-                            let n = n?;
-                            ended |= n == 0;
-                            let data = err.feed(&err_buf[..n]);
-                            if !data.is_empty() {
-                                sink.stderr(data).await;
-                            }
-                            if n < err_buf.len() {
-                                break;
-                            }
-                        }
-                        None => break,
-                    }
-                }
-                if ended {
-                    let rest = (out.into_rest(), err.into_rest());
-                    return self.restart_after_death(sink, rest.0, rest.1).await;
-                }
-                continue;
-            }
+            // Re-asked each round: a batch reads its last task's end at once.
+            let every = sink.poll_every();
+            self.stdout.poll_every(every)?;
+            self.stderr.poll_every(every)?;
             let sleep_until =
                 deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86400));
             tokio::select! {
@@ -282,7 +242,6 @@ impl Shell {
                     }
                     let data = out.feed(&out_buf[..n]);
                     if !data.is_empty() { sink.stdout(data).await; }
-                    lingering = true;
                 }
                 n = self.stderr.read(&mut err_buf), if err.after().is_none() => {
                     let n = n?;
@@ -292,7 +251,6 @@ impl Shell {
                     }
                     let data = err.feed(&err_buf[..n]);
                     if !data.is_empty() { sink.stderr(data).await; }
-                    lingering = true;
                 }
                 _ = sink.abandoned(), if !abandoned => {
                     abandoned = true;
@@ -365,17 +323,6 @@ impl Shell {
 impl Drop for Shell {
     fn drop(&mut self) {
         kill_session(self.pid);
-    }
-}
-
-/// Read what `pipe` holds now, or None if that would wait.
-fn read_now<R: AsyncRead + Unpin>(pipe: &mut R, buf: &mut [u8]) -> Option<std::io::Result<usize>> {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    let mut buf = tokio::io::ReadBuf::new(buf);
-    match std::pin::Pin::new(pipe).poll_read(&mut cx, &mut buf) {
-        std::task::Poll::Ready(r) => Some(r.map(|()| buf.filled().len())),
-        std::task::Poll::Pending => None,
     }
 }
 
