@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use quinn::{RecvStream, SendStream};
-use ring::digest::{Context, SHA256};
 use thiserror::Error;
 
 use super::guard::Guard;
 use super::host::{Engine, Host, prepare_workdir};
 use super::{Capture, EngineError, ansi_c_quote};
 use crate::protocol::data::{
-    Bulk, CHUNK, DataError, Digest, EngineData, check_name, check_remote, read_full,
+    Bulk, CHUNK, Checksum, DataError, EngineData, check_name, check_remote, read_full,
 };
 use crate::protocol::engine::{EngineReply, ExecOutcome};
 use crate::transport::{MAX_FRAME, write_frame};
@@ -279,7 +278,7 @@ async fn receive(
         path: what.to_string(),
         source,
     };
-    let mut digest = Context::new(&SHA256);
+    let mut digest = Checksum::new();
     let mut frame = Vec::with_capacity(CHUNK + 16);
     loop {
         let mut len = [0u8; 4];
@@ -303,7 +302,7 @@ async fn receive(
                 .map_err(write_err)?;
             }
             Ok(Bulk::End(expected)) => {
-                if digest.finish().as_ref() != expected {
+                if digest.digest() != expected {
                     return Err(Refused::Checksum(what.to_string()));
                 }
                 return tokio::task::block_in_place(|| file.sync_all()).map_err(write_err);
@@ -320,7 +319,7 @@ async fn send_bytes(
     send: &mut SendStream,
     source: &mut impl Read,
 ) -> Result<Result<(), std::io::Error>, EngineError> {
-    let mut digest = Context::new(&SHA256);
+    let mut digest = Checksum::new();
     loop {
         let mut buf = vec![0u8; CHUNK];
         let n = match tokio::task::block_in_place(|| read_full(source, &mut buf)) {
@@ -334,12 +333,7 @@ async fn send_bytes(
         digest.update(&buf);
         write_frame(send, &EngineReply::Data(buf)).await?;
     }
-    let end: Digest = digest
-        .finish()
-        .as_ref()
-        .try_into()
-        .expect("SHA-256 is 32 bytes");
-    write_frame(send, &EngineReply::DataEnd(end)).await?;
+    write_frame(send, &EngineReply::DataEnd(digest.digest())).await?;
     Ok(Ok(()))
 }
 

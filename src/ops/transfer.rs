@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ring::digest::{Context, SHA256};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::px::UNREACHABLE_STATUS;
-use crate::protocol::data::{Bulk, CHUNK, Digest, EngineData, Source, chunk_header, read_full};
+use crate::protocol::data::{Bulk, CHUNK, Checksum, EngineData, Source, chunk_header, read_full};
 use crate::protocol::engine::{EngineReply, EngineRequest};
 use crate::protocol::session::{EngineDone, Reply, Request};
 use crate::session::{EngineCall, EnginePool, ReplySink, SessionError, SessionPaths};
@@ -214,7 +213,7 @@ pub fn feed(
 ) -> io::Result<()> {
     file.seek(SeekFrom::Start(offset))?;
     let mut source = file.take(len);
-    let mut digest = Context::new(&SHA256);
+    let mut digest = Checksum::new();
     let mut open: Vec<bool> = vec![true; queues.len()];
     loop {
         let mut buf = vec![0u8; CHUNK];
@@ -238,7 +237,7 @@ pub fn feed(
 pub fn feed_bytes(bytes: &[u8], queue: &mpsc::Sender<Bytes>) {
     let mut open = [true];
     let queues = std::slice::from_ref(queue);
-    let mut digest = Context::new(&SHA256);
+    let mut digest = Checksum::new();
     for piece in bytes.chunks(CHUNK) {
         digest.update(piece);
         send_chunk(queues, &mut open, Bytes::copy_from_slice(piece));
@@ -255,20 +254,12 @@ fn send_chunk(queues: &[mpsc::Sender<Bytes>], open: &mut [bool], data: Bytes) {
     }
 }
 
-fn send_end(queues: &[mpsc::Sender<Bytes>], open: &mut [bool], digest: Context) {
-    let end = encode_frame(&Bulk::End(finish(digest))).expect("an end frame encodes");
+fn send_end(queues: &[mpsc::Sender<Bytes>], open: &mut [bool], digest: Checksum) {
+    let end = encode_frame(&Bulk::End(digest.digest())).expect("an end frame encodes");
     let end = Bytes::from(end);
     for (queue, open) in queues.iter().zip(open.iter_mut()) {
         *open = *open && queue.blocking_send(end.clone()).is_ok();
     }
-}
-
-pub fn finish(digest: Context) -> Digest {
-    digest
-        .finish()
-        .as_ref()
-        .try_into()
-        .expect("SHA-256 is 32 bytes")
 }
 
 /// Await `work` while telling the CLI every so often how many bytes
@@ -296,13 +287,13 @@ pub async fn with_progress<T>(
 /// The bytes a `GetVar` or `ReadFile` request asks for, chunk by chunk,
 /// with their digest checked at the end.
 pub struct Download {
-    digest: Context,
+    digest: Checksum,
 }
 
 impl Download {
     pub fn new() -> Download {
         Download {
-            digest: Context::new(&SHA256),
+            digest: Checksum::new(),
         }
     }
 
@@ -314,8 +305,7 @@ impl Download {
                 Ok(Some(data))
             }
             Ok(Some(EngineReply::DataEnd(expected))) => {
-                let digest = std::mem::replace(&mut self.digest, Context::new(&SHA256));
-                if finish(digest) == expected {
+                if self.digest.digest() == expected {
                     Ok(None)
                 } else {
                     Err(Failure::Engine(

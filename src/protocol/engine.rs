@@ -92,7 +92,7 @@ pub enum EngineReply {
     BatchDone,
     /// Part of the bytes a `Data` request asked for.
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// The end of those bytes, with their SHA-256.
+    /// The end of those bytes, with their checksum.
     DataEnd(Digest),
     /// A `Data` request that stores something succeeded.
     Stored,
