@@ -691,3 +691,245 @@ fn faults_link_cut_mid_push_fails_that_host_only_and_leaves_no_partial_file() {
 
     env.down_leaving_nothing(&hosts);
 }
+
+/// Two namespace hosts, each engine with a workdir of its own, a 3 s link
+/// timeout, and a grace long enough to come back.
+fn two_hosts_with_workdirs(
+    env: &Env,
+    hosts: &NetnsHosts,
+) -> (Vec<(u32, String)>, Vec<std::path::PathBuf>) {
+    let workdirs: Vec<std::path::PathBuf> =
+        (0..2).map(|i| env.path().join(format!("w{i}"))).collect();
+    let hs: Vec<Host> = (0..2)
+        .map(|i| {
+            hosts
+                .host(i)
+                .workdir(&workdirs[i].to_string_lossy())
+                .raw("link_timeout = 3")
+                .raw("reconnect_grace = 60")
+        })
+        .collect();
+    let table = env.up([env.write_cluster(&hs)]);
+    (table, workdirs)
+}
+
+/// Shape host `i`'s traffic in both directions to 40 Mbit/s, so a cut
+/// lands mid-transfer.
+fn slow_link(hosts: &NetnsHosts, i: usize) {
+    let tbf = [
+        "root", "tbf", "rate", "40mbit", "burst", "32kbit", "latency", "400ms",
+    ];
+    let veth = hosts.hosts()[i].veth.clone();
+    Cmd::new("tc")
+        .args(["qdisc", "add", "dev", &veth])
+        .args(tbf)
+        .run()
+        .success();
+    let netns = hosts.hosts()[i].netns.clone();
+    Cmd::new("ip")
+        .args(["netns", "exec", &netns, "tc", "qdisc", "add", "dev", "eth0"])
+        .args(tbf)
+        .run()
+        .success();
+}
+
+#[test]
+fn faults_link_cut_mid_pull_fails_that_host_only_and_leaves_no_partial_file() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    let (table, workdirs) = two_hosts_with_workdirs(&env, &hosts);
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    for dir in &workdirs {
+        std::fs::write(dir.join("big.bin"), &data).unwrap();
+    }
+    let sum = sha256_hex(&data);
+    drop(data);
+    slow_link(&hosts, 1);
+    let dest = env.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    let started = Instant::now();
+    let pull = {
+        let cmd = env
+            .pcl([
+                "pull",
+                "--file",
+                "big.bin",
+                "--dest",
+                &dest.to_string_lossy(),
+            ])
+            .timeout_secs(120);
+        thread::spawn(move || cmd.run())
+    };
+    let arriving = wait_until(Duration::from_secs(30), || {
+        pcl_temp_files(&dest).len() == 1 && dest.join("big.bin.0").exists()
+    });
+    assert!(arriving, "the transfer from host 1 never started");
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    let out = pull.join().expect("pull thread").assert_exit(255);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "pull took {:?} with a 3 s link timeout",
+        started.elapsed()
+    );
+    assert!(
+        out.stderr.contains("engine 1"),
+        "stderr names the cut-off engine\n{}",
+        out.describe()
+    );
+    let got = std::fs::read(dest.join("big.bin.0")).expect("engine 0's file arrived");
+    assert_eq!(sha256_hex(&got), sum, "engine 0's copy is whole");
+    assert!(
+        pcl_temp_files(&dest).is_empty() && !dest.join("big.bin.1").exists(),
+        "no partial file from engine 1: {:?}",
+        std::fs::read_dir(&dest).unwrap().collect::<Vec<_>>()
+    );
+
+    // Back within the grace, the engine answers again.
+    drop(guard);
+    wait_state(&env, table[1].0, "idle", Duration::from_secs(20));
+    env.px(["true"]).success();
+    env.down_leaving_nothing(&hosts);
+}
+
+#[test]
+fn faults_link_cut_mid_scatter_fails_that_host_only_and_leaves_no_partial_file() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    let (table, workdirs) = two_hosts_with_workdirs(&env, &hosts);
+    env.px(["v=kept-$PCL_ENGINE_ID"]).success();
+    slow_link(&hosts, 1);
+    // 2 x 32 MiB of numbered lines: the first half is engine 0's block.
+    let mut lines = Vec::new();
+    let mut n = 0u64;
+    while lines.len() < 64 << 20 {
+        lines.extend_from_slice(format!("line {n:012}\n").as_bytes());
+        n += 1;
+    }
+    let input = env.write("lines.txt", &lines);
+    let started = Instant::now();
+    let scatter = {
+        let cmd = env
+            .pcl([
+                "scatter",
+                "--file",
+                "part",
+                "--from",
+                &input.to_string_lossy(),
+            ])
+            .timeout_secs(120);
+        thread::spawn(move || cmd.run())
+    };
+    let arriving = wait_until(Duration::from_secs(30), || {
+        !pcl_temp_files(&workdirs[1]).is_empty()
+    });
+    assert!(arriving, "the transfer to host 1 never started");
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    let out = scatter.join().expect("scatter thread").assert_exit(255);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "scatter took {:?} with a 3 s link timeout",
+        started.elapsed()
+    );
+    assert!(
+        out.stderr.contains("engine 1"),
+        "stderr names the cut-off engine\n{}",
+        out.describe()
+    );
+    let part = std::fs::read(workdirs[0].join("part")).expect("engine 0 has its block");
+    assert!(
+        !part.is_empty() && lines.starts_with(&part) && part.ends_with(b"\n"),
+        "engine 0's block is the whole first part of the input"
+    );
+
+    drop(guard);
+    wait_state(&env, table[1].0, "idle", Duration::from_secs(20));
+    let clean = wait_until(Duration::from_secs(10), || {
+        pcl_temp_files(&workdirs[1]).is_empty()
+    });
+    assert!(
+        clean,
+        "partial files left on host 1: {:?}",
+        pcl_temp_files(&workdirs[1])
+    );
+    assert!(
+        !workdirs[1].join("part").exists(),
+        "no half block on host 1"
+    );
+    let out = env.px(["echo $v"]).success();
+    assert_eq!(
+        px_stdout_lines(&out),
+        vec![(0, "kept-0".to_string()), (1, "kept-1".to_string())],
+        "{}",
+        out.describe()
+    );
+    env.down_leaving_nothing(&hosts);
+}
+
+#[test]
+fn faults_interrupt_with_a_link_down_stops_the_rest_and_then_that_host() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    let (table, _) = two_hosts_with_workdirs(&env, &hosts);
+    let job = env
+        .pcl(["px", "--async", "sleep 1000"])
+        .run()
+        .success()
+        .stdout_str()
+        .trim()
+        .to_string();
+    let sleeping = || running_in(&hosts, 0, "sleep 1000") + running_in(&hosts, 1, "sleep 1000");
+    assert!(
+        wait_until(Duration::from_secs(20), || sleeping() == 2),
+        "the sleeps never started"
+    );
+    hosts.link_down(1);
+    let guard = LinkGuard(&hosts, 1);
+    let started = Instant::now();
+    let out = env.pcl(["interrupt"]).timeout_secs(60).run();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "interrupt took {:?} with one link down\n{}",
+        started.elapsed(),
+        out.describe()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || running_in(
+            &hosts,
+            0,
+            "sleep 1000"
+        ) == 0),
+        "host 0's sleep survived the interrupt"
+    );
+    // The job ends: host 0 interrupted, host 1 unreachable.
+    let out = env.pcl(["wait", &job]).timeout_secs(60).run();
+    assert_ne!(out.code, Some(0), "{}", out.describe());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the job took {:?} to end",
+        started.elapsed()
+    );
+    // Back within the grace: nobody waits for host 1's sleep any more,
+    // so it is stopped, and the engine takes work again.
+    drop(guard);
+    wait_state(&env, table[1].0, "idle", Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(20), || running_in(
+            &hosts,
+            1,
+            "sleep 1000"
+        ) == 0),
+        "host 1's abandoned sleep is still running"
+    );
+    env.px(["true"]).success();
+    env.down_leaving_nothing(&hosts);
+}
