@@ -103,6 +103,9 @@ median_ms() { # median_ms RUNS CMD...: median wall time of CMD in ms
     local times=()
     for _ in $(seq "$runs"); do
         local t0 t1
+        # Each run starts with nothing dirty in the page cache, so no run
+        # pays for writing back the files of the one before.
+        sync
         t0=$(date +%s%N)
         "$@" >/dev/null 2>&1
         t1=$(date +%s%N)
