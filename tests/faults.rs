@@ -604,94 +604,6 @@ fn faults_async_px_with_a_host_killed_finishes_and_reports_it() {
     env.down_leaving_nothing(&hosts);
 }
 
-#[test]
-fn faults_link_cut_mid_push_fails_that_host_only_and_leaves_no_partial_file() {
-    let Some(hosts) = NetnsHosts::new(2) else {
-        return;
-    };
-    let env = Env::new();
-    let workdirs: Vec<std::path::PathBuf> =
-        (0..2).map(|i| env.path().join(format!("w{i}"))).collect();
-    let hs: Vec<Host> = (0..2)
-        .map(|i| {
-            hosts
-                .host(i)
-                .workdir(&workdirs[i].to_string_lossy())
-                .raw("link_timeout = 3")
-                .raw("reconnect_grace = 60")
-        })
-        .collect();
-    let table = env.up([env.write_cluster(&hs)]);
-    env.px(["v=kept-$PCL_ENGINE_ID"]).success();
-    // Host 1's link is slow, so the cut lands mid-transfer.
-    let veth = hosts.hosts()[1].veth.clone();
-    Cmd::new("tc")
-        .args([
-            "qdisc", "add", "dev", &veth, "root", "tbf", "rate", "40mbit", "burst", "32kbit",
-            "latency", "400ms",
-        ])
-        .run()
-        .success();
-    let data: Vec<u8> = (0..64u32 << 20)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    let file = env.write("big.bin", &data);
-    let sum = sha256_hex(&data);
-    drop(data);
-    let started = Instant::now();
-    let push = {
-        let cmd = env
-            .pcl(["push", "--file", &file.to_string_lossy()])
-            .timeout_secs(120);
-        thread::spawn(move || cmd.run())
-    };
-    let arriving = wait_until(Duration::from_secs(30), || {
-        !pcl_temp_files(&workdirs[1]).is_empty()
-    });
-    assert!(arriving, "the transfer to host 1 never started");
-    hosts.link_down(1);
-    let guard = LinkGuard(&hosts, 1);
-    let out = push.join().expect("push thread").assert_exit(255);
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "push took {:?} with a 3 s link timeout",
-        started.elapsed()
-    );
-    assert!(
-        out.stderr.contains("engine 1"),
-        "stderr names the cut-off engine\n{}",
-        out.describe()
-    );
-    let got = std::fs::read(workdirs[0].join("big.bin")).expect("host 0 has the file");
-    assert_eq!(sha256_hex(&got), sum, "host 0's copy is whole");
-
-    // Back within the grace: the engine kept its state, and neither the
-    // file nor a partial one is there.
-    drop(guard);
-    wait_state(&env, table[1].0, "idle", Duration::from_secs(20));
-    let clean = wait_until(Duration::from_secs(10), || {
-        pcl_temp_files(&workdirs[1]).is_empty()
-    });
-    assert!(
-        clean,
-        "partial files left on host 1: {:?}",
-        pcl_temp_files(&workdirs[1])
-    );
-    assert!(
-        !workdirs[1].join("big.bin").exists(),
-        "no half file on host 1"
-    );
-    let out = env.px(["echo $v"]).success();
-    assert_eq!(
-        px_stdout_lines(&out),
-        vec![(0, "kept-0".to_string()), (1, "kept-1".to_string())],
-        "{}",
-        out.describe()
-    );
-
-    env.down_leaving_nothing(&hosts);
-}
-
 /// Two namespace hosts, each engine with a workdir of its own, a 3 s link
 /// timeout, and a grace long enough to come back.
 fn two_hosts_with_workdirs(
@@ -733,6 +645,103 @@ fn slow_link(hosts: &NetnsHosts, i: usize) {
         .success();
 }
 
+/// After host 1's link is back within the grace: its engine `id` is idle
+/// with its state (`v`), and host 1 holds neither `name` nor a partial file.
+#[track_caller]
+fn assert_back_with_nothing_half_written(
+    env: &Env,
+    id: u32,
+    workdir: &std::path::Path,
+    name: &str,
+) {
+    wait_state(env, id, "idle", Duration::from_secs(20));
+    let clean = wait_until(Duration::from_secs(10), || {
+        pcl_temp_files(workdir).is_empty()
+    });
+    assert!(
+        clean,
+        "partial files left on host 1: {:?}",
+        pcl_temp_files(workdir)
+    );
+    assert!(!workdir.join(name).exists(), "no half {name} on host 1");
+    let out = env.px(["echo $v"]).success();
+    assert_eq!(
+        px_stdout_lines(&out),
+        vec![(0, "kept-0".to_string()), (1, "kept-1".to_string())],
+        "{}",
+        out.describe()
+    );
+}
+
+/// 64 MiB that no run of a few bytes repeats in: a transfer cut short or
+/// shuffled cannot look whole.
+fn patterned_64_mib() -> Vec<u8> {
+    (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
+}
+
+/// Run `pcl ARGS`, cut host 1's link once `arriving` holds (the transfer
+/// to or from host 1 is under way), and check the call fails within reach
+/// of the 3 s link timeout, naming engine 1. The guard it returns brings
+/// the link back when dropped.
+#[track_caller]
+fn cut_host_1_during<'a>(
+    env: &Env,
+    hosts: &'a NetnsHosts,
+    args: &[&str],
+    arriving: impl Fn() -> bool,
+) -> LinkGuard<'a> {
+    let started = Instant::now();
+    let call = {
+        let cmd = env.pcl(args).timeout_secs(120);
+        thread::spawn(move || cmd.run())
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), arriving),
+        "the transfer with host 1 never started"
+    );
+    hosts.link_down(1);
+    let guard = LinkGuard(hosts, 1);
+    let out = call.join().expect("pcl thread").assert_exit(255);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{args:?} took {:?} with a 3 s link timeout",
+        started.elapsed()
+    );
+    assert!(
+        out.stderr.contains("engine 1"),
+        "stderr names the cut-off engine\n{}",
+        out.describe()
+    );
+    guard
+}
+
+#[test]
+fn faults_link_cut_mid_push_fails_that_host_only_and_leaves_no_partial_file() {
+    let Some(hosts) = NetnsHosts::new(2) else {
+        return;
+    };
+    let env = Env::new();
+    let (table, workdirs) = two_hosts_with_workdirs(&env, &hosts);
+    env.px(["v=kept-$PCL_ENGINE_ID"]).success();
+    slow_link(&hosts, 1);
+    let data = patterned_64_mib();
+    let file = env.write("big.bin", &data);
+    let sum = sha256_hex(&data);
+    drop(data);
+    let file = file.to_string_lossy();
+    let guard = cut_host_1_during(&env, &hosts, &["push", "--file", &file], || {
+        !pcl_temp_files(&workdirs[1]).is_empty()
+    });
+    let got = std::fs::read(workdirs[0].join("big.bin")).expect("host 0 has the file");
+    assert_eq!(sha256_hex(&got), sum, "host 0's copy is whole");
+
+    drop(guard);
+    assert_back_with_nothing_half_written(&env, table[1].0, &workdirs[1], "big.bin");
+    env.down_leaving_nothing(&hosts);
+}
+
 #[test]
 fn faults_link_cut_mid_pull_fails_that_host_only_and_leaves_no_partial_file() {
     let Some(hosts) = NetnsHosts::new(2) else {
@@ -740,9 +749,7 @@ fn faults_link_cut_mid_pull_fails_that_host_only_and_leaves_no_partial_file() {
     };
     let env = Env::new();
     let (table, workdirs) = two_hosts_with_workdirs(&env, &hosts);
-    let data: Vec<u8> = (0..64u32 << 20)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
+    let data = patterned_64_mib();
     for dir in &workdirs {
         std::fs::write(dir.join("big.bin"), &data).unwrap();
     }
@@ -751,36 +758,11 @@ fn faults_link_cut_mid_pull_fails_that_host_only_and_leaves_no_partial_file() {
     slow_link(&hosts, 1);
     let dest = env.path().join("dest");
     std::fs::create_dir(&dest).unwrap();
-    let started = Instant::now();
-    let pull = {
-        let cmd = env
-            .pcl([
-                "pull",
-                "--file",
-                "big.bin",
-                "--dest",
-                &dest.to_string_lossy(),
-            ])
-            .timeout_secs(120);
-        thread::spawn(move || cmd.run())
-    };
-    let arriving = wait_until(Duration::from_secs(30), || {
+    let dir = dest.to_string_lossy();
+    let args = ["pull", "--file", "big.bin", "--dest", &dir];
+    let guard = cut_host_1_during(&env, &hosts, &args, || {
         pcl_temp_files(&dest).len() == 1 && dest.join("big.bin.0").exists()
     });
-    assert!(arriving, "the transfer from host 1 never started");
-    hosts.link_down(1);
-    let guard = LinkGuard(&hosts, 1);
-    let out = pull.join().expect("pull thread").assert_exit(255);
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "pull took {:?} with a 3 s link timeout",
-        started.elapsed()
-    );
-    assert!(
-        out.stderr.contains("engine 1"),
-        "stderr names the cut-off engine\n{}",
-        out.describe()
-    );
     let got = std::fs::read(dest.join("big.bin.0")).expect("engine 0's file arrived");
     assert_eq!(sha256_hex(&got), sum, "engine 0's copy is whole");
     assert!(
@@ -813,36 +795,11 @@ fn faults_link_cut_mid_scatter_fails_that_host_only_and_leaves_no_partial_file()
         n += 1;
     }
     let input = env.write("lines.txt", &lines);
-    let started = Instant::now();
-    let scatter = {
-        let cmd = env
-            .pcl([
-                "scatter",
-                "--file",
-                "part",
-                "--from",
-                &input.to_string_lossy(),
-            ])
-            .timeout_secs(120);
-        thread::spawn(move || cmd.run())
-    };
-    let arriving = wait_until(Duration::from_secs(30), || {
+    let input = input.to_string_lossy();
+    let args = ["scatter", "--file", "part", "--from", &input];
+    let guard = cut_host_1_during(&env, &hosts, &args, || {
         !pcl_temp_files(&workdirs[1]).is_empty()
     });
-    assert!(arriving, "the transfer to host 1 never started");
-    hosts.link_down(1);
-    let guard = LinkGuard(&hosts, 1);
-    let out = scatter.join().expect("scatter thread").assert_exit(255);
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "scatter took {:?} with a 3 s link timeout",
-        started.elapsed()
-    );
-    assert!(
-        out.stderr.contains("engine 1"),
-        "stderr names the cut-off engine\n{}",
-        out.describe()
-    );
     let part = std::fs::read(workdirs[0].join("part")).expect("engine 0 has its block");
     assert!(
         !part.is_empty() && lines.starts_with(&part) && part.ends_with(b"\n"),
@@ -850,26 +807,7 @@ fn faults_link_cut_mid_scatter_fails_that_host_only_and_leaves_no_partial_file()
     );
 
     drop(guard);
-    wait_state(&env, table[1].0, "idle", Duration::from_secs(20));
-    let clean = wait_until(Duration::from_secs(10), || {
-        pcl_temp_files(&workdirs[1]).is_empty()
-    });
-    assert!(
-        clean,
-        "partial files left on host 1: {:?}",
-        pcl_temp_files(&workdirs[1])
-    );
-    assert!(
-        !workdirs[1].join("part").exists(),
-        "no half block on host 1"
-    );
-    let out = env.px(["echo $v"]).success();
-    assert_eq!(
-        px_stdout_lines(&out),
-        vec![(0, "kept-0".to_string()), (1, "kept-1".to_string())],
-        "{}",
-        out.describe()
-    );
+    assert_back_with_nothing_half_written(&env, table[1].0, &workdirs[1], "part");
     env.down_leaving_nothing(&hosts);
 }
 
