@@ -673,8 +673,7 @@ fn assert_back_with_nothing_half_written(
     );
 }
 
-/// 64 MiB that no run of a few bytes repeats in: a transfer cut short or
-/// shuffled cannot look whole.
+/// 64 MiB of a fixed pattern, quick to make, for transfers to cut.
 fn patterned_64_mib() -> Vec<u8> {
     (0..64u32 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
