@@ -28,10 +28,29 @@ rate() { # rate ITEMS CMD...: tasks per second of one run of CMD
 
 seq "$ITEMS" > "$BENCH_TMP/items"
 seq "$PAR_ITEMS" > "$BENCH_TMP/par_items"
+# CPU ticks of the session's processes, by kind: the daemon, the engine
+# hosts, and their shells with the subshells they reaped.
+cpu_ticks() {
+    local daemon hosts shells
+    daemon=$(pgrep -f "session serve --session $PCL_SESSION" || true)
+    hosts=$(pgrep -f "engine --session $PCL_SESSION( |\$)" || true)
+    shells=$(for h in $hosts; do pgrep -P "$h" -x bash; done)
+    ticks() { # ticks FIELDS PID...: the sum of those /proc/PID/stat fields
+        local fields=$1; shift
+        for pid in "$@"; do sed 's/.*) //' "/proc/$pid/stat"; done |
+            awk -v f="$fields" '{n = split(f, k, ","); for (i = 1; i <= n; i++) s += $(k[i] - 2)} END {print s + 0}'
+    }
+    echo "$(ticks 14,15 $daemon) $(ticks 14,15 $hosts) $(ticks 14,15,16,17 $shells)"
+}
 "$PCL" map 'echo {}' 1 2 3 4 >/dev/null # warm
+read -r d0 h0 s0 < <(cpu_ticks)
 pcl_rate=$(rate "$ITEMS" "$PCL" map 'echo {}' --from "$BENCH_TMP/items")
+read -r d1 h1 s1 < <(cpu_ticks)
 echo "map of $ITEMS tiny tasks (echo {}), 4 engines"
 printf '  %-44s %8s tasks/s\n' "pcl map (4 namespace hosts)" "$pcl_rate"
+per_task() { awk -v t="$1" -v n="$ITEMS" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", t / hz / n * 1e6}'; }
+printf '    CPU per task: shells %s us, engine hosts %s us, daemon %s us\n' \
+    "$(per_task $((s1 - s0)))" "$(per_task $((h1 - h0)))" "$(per_task $((d1 - d0)))"
 
 # The ceiling for a subshell per task: 4 bare bash processes forking
 # `( echo N )` lines, the same count in all.

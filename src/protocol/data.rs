@@ -161,7 +161,6 @@ pub type Digest = [u8; 16];
 /// go wrong between the two ends' files (a chunk lost, repeated or out of
 /// order), not an attacker; a cryptographic hash would cost more CPU than
 /// the transfer's encryption.
-#[derive(Clone)]
 pub struct Checksum(xxhash_rust::xxh3::Xxh3);
 
 impl Checksum {
