@@ -156,14 +156,11 @@ fn refused(e: anyhow::Error) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn push(session: Option<String>, args: PushArgs) -> anyhow::Result<ExitCode> {
-    let request = match push_request(&args) {
-        Ok(request) => request,
-        Err(e) => return refused(e),
-    };
-    match start(session, args.background, request).await? {
-        Some(replies) => render_push(args, replies).await,
-        None => Ok(ExitCode::SUCCESS),
-    }
+    let request = push_request(&args);
+    call(session, args.background, request, |replies| {
+        render_push(args, replies)
+    })
+    .await
 }
 
 fn push_request(args: &PushArgs) -> anyhow::Result<DataRequest> {
@@ -207,14 +204,11 @@ pub async fn render_push(args: PushArgs, replies: Replies) -> anyhow::Result<Exi
 }
 
 pub async fn pull(session: Option<String>, args: PullArgs) -> anyhow::Result<ExitCode> {
-    let request = match pull_request(&args) {
-        Ok(request) => request,
-        Err(e) => return refused(e),
-    };
-    match start(session, args.background, request).await? {
-        Some(replies) => render_pull(args, replies).await,
-        None => Ok(ExitCode::SUCCESS),
-    }
+    let request = pull_request(&args);
+    call(session, args.background, request, |replies| {
+        render_pull(args, replies)
+    })
+    .await
 }
 
 fn pull_request(args: &PullArgs) -> anyhow::Result<DataRequest> {
@@ -342,14 +336,11 @@ fn place(kept: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 pub async fn scatter(session: Option<String>, args: ScatterArgs) -> anyhow::Result<ExitCode> {
-    let request = match scatter_request(&args) {
-        Ok(request) => request,
-        Err(e) => return refused(e),
-    };
-    match start(session, args.background, request).await? {
-        Some(replies) => render_scatter(args, replies).await,
-        None => Ok(ExitCode::SUCCESS),
-    }
+    let request = scatter_request(&args);
+    call(session, args.background, request, |replies| {
+        render_scatter(args, replies)
+    })
+    .await
 }
 
 fn scatter_request(args: &ScatterArgs) -> anyhow::Result<DataRequest> {
@@ -416,14 +407,11 @@ async fn render_stored(json: bool, mut replies: Replies) -> anyhow::Result<ExitC
 }
 
 pub async fn gather(session: Option<String>, args: GatherArgs) -> anyhow::Result<ExitCode> {
-    let request = match gather_request(&args) {
-        Ok(request) => request,
-        Err(e) => return refused(e),
-    };
-    match start(session, args.background, request).await? {
-        Some(replies) => render_gather(args, replies).await,
-        None => Ok(ExitCode::SUCCESS),
-    }
+    let request = gather_request(&args);
+    call(session, args.background, request, |replies| {
+        render_gather(args, replies)
+    })
+    .await
 }
 
 fn gather_request(args: &GatherArgs) -> anyhow::Result<DataRequest> {
@@ -494,6 +482,25 @@ pub async fn render_gather(args: GatherArgs, mut replies: Replies) -> anyhow::Re
     }
     drop(stdout);
     view.finish(&replies)
+}
+
+/// One data call: a request that could not be built is refused (a usage
+/// error exits 2); otherwise it is sent and its replies rendered, unless
+/// it went to the background.
+async fn call<R: Future<Output = anyhow::Result<ExitCode>>>(
+    session: Option<String>,
+    background: bool,
+    request: anyhow::Result<DataRequest>,
+    render: impl FnOnce(Replies) -> R,
+) -> anyhow::Result<ExitCode> {
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return refused(e),
+    };
+    match start(session, background, request).await? {
+        Some(replies) => render(replies).await,
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Send `request`. With `--async` the session runs it as a job and its id
