@@ -771,3 +771,28 @@ fn engine_killed_mid_transfer_fails_that_engine_only() {
         pcl_temp_files(&dirs[1])
     );
 }
+
+#[test]
+fn push_shows_progress_on_a_terminal_and_nothing_when_piped() {
+    let env = Env::new();
+    env.up([env.cluster_local(2)]);
+    // A source that pauses: the transfer outlasts the bar's one-second delay.
+    let script = "{ head -c 1048576 /dev/zero; sleep 2; head -c 1048576 /dev/zero; } \
+                  | \"$0\" push --file - blob";
+    let push = || env.cmd("sh").args(["-c", script, PCL]);
+
+    let out = push().stderr_on_a_terminal().run().success();
+    assert_eq!(out.stdout_str(), "", "{}", out.describe());
+    assert!(
+        out.stderr.contains("MiB") && out.stderr.contains("iB/s"),
+        "no bytes and rate on the terminal\n{}",
+        out.describe()
+    );
+    assert_px_output(
+        &env.px(["wc -c < blob"]).success(),
+        "[stdout:0] 2097152\n[stdout:1] 2097152\n",
+    );
+
+    let out = push().run().success();
+    assert_eq!(out.stderr, "", "stderr is not a terminal: nothing extra");
+}

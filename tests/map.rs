@@ -513,3 +513,26 @@ fn a_killed_engine_host_loses_and_duplicates_nothing() {
     let want: String = items.iter().map(|i| format!("{i}\n")).collect();
     assert_eq!(String::from_utf8_lossy(&stdout), want);
 }
+
+#[test]
+fn progress_shows_on_a_terminal_and_never_in_the_output() {
+    let env = Env::new();
+    up(&env, 2);
+    // About a second of work: the bar is drawn at each task's end.
+    let items: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
+    let mut args = vec!["map".to_string(), "sleep 0.2; echo {}".to_string()];
+    args.extend(items.iter().cloned());
+    let want: String = items.iter().map(|i| format!("{i}\n")).collect();
+
+    let out = env.pcl(&args).stderr_on_a_terminal().run().success();
+    assert_eq!(out.stdout_str(), want, "{}", out.describe());
+    assert!(
+        out.stderr.contains("/10 ") && out.stderr.contains("ETA"),
+        "no done/total and ETA on the terminal\n{}",
+        out.describe()
+    );
+
+    let out = env.pcl(&args).run().success();
+    assert_eq!(out.stdout_str(), want);
+    assert_eq!(out.stderr, "", "stderr is not a terminal: nothing extra");
+}

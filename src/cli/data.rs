@@ -595,6 +595,15 @@ pub async fn send_stdin(mut writer: OwnedWriteHalf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bytes and rate; with a known total, also how far and the ETA.
+fn transfer_style(total: Option<u64>) -> ProgressStyle {
+    let template = match total {
+        Some(_) => "{bytes}/{total_bytes} [{wide_bar}] {binary_bytes_per_sec} ETA {eta}",
+        None => "{spinner} {bytes} {binary_bytes_per_sec} [{elapsed}]",
+    };
+    ProgressStyle::with_template(template).expect("valid template")
+}
+
 /// What every data verb shows besides its data: per-engine errors on
 /// stderr, the JSON document, a progress bar, the exit status.
 struct View {
@@ -623,19 +632,16 @@ impl View {
             return;
         }
         let bar = self.bar.get_or_insert_with(|| {
-            let (bar, template) = match total {
-                Some(total) => (
-                    ProgressBar::new(total),
-                    "{bytes}/{total_bytes} [{wide_bar}] {binary_bytes_per_sec} ETA {eta}",
-                ),
-                None => (
-                    ProgressBar::no_length(),
-                    "{spinner} {bytes} {binary_bytes_per_sec} [{elapsed}]",
-                ),
-            };
-            bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+            let bar = ProgressBar::no_length();
+            bar.set_style(transfer_style(None));
             bar
         });
+        // A push from stdin counts the bytes read first, then the sending.
+        if let (Some(total), None) = (total, bar.length()) {
+            bar.set_length(total);
+            bar.set_style(transfer_style(Some(total)));
+            bar.reset();
+        }
         bar.set_position(done);
     }
 

@@ -6,7 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
@@ -364,6 +364,9 @@ pub async fn local_source(
         .take_input()
         .ok_or_else(|| SessionError::Refused("stdin was taken already".into()))?;
     let mut failed = None;
+    // Reported as frames come (a read cut short by a timer could lose part
+    // of a frame): a slow producer's bytes and rate, before the fan-out.
+    let (mut spooled, mut reported) = (0u64, Instant::now());
     loop {
         let frame = tokio::select! {
             frame = read_frame(&mut input) => frame?,
@@ -375,8 +378,17 @@ pub async fn local_source(
         };
         match frame {
             Some(Request::Chunk(data)) => {
+                spooled += data.len() as u64;
                 if failed.is_none() && tx.send(data).await.is_err() {
                     failed = Some("the spool writer stopped");
+                }
+                if reported.elapsed() >= PROGRESS_EVERY {
+                    reported = Instant::now();
+                    let progress = Reply::Transfer {
+                        done: spooled,
+                        total: None,
+                    };
+                    let _ = out.send(&progress).await;
                 }
             }
             Some(Request::Eof) => break,

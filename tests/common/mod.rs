@@ -31,9 +31,10 @@
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -198,6 +199,7 @@ pub struct Cmd {
     clear_pcl_env: bool,
     cwd: Option<PathBuf>,
     stdin: Option<Vec<u8>>,
+    stderr_on_a_terminal: bool,
     timeout: Duration,
     log_dirs: Vec<PathBuf>,
 }
@@ -211,6 +213,7 @@ impl Cmd {
             clear_pcl_env: false,
             cwd: None,
             stdin: None,
+            stderr_on_a_terminal: false,
             timeout: DEFAULT_TIMEOUT,
             log_dirs: Vec::new(),
         }
@@ -250,6 +253,14 @@ impl Cmd {
     /// Bytes fed to the command's stdin (default: /dev/null).
     pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Cmd {
         self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Stderr on a pseudo-terminal, as in an interactive shell, so pcl
+    /// draws its progress bars; [`Output::stderr`] is then what the
+    /// terminal showed (newlines as CR LF). Stdout stays a pipe.
+    pub fn stderr_on_a_terminal(mut self) -> Cmd {
+        self.stderr_on_a_terminal = true;
         self
     }
 
@@ -334,7 +345,15 @@ impl Cmd {
         } else {
             Stdio::null()
         });
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let terminal = if self.stderr_on_a_terminal {
+            let (terminal, stderr) = open_terminal()?;
+            cmd.stderr(stderr);
+            Some(terminal)
+        } else {
+            cmd.stderr(Stdio::piped());
+            None
+        };
+        cmd.stdout(Stdio::piped());
         // Own process group, so that a timeout can kill the whole tree.
         cmd.process_group(0);
 
@@ -342,6 +361,9 @@ impl Cmd {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start `{cmdline}`: {e}"))?;
+        // Only the child may hold the terminal's other end: the reader
+        // sees its end once every process of the command has closed it.
+        drop(cmd);
         let pid = child.id() as i32;
 
         if let Some(bytes) = self.stdin.clone() {
@@ -352,7 +374,10 @@ impl Cmd {
         }
         let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
         let mut stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
+        let mut stderr: Box<dyn Read + Send> = match terminal {
+            Some(terminal) => Box::new(File::from(terminal)),
+            None => Box::new(child.stderr.take().expect("piped stderr")),
+        };
         let tx2 = tx.clone();
         thread::spawn(move || {
             let mut buf = Vec::new();
@@ -409,6 +434,34 @@ impl Cmd {
             log_dirs: self.log_dirs,
         })
     }
+}
+
+/// A pseudo-terminal of 80 by 24: the controlling side, and the side a
+/// command writes to.
+fn open_terminal() -> Result<(OwnedFd, OwnedFd), String> {
+    let (mut controller, mut user) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors into the given ints and reads
+    // the size; no name buffer or termios is passed.
+    let rc = unsafe {
+        libc::openpty(
+            &mut controller,
+            &mut user,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    if rc != 0 {
+        return Err(format!("openpty: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both descriptors were just opened and are owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(controller), OwnedFd::from_raw_fd(user)) })
 }
 
 /// What a finished command produced.
