@@ -32,6 +32,30 @@ fn up_prints_engine_table_and_ids_lists_them() {
 }
 
 #[test]
+fn up_shows_progress_on_a_terminal_and_keeps_the_table_exact() {
+    let env = Env::new();
+    let out = env
+        .pcl(["up", "-n", "2"])
+        .stderr_on_a_terminal()
+        .run()
+        .success();
+    assert_eq!(
+        out.stdout_str(),
+        "0 localhost\n1 localhost\n",
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("starting hosts"),
+        "no progress on the terminal\n{}",
+        out.describe()
+    );
+    env.down();
+    let out = env.pcl(["up", "-n", "2"]).run().success();
+    assert_eq!(out.stderr, "", "stderr is not a terminal: nothing extra");
+}
+
+#[test]
 fn up_without_file_starts_one_local_engine_per_core() {
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let env = Env::new();

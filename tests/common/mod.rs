@@ -460,6 +460,12 @@ fn open_terminal() -> Result<(OwnedFd, OwnedFd), String> {
     if rc != 0 {
         return Err(format!("openpty: {}", std::io::Error::last_os_error()));
     }
+    // Close-on-exec, so that only the command's stderr holds the terminal:
+    // a daemon it starts must not keep a stray copy open.
+    for fd in [controller, user] {
+        // SAFETY: fcntl on a descriptor just opened above.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
     // SAFETY: both descriptors were just opened and are owned by nothing else.
     Ok(unsafe { (OwnedFd::from_raw_fd(controller), OwnedFd::from_raw_fd(user)) })
 }
