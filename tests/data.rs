@@ -632,38 +632,6 @@ fn netns_push_then_pull_64mib_on_four_hosts() {
     }
 }
 
-/// A small tmpfs, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: PathBuf, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(&dir).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            Some(Tmpfs(dir))
-        } else {
-            eprintln!(
-                "SKIPPED: {} (cannot mount a tmpfs: needs root)",
-                test_name()
-            );
-            None
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[test]
 fn full_disk_fails_that_engine_only_and_leaves_nothing() {
     let env = Env::new();

@@ -287,6 +287,58 @@ fn px_raw_keeps_a_10mb_line_without_adding_a_newline() {
 }
 
 #[test]
+fn px_output_larger_than_the_daemon_holds_arrives_whole_and_in_order() {
+    let env = Env::new();
+    up_local(&env, 3);
+    // 3 x 40 MB wait their turn: more than the daemon keeps in memory.
+    let out = env
+        .pcl([
+            "px",
+            "--raw",
+            "head -c 40000000 /dev/zero | tr '\\0' $PCL_ENGINE_ID",
+        ])
+        .timeout_secs(180)
+        .run()
+        .success();
+    assert_eq!(out.stdout.len(), 120_000_000);
+    for (id, part) in out.stdout.chunks(40_000_000).enumerate() {
+        let want = b'0' + id as u8;
+        if let Some(pos) = part.iter().position(|&b| b != want) {
+            out.fail(&format!("engine {id}'s byte {pos} is {:#x}", part[pos]));
+        }
+    }
+    let peak = status_kib(daemon_pids(&env.session)[0], "VmHWM");
+    assert!(
+        peak < 96 << 10,
+        "the daemon's resident peak is {peak} KiB for 120 MB of output"
+    );
+}
+
+#[test]
+fn px_output_the_daemon_cannot_hold_fails_that_engine_only() {
+    let env = Env::new();
+    // The session's directory, where held output waits, on a full disk.
+    let Some(_tmpfs) = Tmpfs::mount(env.runtime_dir(), "16m") else {
+        return;
+    };
+    up_local(&env, 3);
+    let out = env
+        .pcl([
+            "px",
+            "--raw",
+            "if [ $PCL_ENGINE_ID = 1 ]; then head -c 40000000 /dev/zero; else echo small; fi",
+        ])
+        .timeout_secs(180)
+        .run()
+        .assert_exit(1)
+        .assert_stderr_contains(
+            "engine 1 (localhost): part of its output was lost: \
+             cannot hold it on disk: No space left on device",
+        );
+    assert!(out.stdout.starts_with(b"small\n") && out.stdout.ends_with(b"small\n"));
+}
+
+#[test]
 fn px_exit_status_is_the_largest() {
     let env = Env::new();
     up_local(&env, 2);

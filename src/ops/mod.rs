@@ -4,6 +4,7 @@
 mod data;
 pub mod down;
 mod gather;
+mod held_output;
 pub mod ids;
 pub mod jobs;
 mod lines;

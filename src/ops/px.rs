@@ -1,19 +1,28 @@
 //! `pcl px`: run a command in every target engine's shell.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::After;
+use super::held_output::HeldOutput;
 use crate::protocol::engine::{EngineReply, EngineRequest, ExecOutcome};
 use crate::protocol::session::{EngineDone, Reply, Stream};
-use crate::session::{EnginePool, ReplySink, SessionError};
+use crate::session::{EnginePool, ReplySink, SessionError, SessionPaths};
 
 /// Exit status reported for an engine that could not run the command.
 pub const UNREACHABLE_STATUS: i32 = 255;
 
 /// Output goes to the CLI in pieces no larger than this.
 const CHUNK: usize = 1 << 20;
+
+/// Output held in memory while waiting for its turn, over all engines and
+/// both streams of one px; the rest waits on disk.
+const HELD_IN_MEMORY: usize = 32 << 20;
+
+/// Status of an engine whose output could not be kept whole.
+const LOST_OUTPUT_STATUS: i32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PxRequest {
@@ -23,10 +32,39 @@ pub struct PxRequest {
 }
 
 struct EngineRun {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    stdout: HeldOutput,
+    stderr: HeldOutput,
     status: i32,
     note: Option<String>,
+    /// Why part of the output is missing.
+    lost: Option<String>,
+}
+
+impl EngineRun {
+    fn new(dir: PathBuf, limit: usize) -> EngineRun {
+        EngineRun {
+            stdout: HeldOutput::new(dir.clone(), limit),
+            stderr: HeldOutput::new(dir, limit),
+            status: UNREACHABLE_STATUS,
+            note: None,
+            lost: None,
+        }
+    }
+
+    async fn keep(&mut self, stream: Stream, data: &[u8]) {
+        if self.lost.is_some() {
+            return;
+        }
+        let held = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        if let Err(e) = held.push(data).await {
+            self.lost = Some(format!(
+                "part of its output was lost: cannot hold it on disk: {e}"
+            ));
+        }
+    }
 }
 
 pub async fn run(
@@ -36,30 +74,49 @@ pub async fn run(
 ) -> Result<After, SessionError> {
     let ids = pool.resolve(&request.targets)?;
     out.set_engines(&ids);
+    let dir = SessionPaths::new(pool.session())
+        .map(|p| p.dir)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let limit = (HELD_IN_MEMORY / (2 * ids.len().max(1))).max(64 << 10);
     let request = Arc::new(request);
     let runs = ids.iter().map(|&id| {
         let pool = pool.clone();
         let request = request.clone();
-        async move { exec(&pool, id, &request).await }
+        let run = EngineRun::new(dir.clone(), limit);
+        async move { exec(&pool, id, &request, run).await }
     });
     // Every engine runs at once; answers go out in id order.
     let handles: Vec<_> = runs.map(tokio::spawn).collect();
     for (id, handle) in ids.into_iter().zip(handles) {
-        let run = handle.await.unwrap_or_else(|e| EngineRun {
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            status: UNREACHABLE_STATUS,
-            note: Some(format!("internal error: {e}")),
+        let mut run = handle.await.unwrap_or_else(|e| {
+            let mut run = EngineRun::new(dir.clone(), 0);
+            run.note = Some(format!("internal error: {e}"));
+            run
         });
-        for (stream, bytes) in [(Stream::Stdout, run.stdout), (Stream::Stderr, run.stderr)] {
-            for piece in bytes.chunks(CHUNK) {
-                out.send(&Reply::Output {
-                    id,
-                    stream,
-                    data: piece.to_vec(),
-                })
-                .await?;
+        for (stream, held) in [
+            (Stream::Stdout, &mut run.stdout),
+            (Stream::Stderr, &mut run.stderr),
+        ] {
+            loop {
+                let data = match held.next_piece(CHUNK).await {
+                    Ok(Some(data)) => data,
+                    Ok(None) => break,
+                    Err(e) => {
+                        run.lost.get_or_insert(format!(
+                            "part of its output was lost: cannot read it back: {e}"
+                        ));
+                        break;
+                    }
+                };
+                out.send(&Reply::Output { id, stream, data }).await?;
             }
+        }
+        if let Some(lost) = run.lost {
+            run.status = run.status.max(LOST_OUTPUT_STATUS);
+            run.note = Some(match run.note {
+                Some(note) => format!("{note}; {lost}"),
+                None => lost,
+            });
         }
         out.send(&Reply::EngineDone(EngineDone {
             id,
@@ -73,13 +130,7 @@ pub async fn run(
     Ok(After::Continue)
 }
 
-async fn exec(pool: &EnginePool, id: u32, request: &PxRequest) -> EngineRun {
-    let mut run = EngineRun {
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        status: UNREACHABLE_STATUS,
-        note: None,
-    };
+async fn exec(pool: &EnginePool, id: u32, request: &PxRequest, mut run: EngineRun) -> EngineRun {
     let engine_request = EngineRequest::Exec {
         id,
         command: request.command.clone(),
@@ -97,8 +148,8 @@ async fn exec(pool: &EnginePool, id: u32, request: &PxRequest) -> EngineRun {
     };
     loop {
         match call.next().await {
-            Ok(Some(EngineReply::Stdout(data))) => run.stdout.extend(data),
-            Ok(Some(EngineReply::Stderr(data))) => run.stderr.extend(data),
+            Ok(Some(EngineReply::Stdout(data))) => run.keep(Stream::Stdout, &data).await,
+            Ok(Some(EngineReply::Stderr(data))) => run.keep(Stream::Stderr, &data).await,
             Ok(Some(EngineReply::Done(end))) => {
                 run.status = end.status;
                 run.note = match end.outcome {
