@@ -318,7 +318,7 @@ fn px_output_larger_than_the_daemon_holds_arrives_whole_and_in_order() {
 fn px_output_the_daemon_cannot_hold_fails_that_engine_only() {
     let env = Env::new();
     // The session's directory, where held output waits, on a full disk.
-    let Some(_tmpfs) = Tmpfs::mount(env.runtime_dir(), "16m") else {
+    let Some(tmpfs) = Tmpfs::mount(env.runtime_dir(), "16m") else {
         return;
     };
     up_local(&env, 3);
@@ -336,6 +336,9 @@ fn px_output_the_daemon_cannot_hold_fails_that_engine_only() {
              cannot hold it on disk: No space left on device",
         );
     assert!(out.stdout.starts_with(b"small\n") && out.stdout.ends_with(b"small\n"));
+    // Down while the directory is mounted: `down` finds the session there.
+    env.down();
+    drop(tmpfs);
 }
 
 #[test]
