@@ -536,3 +536,30 @@ fn progress_shows_on_a_terminal_and_never_in_the_output() {
     assert_eq!(out.stdout_str(), want);
     assert_eq!(out.stderr, "", "stderr is not a terminal: nothing extra");
 }
+
+#[test]
+fn large_results_behind_a_slow_item_keep_the_daemon_bounded() {
+    let env = Env::new();
+    up(&env, 2);
+    // While item 1 sleeps, the other engine makes 1 MB per item: 299 MB
+    // that must wait for it, unless the map stops starting new items.
+    let mut args = vec![
+        "map".to_string(),
+        "if [ {} = 1 ]; then sleep 5; fi; head -c 1000000 /dev/zero | tr '\\0' x; echo {}".into(),
+    ];
+    args.extend((1..=300).map(|i| i.to_string()));
+    let out = env.pcl(&args).timeout_secs(180).run().success();
+    let lines = out.stdout_lines();
+    assert_eq!(lines.len(), 300);
+    for (i, line) in lines.iter().enumerate() {
+        assert!(
+            line.len() == 1_000_000 + (i + 1).to_string().len()
+                && line.ends_with(&(i + 1).to_string()),
+            "result {} is not item {}'s",
+            i,
+            i + 1
+        );
+    }
+    let peak = status_kib(daemon_pids(&env.session)[0], "VmHWM");
+    assert!(peak < 160 << 10, "the daemon's resident peak is {peak} KiB");
+}

@@ -24,10 +24,13 @@ use crate::protocol::session::Reply;
 use crate::session::{EnginePool, EngineState, ReplySink, SessionError};
 use input::Input;
 use joblog::Joblog;
-pub use reorder::Reorder;
+use reorder::Reorder;
 
 /// Results that may wait for an earlier one, at most.
 const WINDOW: u64 = 65_536;
+/// Bytes of early results that may wait for a slow item before no new
+/// item is started.
+const HELD_BUDGET: usize = 64 << 20;
 /// Batches in flight per engine: one running, one queued behind it, so the
 /// engine never waits for the daemon.
 const IN_FLIGHT: usize = 2;
@@ -155,7 +158,7 @@ pub async fn run(
         next_seq: 0,
         queue: VecDeque::new(),
         running: HashMap::new(),
-        reorder: Reorder::new(WINDOW),
+        reorder: Reorder::new(WINDOW, HELD_BUDGET),
         joblog,
         end: MapEnd {
             done: 0,
@@ -359,7 +362,8 @@ impl Map {
                 if self.request.unordered {
                     out.send(&Reply::Task(task)).await?;
                 } else {
-                    self.reorder.insert(end.seq, task);
+                    let size = task.stdout.len() + task.stderr.len() + task.item.len();
+                    self.reorder.insert(end.seq, task, size);
                     while let Some(task) = self.reorder.pop() {
                         out.send(&Reply::Task(task)).await?;
                     }

@@ -1,28 +1,38 @@
 //! Results come back in any order; `map` prints them in input order. The
 //! window holds results that arrived early, and tells the dispatcher when
-//! it may read more input, so memory stays bounded however long the input.
+//! it may read more input, so memory stays bounded however long the input
+//! and however large the outputs that wait behind one slow item.
 
 use std::collections::BTreeMap;
 
 pub struct Reorder<T> {
     /// The next sequence number to hand out.
     next: u64,
-    /// Early results; `None` for an item that will never have one.
-    early: BTreeMap<u64, Option<T>>,
+    /// Early results with their sizes; `None` for an item that will
+    /// never have one.
+    early: BTreeMap<u64, Option<(T, usize)>>,
     window: u64,
+    /// Bytes of the early results, and how many may wait.
+    held: usize,
+    budget: usize,
 }
 
 impl<T> Reorder<T> {
-    pub fn new(window: u64) -> Self {
+    /// At most `window` items, and no new one once `budget` bytes wait.
+    pub fn new(window: u64, budget: usize) -> Self {
         Self {
             next: 0,
             early: BTreeMap::new(),
             window,
+            held: 0,
+            budget,
         }
     }
 
-    pub fn insert(&mut self, seq: u64, value: T) {
-        self.early.insert(seq, Some(value));
+    /// The result of item `seq`, `size` bytes of it.
+    pub fn insert(&mut self, seq: u64, value: T, size: usize) {
+        self.held += size;
+        self.early.insert(seq, Some((value, size)));
     }
 
     /// Item `seq` has no result (it was never run); stop waiting for it.
@@ -37,7 +47,8 @@ impl<T> Reorder<T> {
                 return None;
             }
             self.next += 1;
-            if let Some(value) = entry.remove() {
+            if let Some((value, size)) = entry.remove() {
+                self.held -= size;
                 return Some(value);
             }
         }
@@ -45,16 +56,19 @@ impl<T> Reorder<T> {
     }
 
     /// Whether item `seq` may be started: it is within `window` of the
-    /// oldest result still awaited.
+    /// oldest result still awaited, and the early results fit the budget.
+    /// (What is already read always runs: the oldest item is never held up.)
     pub fn admits(&self, seq: u64) -> bool {
-        seq < self.next + self.window
+        seq < self.next + self.window && self.held < self.budget
     }
 
     /// Everything still held, in order, gaps and all (the map is ending).
     pub fn drain(&mut self) -> Vec<T> {
+        self.held = 0;
         std::mem::take(&mut self.early)
             .into_values()
             .flatten()
+            .map(|(value, _)| value)
             .collect()
     }
 }
@@ -65,12 +79,12 @@ mod tests {
 
     #[test]
     fn releases_in_order_and_bounds_the_window() {
-        let mut r = Reorder::new(3);
+        let mut r = Reorder::new(3, usize::MAX);
         assert!(r.admits(2) && !r.admits(3));
-        r.insert(2, "c");
-        r.insert(1, "b");
+        r.insert(2, "c", 1);
+        r.insert(1, "b", 1);
         assert_eq!(r.pop(), None);
-        r.insert(0, "a");
+        r.insert(0, "a", 1);
         assert_eq!(r.pop(), Some("a"));
         assert_eq!(r.pop(), Some("b"));
         assert_eq!(r.pop(), Some("c"));
@@ -80,13 +94,28 @@ mod tests {
 
     #[test]
     fn skipped_items_do_not_block_and_drain_keeps_order() {
-        let mut r = Reorder::new(10);
+        let mut r = Reorder::new(10, usize::MAX);
         r.skip(0);
-        r.insert(1, 1);
+        r.insert(1, 1, 1);
         assert_eq!(r.pop(), Some(1));
-        r.insert(5, 5);
-        r.insert(3, 3);
+        r.insert(5, 5, 1);
+        r.insert(3, 3, 1);
         assert_eq!(r.pop(), None);
         assert_eq!(r.drain(), vec![3, 5]);
+    }
+
+    #[test]
+    fn large_early_results_close_the_window_until_they_go_out() {
+        let mut r = Reorder::new(100, 10);
+        r.insert(1, "big", 6);
+        assert!(r.admits(2));
+        r.insert(2, "bigger", 6);
+        assert!(!r.admits(3), "12 bytes wait behind item 0");
+        r.insert(0, "small", 1);
+        assert_eq!(r.pop(), Some("small"));
+        assert_eq!(r.pop(), Some("big"));
+        assert!(r.admits(3), "6 bytes wait");
+        assert_eq!(r.pop(), Some("bigger"));
+        assert!(r.admits(3) && r.admits(102) && !r.admits(103));
     }
 }
