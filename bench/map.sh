@@ -64,6 +64,28 @@ ceiling=$(rate "$((ITEMS / 4 * 4))" subshells)
 printf '  %-44s %8s tasks/s   pcl reaches %s%%\n' "bare bash, 4 x ( echo N ) subshells" "$ceiling" \
     "$(awk -v a="$pcl_rate" -v b="$ceiling" 'BEGIN {printf "%.0f", 100 * a / b}')"
 
+# The same 4 shells running pcl's own batch loop, as src/engine/batch.rs
+# writes it (40 items a batch; per task a subshell with a SIGINT trap, two
+# markers and a stop-file check), each stream drained through a pipe: what
+# pcl would reach if its engine hosts and daemon cost nothing.
+batch_script() { # batch_script N: the loop over `echo 1` .. `echo N`
+    printf '%s\n' '__pcl_m=AAAA; __pcl_n=BBBB' \
+        "__pcl_r() { for __pcl_c in \"\${__pcl_l[@]}\"; do [[ -e $BENCH_TMP/stop ]] && break; ( trap 'exit 130' INT; builtin eval \"\$__pcl_c\" ); builtin printf '%s%s%s\\n' \"\$__pcl_m\" \"\$__pcl_n\" \"\$?\"; builtin printf '%s%s' \"\$__pcl_m\" \"\$__pcl_n\" >&2; done; }"
+    seq "$1" | awk '{printf "%s\047echo %d\047", (NR % 40 == 1 ? "__pcl_l=(" : " "), $1}
+        NR % 40 == 0 {print "); __pcl_r </dev/null"}
+        END {if (NR % 40) print "); __pcl_r </dev/null"}'
+}
+batch_script $((ITEMS / 4)) > "$BENCH_TMP/batch.sh"
+batch_loops() {
+    for _ in 1 2 3 4; do
+        { bash --noprofile --norc -c "set -m; . '$BENCH_TMP/batch.sh'" 2>&1 >&3 | cat >/dev/null; } 3>&1 | cat &
+    done
+    wait
+}
+loops=$(rate "$((ITEMS / 4 * 4))" batch_loops)
+printf '  %-44s %8s tasks/s   pcl reaches %s%%\n' "4 bash shells running pcl's batch loop" "$loops" \
+    "$(awk -v a="$pcl_rate" -v b="$loops" 'BEGIN {printf "%.0f", 100 * a / b}')"
+
 logins=$(printf '1/%s,' "${BENCH_IPS[@]}")
 par() {
     parallel --will-cite -S "${logins%,}" --ssh "ssh -F $BENCH_TMP/ssh_config" \
