@@ -268,7 +268,7 @@ async fn open_remote(host: &Host, id: u32, path: &str) -> Result<std::fs::File, 
 
 /// Chunks from the daemon into `file` until `End`, whose digest must
 /// match; then the data is made durable. Each frame is read into one
-/// reused buffer and its bytes used from there, uncopied.
+/// reused buffer and hashed and written from there.
 async fn receive(
     recv: &mut RecvStream,
     file: &mut std::fs::File,
