@@ -123,16 +123,8 @@ fn faults_killed_engine_host_is_dead_then_restart_brings_it_back_fresh() {
     let table = env.up([cluster(&env, &hosts, 2, &[])]);
     assert_eq!(table.len(), 6);
     let victim_host = hosts.addr(1).to_string();
-    let victims: Vec<u32> = table
-        .iter()
-        .filter(|(_, h)| *h == victim_host)
-        .map(|(id, _)| *id)
-        .collect();
-    let live: Vec<u32> = table
-        .iter()
-        .filter(|(_, h)| *h != victim_host)
-        .map(|(id, _)| *id)
-        .collect();
+    let victims = engines_on(&table, &victim_host);
+    let live = engines_off(&table, &victim_host);
     env.px(["v=kept-$PCL_ENGINE_ID; sleep 1000 &"]).success();
 
     // `pcl up` on a running session says so and changes nothing.
@@ -232,11 +224,7 @@ fn faults_link_down_mid_px_fails_that_engine_then_reconnects_with_its_state() {
         &["link_timeout = 3", "reconnect_grace = 60"],
     )]);
     let victim_host = hosts.addr(1).to_string();
-    let victim = table
-        .iter()
-        .find(|(_, h)| *h == victim_host)
-        .map(|(id, _)| *id)
-        .expect("an engine on host 1");
+    let victim = engines_on(&table, &victim_host)[0];
     env.px(["v=kept-$PCL_ENGINE_ID"]).success();
     let engine_host = engine_hosts_in(&hosts, &env, 1);
 
@@ -324,11 +312,7 @@ fn faults_link_down_beyond_the_grace_gives_the_host_up_and_leaves_nothing_there(
         &["link_timeout = 2", "reconnect_grace = 4"],
     )]);
     let victim_host = hosts.addr(1).to_string();
-    let victims: Vec<u32> = table
-        .iter()
-        .filter(|(_, h)| *h == victim_host)
-        .map(|(id, _)| *id)
-        .collect();
+    let victims = engines_on(&table, &victim_host);
     env.px(["sleep 1000 & v=1"]).success();
 
     hosts.link_down(1);
@@ -506,11 +490,7 @@ fn faults_link_cut_mid_map_costs_only_that_hosts_work() {
     )]);
     env.px(["v=kept-$PCL_ENGINE_ID"]).success();
     let victim_host = hosts.addr(1).to_string();
-    let victim = table
-        .iter()
-        .find(|(_, h)| *h == victim_host)
-        .map(|(id, _)| *id)
-        .expect("an engine on host 1");
+    let victim = engines_on(&table, &victim_host)[0];
     let items: Vec<String> = (1..=90).map(|i| i.to_string()).collect();
     let started = Instant::now();
     let map = {
@@ -558,16 +538,8 @@ fn faults_async_px_with_a_host_killed_finishes_and_reports_it() {
     let env = Env::new();
     let table = env.up([cluster(&env, &hosts, 1, &[])]);
     let victim_host = hosts.addr(1).to_string();
-    let (victim, _) = table
-        .iter()
-        .find(|(_, h)| *h == victim_host)
-        .cloned()
-        .expect("an engine on host 1");
-    let (good, _) = table
-        .iter()
-        .find(|(_, h)| *h != victim_host)
-        .cloned()
-        .expect("an engine on host 0");
+    let victim = engines_on(&table, &victim_host)[0];
+    let good = engines_off(&table, &victim_host)[0];
     let id = env
         .pcl(["px", "--async", "sleep 3; echo done-$PCL_ENGINE_ID"])
         .run()

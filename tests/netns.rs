@@ -69,11 +69,7 @@ fn netns_targets_select_engines_by_host() {
     let table = env.up([&cluster]);
     assert_eq!(table.len(), 6);
     let host1 = hosts.addr(1).to_string();
-    let on_host1: Vec<u32> = table
-        .iter()
-        .filter(|(_, h)| *h == host1)
-        .map(|(id, _)| *id)
-        .collect();
+    let on_host1 = engines_on(&table, &host1);
     assert_eq!(on_host1.len(), 2, "{table:?}");
 
     let out = env.px(["-t", &host1, "hostname -I"]).success();
@@ -113,16 +109,8 @@ fn netns_killed_engine_host_is_dead_counts_as_255_and_the_others_still_print() {
     let table = env.up([&cluster]);
     assert_eq!(table.len(), 2);
     let victim_host = hosts.addr(1).to_string();
-    let (victim_id, _) = table
-        .iter()
-        .find(|(_, h)| *h == victim_host)
-        .cloned()
-        .expect("an engine on host 1");
-    let (good_id, _) = table
-        .iter()
-        .find(|(_, h)| *h != victim_host)
-        .cloned()
-        .expect("an engine on host 0");
+    let victim_id = engines_on(&table, &victim_host)[0];
+    let good_id = engines_off(&table, &victim_host)[0];
 
     let victim_ns = &hosts.hosts()[1].netns;
     let victims: Vec<i32> = engine_pids(&env.session)

@@ -889,6 +889,24 @@ impl Drop for Env {
     }
 }
 
+/// The ids in `up`'s table of the engines on `host`.
+pub fn engines_on(table: &[(u32, String)], host: &str) -> Vec<u32> {
+    table
+        .iter()
+        .filter(|(_, h)| h == host)
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// The ids in `up`'s table of the engines on every other host.
+pub fn engines_off(table: &[(u32, String)], host: &str) -> Vec<u32> {
+    table
+        .iter()
+        .filter(|(_, h)| h != host)
+        .map(|(id, _)| *id)
+        .collect()
+}
+
 /// Parse `pcl up`'s table: one `<id> <host>` line per engine.
 #[track_caller]
 pub fn parse_engine_table(out: &Output) -> Vec<(u32, String)> {
