@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{
+    BinaryBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle,
+};
 use serde_bytes::ByteBuf;
 use serde_json::{Value, json};
 use tokio::net::unix::OwnedWriteHalf;
@@ -595,13 +598,32 @@ pub async fn send_stdin(mut writer: OwnedWriteHalf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Bytes and rate; with a known total, also how far and the ETA.
+/// Bytes and rate; with a known total, also how far and the ETA. The rate
+/// is the average since the bytes began to move, as scp and curl show it:
+/// a bar that appears a second in has no instant rate of its own yet.
 fn transfer_style(total: Option<u64>) -> ProgressStyle {
     let template = match total {
-        Some(_) => "{bytes}/{total_bytes} [{wide_bar}] {binary_bytes_per_sec} ETA {eta}",
-        None => "{spinner} {bytes} {binary_bytes_per_sec} [{elapsed}]",
+        Some(_) => "{bytes}/{total_bytes} [{wide_bar}] {average}/s ETA {time_left}",
+        None => "{spinner} {bytes} {average}/s [{elapsed}]",
     };
-    ProgressStyle::with_template(template).expect("valid template")
+    let per_sec =
+        |state: &ProgressState| state.pos() as f64 / state.elapsed().as_secs_f64().max(1e-3);
+    ProgressStyle::with_template(template)
+        .expect("valid template")
+        .with_key(
+            "average",
+            move |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = write!(w, "{}", BinaryBytes(per_sec(state) as u64));
+            },
+        )
+        .with_key(
+            "time_left",
+            move |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let left = state.len().unwrap_or(0).saturating_sub(state.pos()) as f64;
+                let secs = left / per_sec(state).max(1.0);
+                let _ = write!(w, "{:#}", HumanDuration(Duration::from_secs_f64(secs)));
+            },
+        )
 }
 
 /// What every data verb shows besides its data: per-engine errors on
@@ -612,6 +634,10 @@ struct View {
     worst: i32,
     started: Instant,
     bar: Option<ProgressBar>,
+    /// When the bytes the bar counts began to move, and when the last
+    /// count came: a push from stdin first reads it, then sends it.
+    phase_started: Instant,
+    last_count: Instant,
     tty: bool,
 }
 
@@ -623,25 +649,33 @@ impl View {
             worst: 0,
             started: Instant::now(),
             bar: None,
+            phase_started: Instant::now(),
+            last_count: Instant::now(),
             tty: std::io::stderr().is_terminal(),
         }
     }
 
     fn progress(&mut self, done: u64, total: Option<u64>) {
-        if !self.tty || self.started.elapsed() < BAR_DELAY {
+        let now = Instant::now();
+        let previous = std::mem::replace(&mut self.last_count, now);
+        if !self.tty || now - self.started < BAR_DELAY {
             return;
         }
-        let bar = self.bar.get_or_insert_with(|| {
-            let bar = ProgressBar::no_length();
-            bar.set_style(transfer_style(None));
-            bar
-        });
-        // A push from stdin counts the bytes read first, then the sending.
-        if let (Some(total), None) = (total, bar.length()) {
-            bar.set_length(total);
-            bar.set_style(transfer_style(Some(total)));
-            bar.reset();
+        // The reading of stdin is over: the sending began about when its
+        // last count came.
+        if let Some(bar) = self
+            .bar
+            .take_if(|bar| total.is_some() && bar.length().is_none())
+        {
+            bar.finish_and_clear();
+            self.phase_started = previous;
         }
+        let phase = now - self.phase_started;
+        let bar = self.bar.get_or_insert_with(|| {
+            ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr())
+                .with_style(transfer_style(total))
+                .with_elapsed(phase)
+        });
         bar.set_position(done);
     }
 
