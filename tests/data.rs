@@ -756,6 +756,13 @@ fn push_shows_progress_on_a_terminal_and_nothing_when_piped() {
         "no bytes and rate on the terminal\n{}",
         out.describe()
     );
+    // 2 MiB in about 2 s: a bar that appears late must not count the bytes
+    // before it as one instant's.
+    assert!(
+        !out.stderr.contains("GiB/s"),
+        "an impossible rate\n{}",
+        out.describe()
+    );
     assert_px_output(
         &env.px(["wc -c < blob"]).success(),
         "[stdout:0] 2097152\n[stdout:1] 2097152\n",
