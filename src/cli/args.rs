@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use super::targets::targets_arg;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pcl",
@@ -47,7 +49,7 @@ pub enum Command {
     /// Relaunch dead target engines with fresh state; live ones are left alone
     Restart {
         /// Engines to consider: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-        #[arg(short = 't', long, default_value = "all", value_name = "T")]
+        #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
         targets: String,
     },
     /// Run CMD once per item, load-balanced over the engines; stdout in input order
@@ -79,7 +81,7 @@ pub enum Command {
     /// Send SIGINT to the commands running on the target engines
     Interrupt {
         /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-        #[arg(short = 't', long, default_value = "all", value_name = "T")]
+        #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
         targets: String,
     },
     /// Set shell variables on every target, or copy a file to each
@@ -125,7 +127,7 @@ pub enum SessionAction {
 #[derive(Debug, Args)]
 pub struct PxArgs {
     /// Engines to run on: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-    #[arg(short = 't', long, default_value = "all", value_name = "T")]
+    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
     pub targets: String,
     /// Kill the command (not the shell) after S seconds; its status is 124
     #[arg(long, value_name = "S", value_parser = timeout_ms)]
@@ -155,7 +157,7 @@ pub struct PxArgs {
 #[derive(Debug, Args)]
 pub struct MapArgs {
     /// Engines to run on: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-    #[arg(short = 't', long, default_value = "all", value_name = "T")]
+    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
     pub targets: String,
     /// Print each item's output as it finishes, not in input order
     #[arg(long)]

@@ -34,9 +34,10 @@ use tokio::sync::mpsc;
 use super::jobs::{INTERRUPTED, Replies, submit};
 use super::render::prefixed;
 use super::session_cmds::connect;
+use super::targets::targets_arg;
 use crate::protocol::data::{
-    CHUNK, DataError, DataRequest, Items, Source, check_name, check_remote, read_full,
-    split_assignment,
+    CHUNK, DataError, DataRequest, Items, Source, check_name, check_remote, open_regular,
+    read_full, split_assignment,
 };
 use crate::protocol::session::{EngineDone, Reply, Request};
 use crate::transport::write_frame;
@@ -53,7 +54,7 @@ const BAR_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug, Args)]
 pub struct PushArgs {
     /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-    #[arg(short = 't', long, default_value = "all", value_name = "T")]
+    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
     pub targets: String,
     /// One JSON document with every engine's result
     #[arg(long)]
@@ -73,7 +74,7 @@ pub struct PushArgs {
 #[derive(Debug, Args)]
 pub struct PullArgs {
     /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-    #[arg(short = 't', long, default_value = "all", value_name = "T")]
+    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
     pub targets: String,
     /// One JSON document with every engine's result
     #[arg(long, conflicts_with = "raw")]
@@ -99,7 +100,7 @@ pub struct PullArgs {
 #[derive(Debug, Args)]
 pub struct ScatterArgs {
     /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-    #[arg(short = 't', long, default_value = "all", value_name = "T")]
+    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
     pub targets: String,
     /// One JSON document with every engine's result
     #[arg(long)]
@@ -121,7 +122,7 @@ pub struct ScatterArgs {
 #[derive(Debug, Args)]
 pub struct GatherArgs {
     /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-    #[arg(short = 't', long, default_value = "all", value_name = "T")]
+    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
     pub targets: String,
     /// One JSON document with every engine's result
     #[arg(long)]
@@ -551,14 +552,7 @@ async fn start(
 /// `/dev/fd/N` would be the daemon's fd) and may read it twice (lines are
 /// counted first): pipes go through `-`.
 fn readable(path: &Path) -> anyhow::Result<PathBuf> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if !file.metadata()?.is_file() {
-        bail!(
-            "{} is not a regular file; give a pipe or a stream as `-` (stdin)",
-            path.display()
-        );
-    }
+    open_regular(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(std::path::absolute(path)?)
 }
 

@@ -8,6 +8,7 @@ mod map;
 mod px;
 mod render;
 mod session_cmds;
+mod targets;
 
 use std::process::ExitCode;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::Cluster;
+use crate::config::{Cluster, MAX_ENGINES_PER_HOST};
 use crate::ops::restart::RestartRequest;
 use crate::protocol::session::{Reply, Request, StatusReport, UpReport};
 use crate::session::{Client, SessionError, SessionPaths, session_name};
@@ -30,20 +30,25 @@ pub async fn up(
     let mut cluster = match &file {
         Some(path) => Cluster::load(path)?,
         None => Cluster::local_default(
-            std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get() as u32)
+                .min(MAX_ENGINES_PER_HOST),
         ),
     };
     if let Some(n) = engines {
-        if n == 0 {
-            bail!("-n must be at least 1");
+        if !(1..=MAX_ENGINES_PER_HOST).contains(&n) {
+            bail!("-n must be between 1 and {MAX_ENGINES_PER_HOST} (engines per host)");
         }
         cluster = cluster.with_engines(n);
     }
     let paths = SessionPaths::new(&session_name(session.as_deref(), cluster.name.as_deref()))?;
+    paths.create_dir()?;
+    // Held until this up is over: a second one of the same name fails at
+    // once instead of racing this one.
+    let _starting = paths.lock_start()?;
     if Client::connect(&paths).await.is_ok() {
         return Err(SessionError::AlreadyRunning(paths.name.clone()).into());
     }
-    paths.create_dir()?;
     let mut daemon = spawn_daemon(&paths, &cluster)?;
 
     let started = Instant::now();

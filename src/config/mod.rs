@@ -14,6 +14,7 @@ mod values;
 pub use cluster::Cluster;
 pub use error::ConfigError;
 pub use host_spec::{HostSpec, LauncherKind};
+pub use values::MAX_ENGINES_PER_HOST;
 
 #[cfg(test)]
 mod tests;

@@ -372,13 +372,18 @@ fn bad_ranges() {
 fn engines_and_port_out_of_range() {
     assert_eq!(
         error("[[hosts]]\nhost = \"a\"\nengines = 0\n"),
-        "cluster.toml:3:11: engines must be between 1 and 4294967295, not 0 (leave it out for \
-         1 engine)"
+        "cluster.toml:3:11: engines must be between 1 and 1024 per host, not 0 (leave it out \
+         for 1 engine)"
     );
     assert_eq!(
         error("[defaults]\nengines = -2\n[[hosts]]\nhost = \"a\"\n"),
-        "cluster.toml:2:11: engines must be between 1 and 4294967295, not -2 (leave it out for \
-         1 engine)"
+        "cluster.toml:2:11: engines must be between 1 and 1024 per host, not -2 (leave it out \
+         for 1 engine)"
+    );
+    assert_eq!(
+        error("[[hosts]]\nhost = \"a\"\nengines = 100000\n"),
+        "cluster.toml:3:11: engines must be between 1 and 1024 per host, not 100000 (leave it \
+         out for 1 engine)"
     );
     assert_eq!(
         error("[[hosts]]\nhost = \"a\"\nport = 0\n"),

@@ -8,9 +8,14 @@ use std::fmt;
 use nodeset::{NodeSet, NodeSetParseError};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
-/// `engines`: engines on one host, at least 1.
+/// `engines`: engines on one host, 1 to `MAX_ENGINES_PER_HOST`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct EngineCount(pub(super) u32);
+
+/// The most engines one host may run. Each is a shell with three pipes to
+/// its engine host; past a thousand or so, a host runs out of processes
+/// or descriptors long before the work gets faster.
+pub const MAX_ENGINES_PER_HOST: u32 = 1024;
 
 /// `port`: an ssh port, 1 to 65535.
 #[derive(Debug, Clone, Copy)]
@@ -55,10 +60,12 @@ impl<'de> Deserialize<'de> for EngineCount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let n = d.deserialize_i64(WholeNumber)?;
         match u32::try_from(n) {
-            Ok(engines) if engines >= 1 => Ok(EngineCount(engines)),
+            Ok(engines) if (1..=MAX_ENGINES_PER_HOST).contains(&engines) => {
+                Ok(EngineCount(engines))
+            }
             _ => Err(de::Error::custom(format!(
-                "engines must be between 1 and {}, not {n} (leave it out for 1 engine)",
-                u32::MAX
+                "engines must be between 1 and {MAX_ENGINES_PER_HOST} per host, not {n} \
+                 (leave it out for 1 engine)"
             ))),
         }
     }

@@ -4,10 +4,9 @@
 //! (bash reads a pipe a byte at a time, a file in blocks), is what makes
 //! thousands of tiny tasks per second possible.
 
-use std::os::unix::fs::DirBuilderExt;
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::OnceLock;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memchr::memmem;
@@ -16,7 +15,8 @@ use quinn::SendStream;
 
 use super::host::Engine;
 use super::procs::signal_jobs;
-use super::shell::random_hex;
+use super::scratch::{create_exclusive, scratch_dir};
+use super::shell::{USER_REDIRECTS, random_hex};
 use super::{Capture, EngineError, OutputSink, Shell, ansi_c_quote};
 use crate::protocol::engine::{BatchItem, EngineReply, ExecEnd, ExecOutcome, TaskEnd};
 use crate::transport::write_frame;
@@ -47,22 +47,13 @@ pub fn substitute(template: &str, item: &[u8]) -> String {
 pub(super) fn interrupt(engine: &Engine, id: u32, cancel: bool) {
     if cancel {
         engine.cancel.fetch_add(1, Ordering::SeqCst);
-        let _ = std::fs::write(stop_file(id), b"");
+        if let Ok(stop) = stop_file(id) {
+            // Already there is as good: the batch stops either way.
+            let _ = create_exclusive(&stop);
+        }
     }
     signal_jobs(engine.pid.load(Ordering::SeqCst), libc::SIGINT);
-}
-
-/// A private directory for batch scripts, removed when the host exits.
-pub(super) fn scratch_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("pcl-engine-{}", std::process::id()));
-        let _ = std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(&dir);
-        dir
-    })
+    engine.interrupted.notify_waiters();
 }
 
 /// How often a batch's output is read (see `OutputSink::poll_every`): a
@@ -70,8 +61,8 @@ pub(super) fn scratch_dir() -> &'static PathBuf {
 const POLL_EVERY: Duration = Duration::from_millis(2);
 
 /// Its presence stops engine `id`'s running batch before its next task.
-fn stop_file(id: u32) -> PathBuf {
-    scratch_dir().join(format!("stop-{id}"))
+fn stop_file(id: u32) -> std::io::Result<PathBuf> {
+    Ok(scratch_dir()?.join(format!("stop-{id}")))
 }
 
 fn now_ms() -> u64 {
@@ -92,7 +83,7 @@ pub(super) async fn run_batch(
     // waits behind another one stops it too.
     let epoch = engine.cancel.load(Ordering::SeqCst);
     let mut shell = engine.shell.lock().await;
-    let _ = std::fs::remove_file(stop_file(id));
+    let _ = std::fs::remove_file(stop_file(id)?);
     if engine.cancel.load(Ordering::SeqCst) == epoch {
         match timeout {
             Some(t) => run_each(engine, &mut shell, epoch, template, items, t, send).await?,
@@ -165,7 +156,7 @@ async fn run_sourced(
     let token = random_hex();
     let (a, b) = token.split_at(token.len() / 2);
     let quote = |path: &PathBuf| ansi_c_quote(path.as_os_str().as_encoded_bytes());
-    let stop = quote(&stop_file(id));
+    let stop = quote(&stop_file(id)?);
     // One loop in the shell runs the batch, its stdin /dev/null once for
     // all tasks. Each task's marker is printed from two variables so
     // `set -x` never shows it; once the stop file appears, one marker with
@@ -187,9 +178,16 @@ async fn run_sourced(
         script.push(' ');
     }
     script.push_str(")\n");
-    let path = scratch_dir().join(format!("batch-{id}.sh"));
-    std::fs::write(&path, script)?;
-    let lines = format!(". {} </dev/null; __pcl_r </dev/null\n", quote(&path));
+    // A new name per batch, created exclusively in the private scratch
+    // directory: nothing anyone prepared is ever sourced.
+    static BATCHES: AtomicU64 = AtomicU64::new(0);
+    let n = BATCHES.fetch_add(1, Ordering::Relaxed);
+    let path = scratch_dir()?.join(format!("batch-{id}-{n}.sh"));
+    create_exclusive(&path)?.write_all(script.as_bytes())?;
+    let lines = format!(
+        ". {} {USER_REDIRECTS}; __pcl_r {USER_REDIRECTS}\n",
+        quote(&path)
+    );
     let mut splitter = Splitter {
         token: token.into_bytes(),
         items: items.into_iter().map(|i| i.seq).collect(),

@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use super::guard::Guard;
 use super::host::{Engine, Host, prepare_workdir};
+use super::scratch::scratch_dir;
 use super::{Capture, EngineError, ansi_c_quote};
 use crate::protocol::data::{
     Bulk, CHUNK, Checksum, DataError, EngineData, check_name, check_remote, read_full,
@@ -200,7 +201,11 @@ async fn load_array(
 ) -> Result<(), Refused> {
     check_name(name)?;
     let engine = engine(host, id).await?;
-    let (mut file, temp) = TempFile::create(host, &std::env::temp_dir(), "pcl-array")?;
+    let scratch = scratch_dir().map_err(|source| Refused::Write {
+        path: "the engine host's scratch directory".into(),
+        source,
+    })?;
+    let (mut file, temp) = TempFile::create(host, scratch, ".array.pcl")?;
     receive(recv, &mut file, name).await?;
     drop(file);
     let delim = if nul { " -d ''" } else { "" };

@@ -2,7 +2,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum EngineError {
-    #[error("cannot start shell `{program}`: {source}")]
+    #[error("cannot start shell `{program}`: {source}{}", out_of(source))]
     Spawn {
         program: String,
         source: std::io::Error,
@@ -22,4 +22,18 @@ pub enum EngineError {
     NulInCommand,
     #[error(transparent)]
     Transport(#[from] crate::transport::TransportError),
+}
+
+/// What a failed start of a shell says about the host, and what to do.
+fn out_of(error: &std::io::Error) -> &'static str {
+    match error.raw_os_error() {
+        Some(libc::EAGAIN) => {
+            "; this host is out of processes for this user: lower `engines`, or raise the limit (`ulimit -u`)"
+        }
+        Some(libc::ENOMEM) => "; this host is out of memory: lower `engines`",
+        Some(libc::EMFILE | libc::ENFILE) => {
+            "; this host is out of file descriptors: lower `engines`, or raise the limit (`ulimit -n`)"
+        }
+        _ => "",
+    }
 }

@@ -5,13 +5,16 @@
 //! commands they were running included. Nothing outlives its engine host,
 //! not even half a file.
 //!
-//! The protocol is one line per message: `pid N` (watch the session of
-//! shell N), `tmp PATH` (remove the file or scratch directory PATH
-//! unless it is done), `done PATH` (PATH
-//! was renamed into place or removed). PATH is the path's bytes with `\`
-//! written as `\\` and a newline as `\n`, so any path fits on a line.
+//! The protocol is one line per message: `pid N` (watch session N: a
+//! shell's, or one an escaped command made), `tmp PATH` (remove the file
+//! or scratch directory PATH unless it is done), `done PATH` (PATH was
+//! renamed into place or removed), `journal PATH` (the engine host's
+//! journal of these messages, removed last). PATH is the path's bytes with
+//! `\` written as `\\` and a newline as `\n`, so any path fits on a line.
+//!
+//! The same `tmp`/`done` lines go to the journal (`leftovers`), for the
+//! case where the guard is killed too.
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -19,29 +22,67 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 
-use super::procs::kill_sessions;
+use super::leftovers::{Journal, Pending};
+use super::procs::{kill_sessions, spawn_recorded};
 
 pub struct Guard {
     // Held for the pipe: the guard acts when its last writer is gone.
-    _child: Child,
-    pipe: Mutex<ChildStdin>,
+    child: Child,
+    channel: Mutex<Channel>,
+}
+
+struct Channel {
+    pipe: ChildStdin,
+    journal: Option<Journal>,
 }
 
 impl Guard {
     pub fn spawn() -> std::io::Result<Guard> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["engine", "--guard"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()?;
+        let exe = std::env::current_exe()?;
+        let mut child = spawn_recorded(
+            || {
+                Command::new(&exe)
+                    .args(["engine", "--guard"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .spawn()
+            },
+            |child| child.id() as i32,
+        )?;
         let pipe = child.stdin.take().expect("piped stdin");
-        Ok(Guard {
-            _child: child,
-            pipe: Mutex::new(pipe),
-        })
+        let journal = match Journal::create() {
+            Ok(journal) => Some(journal),
+            Err(e) => {
+                eprintln!(
+                    "pcl engine: no journal of temporary files ({e}); if this engine host and its guard are both killed, the next one cannot clean up after them"
+                );
+                None
+            }
+        };
+        let guard = Guard {
+            child,
+            channel: Mutex::new(Channel { pipe, journal }),
+        };
+        let journal_path = guard
+            .channel
+            .lock()
+            .expect("guard lock")
+            .journal
+            .as_ref()
+            .map(|j| j.path.clone());
+        if let Some(path) = journal_path {
+            guard.send(&message(b"journal ", &path));
+        }
+        Ok(guard)
     }
 
-    /// Watch the session led by shell `pid`.
+    /// The guard's pid, which is not one of the descendants to sweep.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Watch session `pid` (led by a shell, or by a command that left its
+    /// shell's session).
     pub fn watch(&self, pid: i32) {
         self.send(format!("pid {pid}\n").as_bytes());
     }
@@ -58,9 +99,14 @@ impl Guard {
     }
 
     fn send(&self, line: &[u8]) {
-        let mut pipe = self.pipe.lock().expect("guard pipe lock");
+        let mut channel = self.channel.lock().expect("guard pipe lock");
+        if line.starts_with(b"tmp ") || line.starts_with(b"done ") {
+            if let Some(journal) = &mut channel.journal {
+                journal.record(line);
+            }
+        }
         // A guard that is gone cannot help; the engine host goes on.
-        let _ = pipe.write_all(line);
+        let _ = channel.pipe.write_all(line);
     }
 }
 
@@ -77,7 +123,7 @@ fn message(verb: &[u8], path: &Path) -> Vec<u8> {
     line
 }
 
-fn unescape(text: &[u8]) -> PathBuf {
+pub(super) fn unescape(text: &[u8]) -> PathBuf {
     let mut out = Vec::with_capacity(text.len());
     let mut bytes = text.iter();
     while let Some(&b) = bytes.next() {
@@ -97,27 +143,30 @@ fn unescape(text: &[u8]) -> PathBuf {
 }
 
 /// `pcl engine --guard`: read messages until end of input, then remove
-/// the temporary files still registered and kill every watched session.
+/// the temporary files still registered, kill every watched session, and
+/// remove the journal, whose work is then done.
 pub fn run() {
     let mut sessions = Vec::new();
-    let mut temps = HashSet::new();
+    let mut pending = Pending::default();
+    let mut journal = None;
     for line in std::io::stdin().lock().split(b'\n') {
         let Ok(line) = line else { break };
         if let Some(pid) = line.strip_prefix(b"pid ") {
             let pid = std::str::from_utf8(pid).ok().and_then(|p| p.parse().ok());
             sessions.extend(pid.filter(|&pid: &i32| pid > 1));
-        } else if let Some(path) = line.strip_prefix(b"tmp ") {
-            temps.insert(unescape(path));
-        } else if let Some(path) = line.strip_prefix(b"done ") {
-            temps.remove(&unescape(path));
+        } else if let Some(path) = line.strip_prefix(b"journal ") {
+            journal = Some(unescape(path));
+        } else {
+            pending.apply(&line);
         }
     }
-    for path in temps {
-        if std::fs::remove_file(&path).is_err() {
-            let _ = std::fs::remove_dir_all(&path);
-        }
-    }
+    pending.remove();
+    sessions.sort_unstable();
+    sessions.dedup();
     kill_sessions(&sessions);
+    if let Some(journal) = journal {
+        let _ = std::fs::remove_file(journal);
+    }
 }
 
 #[cfg(test)]

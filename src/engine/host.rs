@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::sync::{Mutex, OnceCell, watch};
+use tokio::sync::{Mutex, Notify, OnceCell, watch};
 use tokio::time::Instant;
 
-use super::batch::{interrupt, run_batch, scratch_dir};
+use super::batch::{interrupt, run_batch};
 use super::guard::Guard;
-use super::procs::kill_sessions;
+use super::procs::{become_subreaper, kill_descendants, kill_sessions, reap_adopted};
+use super::scratch::scratch_dir;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest, HANDSHAKE_PREFIX};
@@ -30,6 +31,8 @@ pub(super) struct Engine {
     pub(super) pid: AtomicI32,
     /// Bumped by a cancelling interrupt; a batch stops when it changes.
     pub(super) cancel: AtomicU64,
+    /// Told of every interrupt, for the running command (see `ShellSpec`).
+    pub(super) interrupted: Arc<Notify>,
 }
 
 pub(super) struct Host {
@@ -56,6 +59,12 @@ pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
         identity.fingerprint()
     );
 
+    // Commands that leave their shell (setsid, nohup, a double fork)
+    // become our children, to be ended with us.
+    if let Err(e) = become_subreaper() {
+        eprintln!("pcl engine: cannot adopt orphaned commands ({e}); some may outlive the session");
+    }
+    raise_open_files_limit();
     let grace = Duration::from_secs(config.reconnect_grace_secs.into());
     let host = Arc::new(Host {
         config,
@@ -64,7 +73,10 @@ pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
         guard: match Guard::spawn() {
             Ok(guard) => {
                 // Removed at exit, or by the guard if the exit is a SIGKILL.
-                guard.temp(scratch_dir());
+                match scratch_dir() {
+                    Ok(dir) => guard.temp(dir),
+                    Err(e) => eprintln!("pcl engine: no scratch directory: {e}"),
+                }
                 Some(Arc::new(guard))
             }
             Err(e) => {
@@ -83,6 +95,8 @@ pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
     tokio::spawn(async move {
         starter.engines().await;
     });
+    tokio::task::spawn_blocking(super::leftovers::clean_stale);
+    tokio::spawn(watch_adopted(host.guard.clone()));
 
     let mut tether = [0u8; 512];
     loop {
@@ -112,8 +126,31 @@ pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
     }
     endpoint.close(0u32.into(), b"engine host exiting");
     host.kill_all();
-    let _ = std::fs::remove_dir_all(scratch_dir());
+    if let Ok(dir) = scratch_dir() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
+}
+
+/// Reap adopted orphans as they end, and tell the guard the sessions of
+/// those still running, which it must end if we are killed. Checked on
+/// every SIGCHLD and every second (an adoption itself sends no signal).
+async fn watch_adopted(guard: Option<Arc<Guard>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigchld = signal(SignalKind::child()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut told = std::collections::HashSet::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(()) = async { sigchld.as_mut()?.recv().await } => {}
+        }
+        for session in reap_adopted() {
+            if let Some(guard) = guard.as_ref().filter(|_| told.insert(session)) {
+                guard.watch(session);
+            }
+        }
+    }
 }
 
 impl Host {
@@ -128,7 +165,9 @@ impl Host {
             Err(e) => return (0..c.engines).map(|_| Err(e.to_string())).collect(),
         };
         let starts = (0..c.engines).map(|i| {
+            let interrupted = Arc::new(Notify::new());
             let spec = ShellSpec {
+                interrupted: interrupted.clone(),
                 program: c.shell.clone(),
                 workdir: workdir.clone(),
                 env: vec![
@@ -146,12 +185,15 @@ impl Host {
                     pid: AtomicI32::new(shell.pid()),
                     shell: Mutex::new(shell),
                     cancel: AtomicU64::new(0),
+                    interrupted,
                 }))
             }
         });
         join_all(starts).await
     }
 
+    /// End every shell, everything they started, and every command that
+    /// escaped them (ours as their subreaper); the guard stays to the end.
     fn kill_all(&self) {
         if let Some(engines) = self.engines.get() {
             let shells: Vec<i32> = engines
@@ -161,6 +203,8 @@ impl Host {
                 .collect();
             kill_sessions(&shells);
         }
+        let spare: Vec<i32> = self.guard.iter().map(|g| g.pid()).collect();
+        kill_descendants(&spare);
     }
 
     async fn serve(self: Arc<Self>, conn: Connection) {
@@ -280,4 +324,22 @@ pub(super) fn prepare_workdir(workdir: Option<&str>) -> Result<PathBuf, EngineEr
         source,
     })?;
     Ok(path)
+}
+
+/// Every shell holds three pipes to us: many engines on one host need more
+/// descriptors than the usual soft limit of 1024, and the hard limit is
+/// ours to take.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }

@@ -6,10 +6,12 @@ mod data;
 mod error;
 mod guard;
 mod host;
+mod leftovers;
 mod marker;
 mod pipe;
 mod procs;
 mod quote;
+mod scratch;
 mod shell;
 
 pub use batch::substitute;

@@ -4,7 +4,8 @@
 //! signalled without touching the shell, and everything the shell ever
 //! started can be found and killed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Mutex, OnceLock};
 
 /// (pid, process group) of every process in session `sid`.
 fn session_members(sid: i32) -> Vec<(i32, i32)> {
@@ -59,5 +60,111 @@ pub fn kill_sessions(shell_pids: &[i32]) {
     for (pid, _) in members_of(shell_pids) {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Pids this engine host spawned itself (shells, the guard), whose exit
+/// statuses belong to their own waiters; every other child was adopted.
+fn spawned() -> &'static Mutex<HashSet<i32>> {
+    static SPAWNED: OnceLock<Mutex<HashSet<i32>>> = OnceLock::new();
+    SPAWNED.get_or_init(Default::default)
+}
+
+/// Spawn a child and record it as ours, in one step: the reaper of
+/// adopted orphans must never take a status that a waiter expects.
+pub fn spawn_recorded<C>(
+    spawn: impl FnOnce() -> std::io::Result<C>,
+    pid: impl Fn(&C) -> i32,
+) -> std::io::Result<C> {
+    let mut spawned = spawned().lock().expect("spawned lock");
+    let child = spawn()?;
+    spawned.insert(pid(&child));
+    Ok(child)
+}
+
+/// `pid` was waited for (or never will be): it is no longer ours.
+pub fn forget_spawned(pid: i32) {
+    spawned().lock().expect("spawned lock").remove(&pid);
+}
+
+/// Make this process the reaper of every orphan among its descendants: a
+/// command that escapes its shell (`setsid`, `nohup ... &`, a double fork,
+/// `disown`) becomes our child instead of init's, so it can be ended with
+/// the engine host.
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl with these arguments only sets a flag of this process.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Direct children of this process, from every thread's list.
+fn children() -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut kids = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            kids.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    kids
+}
+
+/// State letter and session of `pid`.
+fn state_and_session(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+    let state = fields.next()?.chars().next()?;
+    let session = fields.nth(2)?.parse().ok()?;
+    Some((state, session))
+}
+
+/// Reap adopted orphans that have ended, and return the sessions of those
+/// still running (for the guard, which must end them if we are killed).
+pub fn reap_adopted() -> Vec<i32> {
+    let spawned = spawned().lock().expect("spawned lock");
+    let mut sessions = Vec::new();
+    for pid in children() {
+        if spawned.contains(&pid) {
+            continue;
+        }
+        match state_and_session(pid) {
+            Some(('Z', _)) | None => {
+                // SAFETY: waitpid on our own child, which no one else waits for.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+            }
+            Some((_, session)) => sessions.push(session),
+        }
+    }
+    sessions
+}
+
+/// SIGKILL every descendant but `spare`, round after round: each one
+/// killed hands its own children to us (we are their subreaper), until
+/// none is left or a few seconds have passed.
+pub fn kill_descendants(spare: &[i32]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        let kids: Vec<i32> = children()
+            .into_iter()
+            .filter(|pid| !spare.contains(pid))
+            .collect();
+        if kids.is_empty() {
+            return;
+        }
+        for &pid in &kids {
+            // SAFETY: kill and waitpid on our own children.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

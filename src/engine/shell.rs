@@ -8,21 +8,40 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::guard::Guard;
 use super::marker::MarkerScanner;
 use super::pipe::OutputPipe;
-use super::procs::{kill_session, signal_jobs};
+use super::procs::{forget_spawned, kill_session, signal_jobs, spawn_recorded};
 use super::{EngineError, ansi_c_quote};
 use crate::protocol::engine::{ExecEnd, ExecOutcome};
 
 /// Exit status reported for a command stopped by its timeout, as timeout(1).
 pub const TIMEOUT_STATUS: i32 = 124;
 
+/// Exit status reported for a command stopped by an interrupt, as at a
+/// terminal's Ctrl-C.
+pub const INTERRUPTED_STATUS: i32 = 130;
+
 /// How long a timed-out command gets between SIGTERM and SIGKILL of its
-/// process groups, and then before the shell itself is given up on.
+/// process groups, and then before the shell itself is given up on; also
+/// how long an interrupted command gets before a shell with no job left to
+/// signal is given up on.
 const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// The engine's own copies of the shell's stdout and stderr pipes, where
+/// the end-of-command markers go. Far above what bash hands out for
+/// `{var}>` redirections (10 and up).
+const OUT_FD: i32 = 250;
+const ERR_FD: i32 = 251;
+
+/// Redirections for every piece of engine-run code that runs a user's
+/// command: stdin from /dev/null (never the shell's command pipe), and the
+/// engine's own descriptors closed, so that nothing a user runs can write
+/// to them, close them for good, or keep them open once the shell is gone.
+pub(super) const USER_REDIRECTS: &str = "</dev/null 250>&- 251>&-";
 
 #[derive(Clone)]
 pub struct ShellSpec {
@@ -32,6 +51,9 @@ pub struct ShellSpec {
     pub setup: Option<String>,
     /// Told of every shell started, to clean up if the engine host dies.
     pub guard: Option<Arc<Guard>>,
+    /// Notified when the engine's command is interrupted: a shell that
+    /// then does not answer is replaced.
+    pub interrupted: Arc<Notify>,
 }
 
 /// Where a command's output goes as it arrives.
@@ -116,16 +138,24 @@ impl Shell {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        // SAFETY: setsid is async-signal-safe. A session of its own lets us
-        // find and kill everything the shell starts, and keeps terminal
-        // signals aimed at the engine host away from it.
+        // SAFETY: setsid and dup2 are async-signal-safe. A session of its
+        // own lets us find and kill everything the shell starts, and keeps
+        // terminal signals aimed at the engine host away from it. The
+        // duplicates of stdout and stderr are the engine's own channel.
         unsafe {
             command.pre_exec(|| {
                 libc::setsid();
+                if libc::dup2(1, OUT_FD) < 0 || libc::dup2(2, ERR_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
-        let mut child = command.spawn().map_err(|source| EngineError::Spawn {
+        let mut child = spawn_recorded(
+            || command.spawn(),
+            |child| child.id().map_or(-1, |p| p as i32),
+        )
+        .map_err(|source| EngineError::Spawn {
             program: spec.program.clone(),
             source,
         })?;
@@ -180,14 +210,19 @@ impl Shell {
         timeout: Option<Duration>,
         sink: &mut S,
     ) -> Result<ExecEnd, EngineError> {
-        self.run_lines(&format!("{{ {script}\n}} </dev/null\n"), timeout, sink)
-            .await
+        self.run_lines(
+            &format!("{{ {script}\n}} {USER_REDIRECTS}\n"),
+            timeout,
+            sink,
+        )
+        .await
     }
 
     /// Run top-level lines of engine-made shell code. Unlike `run_script`
     /// they are not one compound command, so an interrupt that aborts one
     /// line (bash drops the rest of the command a SIGINT hit) leaves the
-    /// next lines to run. Each line must redirect its own stdin.
+    /// next lines to run. Each line must redirect its own stdin and close
+    /// the engine's own descriptors (`USER_REDIRECTS`).
     pub async fn run_lines<S: OutputSink>(
         &mut self,
         lines: &str,
@@ -197,65 +232,92 @@ impl Shell {
         let token = random_hex();
         let (a, b) = token.split_at(token.len() / 2);
         // Job control (`set -m`) gives each command its own process group.
+        // The markers go to the engine's own copies of the pipes, and
+        // stdout and stderr are put back on them for the next command: a
+        // command that redirected or closed its shell's stdout or stderr
+        // (`exec >/dev/null`) silences itself, never the engine's channel.
+        // (Plain `exec`: under `builtin`, its redirections would not stay.)
         // The marker is printed from two variables so that even `set -x`
         // traces never show it whole.
         let wrapper = format!(
             "set -m; __pcl_a={a}; __pcl_b={b}\n{lines}\
-             __pcl_s=$?; builtin printf '%s%s' \"$__pcl_a\" \"$__pcl_b\" >&2; \
-             builtin printf '%s%s%d\\n' \"$__pcl_a\" \"$__pcl_b\" \"$__pcl_s\"\n"
+             __pcl_s=$?; exec 1>&{OUT_FD} 2>&{ERR_FD}; \
+             builtin printf '%s%s' \"$__pcl_a\" \"$__pcl_b\" >&{ERR_FD}; \
+             builtin printf '%s%s%d\\n' \"$__pcl_a\" \"$__pcl_b\" \"$__pcl_s\" >&{OUT_FD}\n"
         );
         if self.stdin.write_all(wrapper.as_bytes()).await.is_err() {
-            return self.restart_after_death(sink, Vec::new(), Vec::new()).await;
+            let scanners = Scanners::new(&token);
+            return self.restart_after_death(sink, scanners).await;
         }
-        let mut out = MarkerScanner::new(token.as_bytes());
-        let mut err = MarkerScanner::new(token.as_bytes());
+        let mut scan = Scanners::new(&token);
         let mut out_buf = vec![0u8; 64 << 10];
         let mut err_buf = vec![0u8; 64 << 10];
         let mut deadline = timeout.map(|t| Instant::now() + t);
         let mut timed_out = false;
         let mut abandoned = false;
         let mut kill_stage = 0;
+        // Armed from the start: an interrupt is seen even while we are not
+        // polling (`notify_waiters` keeps no permit for later commands).
+        let interrupts = self.spec.interrupted.clone();
+        let mut interrupted = std::pin::pin!(interrupts.notified());
+        let mut interrupt_check: Option<Instant> = None;
         loop {
-            if err.after().is_some() {
-                if let Some(status) = out.after().and_then(parse_status) {
-                    let outcome = if timed_out {
-                        ExecOutcome::TimedOut
-                    } else {
-                        ExecOutcome::Finished
-                    };
-                    let status = if timed_out { TIMEOUT_STATUS } else { status };
-                    return Ok(ExecEnd { status, outcome });
-                }
+            if let Some(status) = scan.status() {
+                let outcome = if timed_out {
+                    ExecOutcome::TimedOut
+                } else {
+                    ExecOutcome::Finished
+                };
+                let status = if timed_out { TIMEOUT_STATUS } else { status };
+                return Ok(ExecEnd { status, outcome });
             }
             // Re-asked each round: a batch reads its last task's end at once.
             let every = sink.poll_every();
             self.stdout.poll_every(every)?;
             self.stderr.poll_every(every)?;
-            let sleep_until =
-                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86400));
+            let far = || Instant::now() + Duration::from_secs(86400);
+            let sleep_until = deadline.unwrap_or_else(far);
+            let check_at = interrupt_check.unwrap_or_else(far);
             tokio::select! {
-                n = self.stdout.read(&mut out_buf), if out.after().is_none() || !has_newline(out.after()) => {
+                n = self.stdout.read(&mut out_buf), if scan.wants_stdout() => {
                     let n = n?;
                     if n == 0 {
-                        let rest = (out.into_rest(), err.into_rest());
-                        return self.restart_after_death(sink, rest.0, rest.1).await;
+                        return self.restart_after_death(sink, scan).await;
                     }
-                    let data = out.feed(&out_buf[..n]);
+                    let data = scan.out.feed(&out_buf[..n]);
                     if !data.is_empty() { sink.stdout(data).await; }
                 }
-                n = self.stderr.read(&mut err_buf), if err.after().is_none() => {
+                n = self.stderr.read(&mut err_buf), if scan.err.after().is_none() => {
                     let n = n?;
                     if n == 0 {
-                        let rest = (out.into_rest(), err.into_rest());
-                        return self.restart_after_death(sink, rest.0, rest.1).await;
+                        return self.restart_after_death(sink, scan).await;
                     }
-                    let data = err.feed(&err_buf[..n]);
+                    let data = scan.err.feed(&err_buf[..n]);
                     if !data.is_empty() { sink.stderr(data).await; }
                 }
                 _ = sink.abandoned(), if !abandoned => {
                     abandoned = true;
                     if !timed_out {
                         deadline = Some(Instant::now());
+                    }
+                }
+                _ = interrupted.as_mut() => {
+                    interrupted.set(interrupts.notified());
+                    interrupt_check.get_or_insert_with(|| Instant::now() + KILL_GRACE);
+                }
+                _ = tokio::time::sleep_until(check_at), if interrupt_check.is_some() => {
+                    interrupt_check = None;
+                    // Interrupted, still not done, and no job of its own
+                    // left to signal: the shell itself is what runs (a
+                    // builtin loop) or it stopped answering. Only a fresh
+                    // shell gives the engine back.
+                    if signal_jobs(self.pid, 0) == 0 {
+                        return self
+                            .replace_stuck(
+                                INTERRUPTED_STATUS,
+                                "the command did not stop on interrupt; the shell was replaced and its state was lost",
+                            )
+                            .await;
                     }
                 }
                 _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => {
@@ -267,14 +329,12 @@ impl Shell {
                         _ => {
                             // The command is the shell itself (a builtin
                             // loop, say): only replacing the shell stops it.
-                            kill_session(self.pid);
-                            self.replace().await?;
-                            return Ok(ExecEnd {
-                                status: TIMEOUT_STATUS,
-                                outcome: ExecOutcome::ShellRestarted(
-                                    "the command timed out and did not yield to signals; the shell was replaced".into(),
-                                ),
-                            });
+                            return self
+                                .replace_stuck(
+                                    TIMEOUT_STATUS,
+                                    "the command timed out and did not yield to signals; the shell was replaced",
+                                )
+                                .await;
                         }
                     }
                     deadline = Some(Instant::now() + KILL_GRACE);
@@ -283,26 +343,52 @@ impl Shell {
         }
     }
 
-    /// The shell ended mid-command: pass on what it printed, report its
-    /// exit status, and put a fresh shell in its place.
+    /// Put a fresh shell in place of one that does not answer.
+    async fn replace_stuck(&mut self, status: i32, why: &str) -> Result<ExecEnd, EngineError> {
+        kill_session(self.pid);
+        self.replace().await?;
+        Ok(ExecEnd {
+            status,
+            outcome: ExecOutcome::ShellRestarted(why.into()),
+        })
+    }
+
+    /// The shell ended mid-command: pass on everything it printed, on both
+    /// streams (one pipe's end does not mean the other was read to its
+    /// end), report its exit status, and put a fresh shell in its place.
     async fn restart_after_death<S: OutputSink>(
         &mut self,
         sink: &mut S,
-        stdout_rest: Vec<u8>,
-        stderr_rest: Vec<u8>,
+        scan: Scanners,
     ) -> Result<ExecEnd, EngineError> {
-        if !stdout_rest.is_empty() {
-            sink.stdout(stdout_rest).await;
-        }
-        if !stderr_rest.is_empty() {
-            sink.stderr(stderr_rest).await;
-        }
         let status = self.child.wait().await?;
+        // What the shell left running in its session could hold the pipes
+        // open for ever; what escaped the session gets a moment.
+        kill_session(self.pid);
+        let Scanners { mut out, mut err } = scan;
+        let drain_until = Instant::now() + KILL_GRACE;
+        for (pipe, scanner, is_err) in [
+            (&mut self.stdout, &mut out, false),
+            (&mut self.stderr, &mut err, true),
+        ] {
+            let mut buf = vec![0u8; 64 << 10];
+            pipe.poll_every(None)?;
+            while scanner.after().is_none() {
+                match tokio::time::timeout_at(drain_until, pipe.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        let data = scanner.feed(&buf[..n]);
+                        emit(sink, is_err, data).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        emit(sink, false, out.into_rest()).await;
+        emit(sink, true, err.into_rest()).await;
         let code = status.code().unwrap_or_else(|| {
             use std::os::unix::process::ExitStatusExt;
             128 + status.signal().unwrap_or(0)
         });
-        kill_session(self.pid);
         self.replace().await?;
         Ok(ExecEnd {
             status: code,
@@ -323,11 +409,42 @@ impl Shell {
 impl Drop for Shell {
     fn drop(&mut self) {
         kill_session(self.pid);
+        forget_spawned(self.pid);
     }
 }
 
-fn has_newline(after: Option<&[u8]>) -> bool {
-    after.is_some_and(|a| a.contains(&b'\n'))
+async fn emit<S: OutputSink>(sink: &mut S, is_err: bool, data: Vec<u8>) {
+    match (data.is_empty(), is_err) {
+        (true, _) => {}
+        (false, false) => sink.stdout(data).await,
+        (false, true) => sink.stderr(data).await,
+    }
+}
+
+/// One command's two streams, each cut at its marker.
+struct Scanners {
+    out: MarkerScanner,
+    err: MarkerScanner,
+}
+
+impl Scanners {
+    fn new(token: &str) -> Scanners {
+        Scanners {
+            out: MarkerScanner::new(token.as_bytes()),
+            err: MarkerScanner::new(token.as_bytes()),
+        }
+    }
+
+    /// Stdout's marker line (with the status) is not complete yet.
+    fn wants_stdout(&self) -> bool {
+        !self.out.after().is_some_and(|a| a.contains(&b'\n'))
+    }
+
+    /// The command's status, once both markers are in.
+    fn status(&self) -> Option<i32> {
+        self.err.after()?;
+        parse_status(self.out.after()?)
+    }
 }
 
 fn parse_status(after: &[u8]) -> Option<i32> {

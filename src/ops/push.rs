@@ -7,7 +7,7 @@ use super::transfer::{
     Abort, Failure, Outcome, Upload, feed, local_source, report, store, with_progress,
 };
 use crate::join_all;
-use crate::protocol::data::{EngineData, Source, check_name, check_remote};
+use crate::protocol::data::{EngineData, Source, check_name, check_remote, open_regular};
 use crate::protocol::session::Reply;
 use crate::session::{EnginePool, ReplySink, SessionError};
 
@@ -56,12 +56,8 @@ pub async fn file(
     let local = local.as_path();
     let cannot =
         |e: std::io::Error| SessionError::Refused(format!("cannot read {}: {e}", local.display()));
-    let mut reader = std::fs::File::open(local).map_err(cannot)?;
-    let meta = reader.metadata().map_err(cannot)?;
-    if meta.is_dir() {
-        return Err(cannot(std::io::Error::from_raw_os_error(libc::EISDIR)));
-    }
-    let size = meta.len();
+    let mut reader = open_regular(local).map_err(cannot)?;
+    let size = reader.metadata().map_err(cannot)?.len();
     let ids = pool.resolve(targets)?;
     let abort = Abort::of(out);
     // Engines of one host share its workdir: one copy per host is enough.

@@ -10,7 +10,9 @@ use super::transfer::{
     Abort, Failure, Upload, feed, feed_bytes, local_source, report, with_progress,
 };
 use crate::join_all;
-use crate::protocol::data::{DataError, EngineData, Items, Source, check_name, check_remote};
+use crate::protocol::data::{
+    DataError, EngineData, Items, Source, check_name, check_remote, open_regular,
+};
 use crate::protocol::session::Reply;
 use crate::session::{EnginePool, ReplySink, SessionError};
 
@@ -100,7 +102,7 @@ async fn split(path: &Path, n: usize, for_shell: bool) -> Result<Vec<(u64, u64)>
     let path = path.to_path_buf();
     let shown = path.display().to_string();
     let result = tokio::task::spawn_blocking(move || {
-        let count = count_lines(&mut std::fs::File::open(&path)?)?;
+        let count = count_lines(&mut open_regular(&path)?)?;
         if let (true, Some(line)) = (for_shell, count.nul_line) {
             return Ok(Err(DataError::Nul(format!("line {line}"))));
         }

@@ -222,6 +222,30 @@ pub fn read_full(source: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Re
     Ok(filled)
 }
 
+/// Open LOCAL for reading only if it is a regular file. The open itself
+/// never blocks (a FIFO with no writer would hang it for ever), and the
+/// type is checked on what was opened, not on a name that could change.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what}; give a pipe or a stream as `-` (stdin)"),
+        ));
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

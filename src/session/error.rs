@@ -10,6 +10,8 @@ pub enum SessionError {
     OtherUser(String),
     #[error("session '{0}' is already running: pcl down first, or pick another --session")]
     AlreadyRunning(String),
+    #[error("session '{0}' is already starting: wait for that pcl up, or pick another --session")]
+    AlreadyStarting(String),
     #[error("{path} is not private to this user (owner or mode): remove it and retry")]
     NotPrivate { path: String },
     #[error("session '{0}' did not start: {1}")]

@@ -59,6 +59,39 @@ impl SessionPaths {
     }
 }
 
+/// Held by the one `pcl up` that is starting a session; released when
+/// dropped (or when that process ends, however it ends).
+#[derive(Debug)]
+pub struct StartLock {
+    _held: std::fs::File,
+}
+
+impl SessionPaths {
+    /// Take the session's start lock, or fail at once if another `pcl up`
+    /// holds it: the lock, not a check of the socket, decides who starts.
+    pub fn lock_start(&self) -> Result<StartLock, SessionError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(self.dir.join("start.lock"))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+                SessionError::AlreadyStarting(self.name.clone())
+            } else {
+                e.into()
+            });
+        }
+        Ok(StartLock { _held: file })
+    }
+}
+
 fn check_private(dir: &Path) -> Result<(), SessionError> {
     let meta = std::fs::metadata(dir)?;
     // SAFETY: geteuid cannot fail.

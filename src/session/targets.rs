@@ -17,7 +17,10 @@ impl FromStr for Targets {
     fn from_str(s: &str) -> Result<Self, SessionError> {
         let bad = |why: &str| SessionError::BadTargets(s.to_string(), why.to_string());
         let s = s.trim();
-        if s.is_empty() || s == "all" {
+        if s.is_empty() {
+            return Err(bad("the target list is empty"));
+        }
+        if s == "all" {
             return Ok(Targets::All);
         }
         if s.bytes()

@@ -9,6 +9,7 @@ use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use super::MapInput;
+use crate::protocol::data::open_regular;
 use crate::session::SessionError;
 use crate::transport::read_frame;
 
@@ -40,9 +41,11 @@ impl Input {
                 Some(total)
             }
             MapInput::File { path, remove } => {
-                let file = tokio::fs::File::open(&path).await.map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-                })?;
+                let file = open_regular(&path)
+                    .map(tokio::fs::File::from_std)
+                    .map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                    })?;
                 let total = count_lines(path.clone()).await;
                 tokio::spawn(async move {
                     read_lines(BufReader::new(file), &tx).await;
