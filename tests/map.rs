@@ -563,3 +563,28 @@ fn large_results_behind_a_slow_item_keep_the_daemon_bounded() {
     let peak = status_kib(daemon_pids(&env.session)[0], "VmHWM");
     assert!(peak < 160 << 10, "the daemon's resident peak is {peak} KiB");
 }
+
+#[test]
+fn a_task_s_stderr_holds_the_user_s_words_only() {
+    let env = Env::new();
+    env.up([env.cluster_local(1)]);
+    let out = env
+        .pcl(["map", "nosuchcommand-{}; echo own >&2; exit 2", "a"])
+        .run()
+        .assert_exit(1);
+    assert!(
+        out.stderr.contains("bash: nosuchcommand-a: command not found\nown\n"),
+        "{}",
+        out.describe()
+    );
+    // Killed by its timeout, or by a signal: the status says so, and the
+    // shell's job report (`Terminated`) is not part of the task's stderr.
+    for args in [
+        vec!["map", "--timeout", "1", "sleep {}", "30"],
+        vec!["map", "kill -TERM $BASHPID; echo {}", "b"],
+    ] {
+        let out = env.pcl(&args).run().assert_exit(1);
+        assert!(!out.stderr.contains("Terminated"), "{args:?}\n{}", out.describe());
+        assert!(!out.stderr.contains("pcl-engine-"), "{}", out.describe());
+    }
+}

@@ -13,84 +13,22 @@
 
 mod common;
 
+use common::users::TempUser;
 use common::*;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use pcl::protocol::session::Reply;
-
-fn root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
 
 fn socket_of(env: &Env) -> PathBuf {
     env.runtime_dir()
         .join("pcl")
         .join(&env.session)
         .join("sock")
-}
-
-/// An unprivileged user made for one test, removed on drop.
-struct TempUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TempUser {
-    fn create() -> Option<TempUser> {
-        if !root() || !Path::new("/usr/sbin/useradd").exists() {
-            if std::env::var_os("PCL_TEST_REQUIRE").is_some_and(|v| v != "0" && !v.is_empty()) {
-                panic!("PCL_TEST_REQUIRE is set but the test needs root and useradd");
-            }
-            eprintln!("SKIPPED: {} (needs root and useradd)", test_name());
-            return None;
-        }
-        let name = format!("pclsec{}", std::process::id());
-        let _ = Command::new("userdel").arg(&name).output();
-        let out = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/bin/false"])
-            .arg(&name)
-            .output()
-            .expect("run useradd");
-        assert!(out.status.success(), "useradd: {out:?}");
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id").arg(flag).arg(&name).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-        };
-        Some(TempUser {
-            uid: id("-u"),
-            gid: id("-g"),
-            name,
-        })
-    }
-
-    /// `pcl ARGS` as this user, with the env's runtime dir and session.
-    fn pcl(&self, env: &Env, args: &[&str]) -> Output {
-        env.cmd("setpriv")
-            .args([
-                format!("--reuid={}", self.uid),
-                format!("--regid={}", self.gid),
-                "--clear-groups".into(),
-                PCL.into(),
-            ])
-            .args(args)
-            .current_dir("/")
-            .timeout_secs(20)
-            .run()
-    }
-}
-
-impl Drop for TempUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
-    }
 }
 
 #[test]
@@ -372,4 +310,101 @@ fn security_malformed_frames_get_an_error_and_the_daemon_keeps_serving() {
     assert_eq!(daemon_pids(&env.session), vec![daemon]);
     env.down();
     assert_nothing_left(&env.session);
+}
+
+/// What another user plants where an engine host's scratch files could go
+/// (`/tmp`, here, as over ssh without `XDG_RUNTIME_DIR`): directories named
+/// as a predictable scratch place would be, for the next 1,500 pids, each
+/// open to all, holding a link to a file of ours and a script of theirs.
+/// None of it may be read, written or run by a session.
+#[test]
+fn security_nothing_another_user_planted_in_tmp_is_used() {
+    let Some(sshd) = Sshd::start() else {
+        return;
+    };
+    let Some(user) = TempUser::create() else {
+        return;
+    };
+    let env = Env::new();
+    let victim = env.write("precious", "root's own bytes\n");
+    fs::set_permissions(env.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let ran = format!("/tmp/pcl-attacker-ran-{}", std::process::id());
+    let last: u32 = fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (first, end) = (last + 1, last + 1500);
+    let plant = format!(
+        "for p in $(seq {first} {end}); do d=/tmp/pcl-engine-$p; mkdir -m 777 $d || continue; \
+         ln -s {victim} $d/batch-0.sh; ln -s {victim} $d/stop-0; \
+         printf 'id > {ran}\\n' > $d/batch-1.sh; chmod 777 $d/batch-1.sh; done",
+        victim = victim.display()
+    );
+    user.sh(&env, &plant).success();
+    let planted = |p: u32| PathBuf::from(format!("/tmp/pcl-engine-{p}"));
+
+    let cluster = env.write_cluster(&[sshd.host().engines(2)]);
+    env.up([&cluster]);
+    let out = env
+        .pcl(["map", "echo {}", "a", "b", "c", "d"])
+        .run()
+        .success();
+    assert_eq!(out.stdout_str(), "a\nb\nc\nd\n");
+    env.pcl(["scatter", "xs", "1", "2", "3"]).run().success();
+    env.pcl(["interrupt"]).run().success();
+
+    // The engine host's own scratch place is a fresh private directory.
+    let ours: Vec<PathBuf> = fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("pcl-engine-")
+                && !(first..=end).any(|pid| planted(pid) == *p)
+                && fs::symlink_metadata(p).is_ok_and(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.uid() == 0
+                })
+        })
+        .collect();
+    // (Other tests' engine hosts may have theirs here too.)
+    assert!(
+        !ours.is_empty(),
+        "no scratch directory in /tmp: the test ran none"
+    );
+    for dir in &ours {
+        let mode = fs::symlink_metadata(dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is mode {mode:o}", dir.display());
+    }
+    env.down();
+
+    let mut touched = Vec::new();
+    for pid in first..=end {
+        let dir = planted(pid);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        if names != ["batch-0.sh", "batch-1.sh", "stop-0"] {
+            touched.push(format!("{}: {names:?}", dir.display()));
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+    assert!(
+        touched.is_empty(),
+        "planted directories were used: {touched:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(&victim).unwrap(),
+        "root's own bytes\n",
+        "a planted link made the session overwrite a file of its user"
+    );
+    assert!(!Path::new(&ran).exists(), "a planted script ran");
+    let _ = fs::remove_file(&ran);
 }

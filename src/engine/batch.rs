@@ -100,7 +100,17 @@ pub(super) async fn run_batch(
 /// already /dev/null: `run_script` redirects the whole script.
 fn task_script(template: &str, item: &[u8]) -> String {
     let command = substitute(template, item);
-    format!("( builtin eval {} )", ansi_c_quote(command.as_bytes()))
+    quiet_job(&format!(
+        "( builtin eval {} )",
+        ansi_c_quote(command.as_bytes())
+    ))
+}
+
+/// `job` with its own stderr kept but the shell's report of how it ended
+/// (`Terminated` for a task killed by its timeout) sent nowhere: the shell
+/// writes that to its own stderr, which is /dev/null around the job.
+fn quiet_job(job: &str) -> String {
+    format!("{{ {job} 2>&249 249>&-; }} 249>&2 2>/dev/null")
 }
 
 /// With a per-task timeout: one shell call per task, each with its own
@@ -163,10 +173,11 @@ async fn run_sourced(
     // status `x` ends the batch. With job control on, a SIGINT reaches only
     // the task's process group, but bash breaks a loop whose foreground
     // job died of SIGINT: the task turns it into exit status 130.
+    let quiet = quiet_job("( trap 'exit 130' INT; builtin eval \"$__pcl_c\" )");
     let mut script = format!(
         "__pcl_m={a}; __pcl_n={b}\n\
          __pcl_r() {{ for __pcl_c in \"${{__pcl_l[@]}}\"; do [[ -e {stop} ]] && break; \
-         ( trap 'exit 130' INT; builtin eval \"$__pcl_c\" ); \
+         {quiet}; \
          builtin printf '%s%s%s\\n' \"$__pcl_m\" \"$__pcl_n\" \"$?\"; \
          builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; done; \
          [[ -e {stop} ]] && {{ builtin printf '%s%s%s\\n' \"$__pcl_m\" \"$__pcl_n\" x; \
@@ -188,8 +199,11 @@ async fn run_sourced(
         ". {} {USER_REDIRECTS}; __pcl_r {USER_REDIRECTS}\n",
         quote(&path)
     );
+    let mut source_name = path.as_os_str().as_encoded_bytes().to_vec();
+    source_name.extend_from_slice(b": line ");
     let mut splitter = Splitter {
         token: token.into_bytes(),
+        source_name,
         items: items.into_iter().map(|i| i.seq).collect(),
         next: 0,
         stdout: Cut::default(),
@@ -263,6 +277,9 @@ impl Cut {
 
 struct Splitter<'a> {
     token: Vec<u8>,
+    /// How bash names the batch script in its error messages
+    /// (`PATH: line N: `), which is no concern of the user's.
+    source_name: Vec<u8>,
     items: Vec<u64>,
     /// Index in `items` of the task running now.
     next: usize,
@@ -285,6 +302,7 @@ impl Splitter<'_> {
             let Some((stderr, _)) = self.stderr.next(&self.token, false) else {
                 return;
             };
+            let stderr = as_bash_says(stderr, &self.source_name);
             let (stdout, status) = self.done_out.remove(0);
             let Some(&seq) = self.items.get(self.next) else {
                 return;
@@ -337,9 +355,46 @@ impl OutputSink for Splitter<'_> {
     }
 }
 
+/// A task's stderr with bash's naming of pcl's batch script (`PATH: line
+/// N: ` at the start of a line) said as bash names a command's own errors
+/// (`bash: `).
+fn as_bash_says(stderr: Vec<u8>, source_name: &[u8]) -> Vec<u8> {
+    if memmem::find(&stderr, source_name).is_none() {
+        return stderr;
+    }
+    let mut out = Vec::with_capacity(stderr.len());
+    for line in stderr.split_inclusive(|&b| b == b'\n') {
+        let rest = line.strip_prefix(source_name).and_then(|rest| {
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            rest[digits..].strip_prefix(b": ").filter(|_| digits > 0)
+        });
+        match rest {
+            Some(rest) => {
+                out.extend_from_slice(b"bash: ");
+                out.extend_from_slice(rest);
+            }
+            None => out.extend_from_slice(line),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Cut, substitute};
+    use super::{Cut, as_bash_says, substitute};
+
+    #[test]
+    fn the_batch_script_is_never_named_in_a_task_error() {
+        let name = b"/run/pcl-engine-ab/batch-0-3.sh: line ";
+        let stderr = b"/run/pcl-engine-ab/batch-0-3.sh: line 2: nosuch: command not found\n\
+                       own words\n/run/pcl-engine-ab/batch-0-3.sh: line x: kept\n"
+            .to_vec();
+        assert_eq!(
+            as_bash_says(stderr, name),
+            b"bash: nosuch: command not found\nown words\n/run/pcl-engine-ab/batch-0-3.sh: line x: kept\n"
+        );
+        assert_eq!(as_bash_says(b"plain".to_vec(), name), b"plain");
+    }
 
     #[test]
     fn cuts_tasks_at_markers_split_across_reads() {

@@ -97,6 +97,9 @@ pub struct Shell {
     stdin: ChildStdin,
     stdout: OutputPipe,
     stderr: OutputPipe,
+    /// Lines the shell has been given to read: bash numbers the lines of
+    /// its errors from the start of its input.
+    lines_read: usize,
 }
 
 impl Shell {
@@ -113,13 +116,14 @@ impl Shell {
             .await?;
         if let Some(setup) = shell.spec.setup.clone() {
             let mut capture = Capture::default();
+            let first_line = shell.lines_read + 1;
             let end = shell.run_user(&setup, None, &mut capture).await?;
             if end.status != 0 || end.outcome != ExecOutcome::Finished {
+                let lines = first_line..first_line + setup.lines().count().max(1);
+                let stderr = String::from_utf8_lossy(&capture.stderr);
                 return Err(EngineError::Setup {
                     status: end.status,
-                    stderr: String::from_utf8_lossy(&capture.stderr)
-                        .trim_end()
-                        .to_string(),
+                    stderr: numbered_from(&stderr, lines).trim_end().to_string(),
                 });
             }
         }
@@ -175,6 +179,7 @@ impl Shell {
             stdin,
             stdout: OutputPipe::new(stdout.into_owned_fd()?)?,
             stderr: OutputPipe::new(stderr.into_owned_fd()?)?,
+            lines_read: 0,
         })
     }
 
@@ -239,12 +244,15 @@ impl Shell {
         // (Plain `exec`: under `builtin`, its redirections would not stay.)
         // The marker is printed from two variables so that even `set -x`
         // traces never show it whole.
+        // The command's lines come first, so that bash numbers its lines
+        // from where they start (see `lines_read`); job control is turned
+        // on for the next command after each.
         let wrapper = format!(
-            "set -m; __pcl_a={a}; __pcl_b={b}\n{lines}\
-             __pcl_s=$?; exec 1>&{OUT_FD} 2>&{ERR_FD}; \
+            "{lines}__pcl_s=$?; __pcl_a={a}; __pcl_b={b}; exec 1>&{OUT_FD} 2>&{ERR_FD}; \
              builtin printf '%s%s' \"$__pcl_a\" \"$__pcl_b\" >&{ERR_FD}; \
-             builtin printf '%s%s%d\\n' \"$__pcl_a\" \"$__pcl_b\" \"$__pcl_s\" >&{OUT_FD}\n"
+             builtin printf '%s%s%d\\n' \"$__pcl_a\" \"$__pcl_b\" \"$__pcl_s\" >&{OUT_FD}; set -m\n"
         );
+        self.lines_read += wrapper.bytes().filter(|&b| b == b'\n').count();
         if self.stdin.write_all(wrapper.as_bytes()).await.is_err() {
             let scanners = Scanners::new(&token);
             return self.restart_after_death(sink, scanners).await;
@@ -459,4 +467,34 @@ pub(super) fn random_hex() -> String {
         .fill(&mut bytes)
         .expect("the system random source works");
     hex::encode(bytes)
+}
+
+/// Bash's `bash: line N: ` for a line of the setup script (its input's
+/// lines `lines`), numbered as the user wrote it.
+fn numbered_from(stderr: &str, lines: std::ops::Range<usize>) -> String {
+    let renumber = |line: &str| -> Option<String> {
+        let rest = line.strip_prefix("bash: line ")?;
+        let (n, rest) = rest.split_once(": ")?;
+        let n: usize = n.parse().ok().filter(|n| lines.contains(n))?;
+        Some(format!("bash: line {}: {rest}", n - lines.start + 1))
+    };
+    stderr
+        .split_inclusive('\n')
+        .map(|line| renumber(line).unwrap_or_else(|| line.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered_from;
+
+    #[test]
+    fn setup_errors_are_numbered_from_the_setup_s_first_line() {
+        let stderr =
+            "bash: line 5: x: No such file or directory\nbash: line 7: y\nbash: line 2: z\nown\n";
+        assert_eq!(
+            numbered_from(stderr, 4..7),
+            "bash: line 2: x: No such file or directory\nbash: line 7: y\nbash: line 2: z\nown\n"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use super::After;
 use super::held_output::HeldOutput;
 use crate::protocol::engine::{EngineReply, EngineRequest, ExecOutcome};
 use crate::protocol::session::{EngineDone, Reply, Stream};
-use crate::session::{EnginePool, ReplySink, SessionError, SessionPaths};
+use crate::session::{EnginePool, ReplySink, SessionError};
 
 /// Exit status reported for an engine that could not run the command.
 pub const UNREACHABLE_STATUS: i32 = 255;
@@ -74,9 +74,7 @@ pub async fn run(
 ) -> Result<After, SessionError> {
     let ids = pool.resolve(&request.targets)?;
     out.set_engines(&ids);
-    let dir = SessionPaths::new(pool.session())
-        .map(|p| p.dir)
-        .unwrap_or_else(|_| std::env::temp_dir());
+    let dir = pool.dir().to_path_buf();
     let limit = (HELD_IN_MEMORY / (2 * ids.len().max(1))).max(64 << 10);
     let request = Arc::new(request);
     let runs = ids.iter().map(|&id| {

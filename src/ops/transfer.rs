@@ -16,7 +16,7 @@ use super::px::UNREACHABLE_STATUS;
 use crate::protocol::data::{Bulk, CHUNK, Checksum, EngineData, Source, chunk_header, read_full};
 use crate::protocol::engine::{EngineReply, EngineRequest};
 use crate::protocol::session::{EngineDone, Reply, Request};
-use crate::session::{EngineCall, EnginePool, ReplySink, SessionError, SessionPaths};
+use crate::session::{EngineCall, EnginePool, ReplySink, SessionError};
 use crate::transport::{encode_frame, read_frame};
 
 /// Exit status of an engine that answered with an error of its own (an
@@ -342,7 +342,7 @@ pub async fn local_source(
     let path = match source {
         Source::Path(path) => return Ok((path, None)),
         Source::Stdin => {
-            let dir = SessionPaths::new(pool.session())?.dir;
+            let dir = pool.dir().to_path_buf();
             dir.join(format!("stdin-{}.spool", std::process::id()))
         }
     };

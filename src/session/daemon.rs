@@ -88,7 +88,7 @@ pub fn serve_main(session: &str) -> Result<(), SessionError> {
         .build()?;
     runtime.block_on(async {
         let listener = bind(&paths).await?;
-        let pool = EnginePool::new(session, cluster)?;
+        let pool = EnginePool::new(&paths, cluster)?;
         pool.launch_all();
         let shutdown = Arc::new(Notify::new());
         let mut term = signal(SignalKind::terminate())?;
@@ -121,10 +121,7 @@ async fn bind(paths: &SessionPaths) -> Result<UnixListener, SessionError> {
 /// Serve CLI requests until `shutdown` is notified. Tests can drive this
 /// in-process with a listener and pool of their own.
 pub async fn serve(listener: UnixListener, pool: Arc<EnginePool>, shutdown: Arc<Notify>) {
-    let dir = SessionPaths::new(pool.session())
-        .map(|p| p.dir)
-        .unwrap_or_else(|_| std::env::temp_dir().join(format!("pcl-{}", std::process::id())));
-    let jobs = Arc::new(Jobs::new(dir.join("jobs")));
+    let jobs = Arc::new(Jobs::new(pool.dir().join("jobs")));
     serve_requests(listener, pool, jobs.clone(), shutdown).await;
     jobs.remove_files();
 }

@@ -3,6 +3,7 @@
 //! engine's own state.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::{oneshot, watch};
 
-use super::{SessionError, Targets};
+use super::{SessionError, SessionPaths, Targets};
 use crate::config::{Cluster, HostSpec};
 use crate::launcher::{EngineHostProcess, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
@@ -76,6 +77,8 @@ struct HostSlot {
 
 pub struct EnginePool {
     session: String,
+    /// The session's private directory, for what the daemon spools.
+    dir: PathBuf,
     identity: Identity,
     endpoint: quinn::Endpoint,
     engines: Vec<EngineSlot>,
@@ -87,7 +90,7 @@ pub struct EnginePool {
 impl EnginePool {
     /// Engine ids are handed out in cluster-file order, so they are known
     /// (and stable) before any host answers.
-    pub fn new(session: &str, cluster: Cluster) -> Result<Arc<Self>, TransportError> {
+    pub fn new(paths: &SessionPaths, cluster: Cluster) -> Result<Arc<Self>, TransportError> {
         let mut engines = Vec::new();
         let mut hosts = Vec::new();
         for (host_index, spec) in cluster.hosts.into_iter().enumerate() {
@@ -110,7 +113,8 @@ impl EnginePool {
         }
         let total = hosts.len();
         Ok(Arc::new(Self {
-            session: session.to_string(),
+            session: paths.name.clone(),
+            dir: paths.dir.clone(),
             identity: Identity::generate()?,
             endpoint: client_endpoint()?,
             engines,
@@ -122,6 +126,11 @@ impl EnginePool {
 
     pub fn session(&self) -> &str {
         &self.session
+    }
+
+    /// The session's private directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Start every host in parallel.

@@ -28,6 +28,8 @@
 
 #![allow(dead_code)]
 
+pub mod users;
+
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
