@@ -15,8 +15,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use super::args::MapArgs;
 use super::jobs::{INTERRUPTED, Replies, submit};
 use super::session_cmds::connect;
-use crate::ops::map::{MapInput, MapRequest};
 use crate::protocol::session::{Reply, Request};
+use crate::protocol::verbs::{MapInput, MapRequest};
 use crate::session::{SessionPaths, session_name};
 use crate::transport::write_frame;
 

@@ -7,8 +7,8 @@ use super::args::PxArgs;
 use super::jobs::{INTERRUPTED, Replies, submit};
 use super::render::{EngineResult, grouped, note, prefixed};
 use super::session_cmds::connect;
-use crate::ops::px::PxRequest;
 use crate::protocol::session::{Reply, Request, Stream};
+use crate::protocol::verbs::PxRequest;
 
 pub async fn run(session: Option<String>, args: PxArgs) -> anyhow::Result<ExitCode> {
     let timeout_ms = args.timeout;

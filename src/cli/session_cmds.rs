@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Cluster, MAX_ENGINES_PER_HOST};
-use crate::ops::restart::RestartRequest;
-use crate::protocol::session::{Reply, Request, StatusReport, UpReport};
+use crate::protocol::session::{EngineState, Reply, Request, StatusReport, UpReport};
+use crate::protocol::verbs::RestartRequest;
 use crate::session::{Client, SessionError, SessionPaths, session_name};
 
 /// How long `pcl up` waits for a fresh daemon to open its socket.
@@ -103,7 +103,12 @@ pub async fn up(
 /// on stderr; failure if any engine did not come up.
 fn print_engine_table(report: &UpReport) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    for engine in report.status.engines.iter().filter(|e| e.state != "dead") {
+    for engine in report
+        .status
+        .engines
+        .iter()
+        .filter(|e| e.state != EngineState::Dead)
+    {
         writeln!(stdout, "{} {}", engine.id, engine.host)?;
     }
     let mut failed = false;
@@ -111,7 +116,12 @@ fn print_engine_table(report: &UpReport) -> anyhow::Result<ExitCode> {
         eprintln!("pcl: host {host}: {reason}");
         failed = true;
     }
-    for engine in report.status.engines.iter().filter(|e| e.state == "dead") {
+    for engine in report
+        .status
+        .engines
+        .iter()
+        .filter(|e| e.state == EngineState::Dead)
+    {
         if !report.failures.iter().any(|(h, _)| *h == engine.host) {
             eprintln!(
                 "pcl: engine {} on {}: {}",

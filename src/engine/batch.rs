@@ -19,6 +19,7 @@ use super::scratch::{create_exclusive, scratch_dir};
 use super::shell::{USER_REDIRECTS, random_hex};
 use super::{Capture, EngineError, OutputSink, Shell, ansi_c_quote};
 use crate::protocol::engine::{BatchItem, EngineReply, ExecEnd, ExecOutcome, TaskEnd};
+use crate::protocol::status;
 use crate::transport::write_frame;
 
 /// The command for one item: every `{}` becomes the shell-quoted item; with
@@ -136,7 +137,7 @@ async fn run_each(
             .await;
         engine.pid.store(shell.pid(), Ordering::SeqCst);
         let end = end.unwrap_or_else(|e| ExecEnd {
-            status: 255,
+            status: status::UNREACHABLE,
             outcome: ExecOutcome::ShellRestarted(e.to_string()),
         });
         let task = TaskEnd {

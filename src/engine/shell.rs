@@ -17,13 +17,7 @@ use super::pipe::OutputPipe;
 use super::procs::{forget_spawned, kill_session, signal_jobs, spawn_recorded};
 use super::{EngineError, ansi_c_quote};
 use crate::protocol::engine::{ExecEnd, ExecOutcome};
-
-/// Exit status reported for a command stopped by its timeout, as timeout(1).
-pub const TIMEOUT_STATUS: i32 = 124;
-
-/// Exit status reported for a command stopped by an interrupt, as at a
-/// terminal's Ctrl-C.
-pub const INTERRUPTED_STATUS: i32 = 130;
+use crate::protocol::status;
 
 /// How long a timed-out command gets between SIGTERM and SIGKILL of its
 /// process groups, and then before the shell itself is given up on; also
@@ -276,7 +270,7 @@ impl Shell {
                 } else {
                     ExecOutcome::Finished
                 };
-                let status = if timed_out { TIMEOUT_STATUS } else { status };
+                let status = if timed_out { status::TIMED_OUT } else { status };
                 return Ok(ExecEnd { status, outcome });
             }
             // Re-asked each round: a batch reads its last task's end at once.
@@ -322,7 +316,7 @@ impl Shell {
                     if signal_jobs(self.pid, 0) == 0 {
                         return self
                             .replace_stuck(
-                                INTERRUPTED_STATUS,
+                                status::INTERRUPTED,
                                 "the command did not stop on interrupt; the shell was replaced and its state was lost",
                             )
                             .await;
@@ -339,7 +333,7 @@ impl Shell {
                             // loop, say): only replacing the shell stops it.
                             return self
                                 .replace_stuck(
-                                    TIMEOUT_STATUS,
+                                    status::TIMED_OUT,
                                     "the command timed out and did not yield to signals; the shell was replaced",
                                 )
                                 .await;

@@ -20,7 +20,7 @@ pub async fn var(
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     check_name(name)?;
-    let ids = pool.resolve(targets)?;
+    let ids = out.targets(pool, targets)?;
     let fetched = join_all(ids.iter().map(|&id| {
         let (pool, name, mut abort) = (pool.clone(), name.to_string(), Abort::of(out));
         async move { abort.or("aborted", fetch_var(&pool, id, &name, true)).await }
@@ -55,7 +55,7 @@ pub async fn file(
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     check_remote(remote)?;
-    let ids = pool.resolve(targets)?;
+    let ids = out.targets(pool, targets)?;
     let mut abort = Abort::of(out);
     for id in ids {
         let outcome = abort
@@ -78,7 +78,7 @@ async fn stream_file(pool: &EnginePool, id: u32, remote: &str, out: &mut ReplySi
             &EngineRequest::Data(op),
         )
         .await
-        .map_err(Failure::Lost)?;
+        .map_err(Failure::from)?;
     let mut download = Download::new();
     while let Some(data) = download.next(&mut call).await? {
         let reply = Reply::Output {

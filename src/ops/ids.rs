@@ -1,6 +1,6 @@
 use super::After;
 use crate::protocol::session::Reply;
-use crate::session::{EnginePool, EngineState, ReplySink, SessionError};
+use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError};
 
 /// The engines that can take work (not dead), in id order.
 pub async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
@@ -8,7 +8,7 @@ pub async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, Sessio
         .roster()
         .into_iter()
         .map(|(id, _)| id)
-        .filter(|&id| !matches!(pool.state(id), EngineState::Dead(_)))
+        .filter(|&id| !matches!(pool.state(id), EngineCondition::Dead(_)))
         .collect();
     out.send(&Reply::Ids(ids)).await?;
     Ok(After::Continue)

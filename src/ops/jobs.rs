@@ -66,7 +66,7 @@ pub async fn run(
             interrupt(pool, &job.engines(), true).await;
         }
         Request::Interrupt { targets } => {
-            let ids = pool.resolve(&targets)?;
+            let ids = out.targets(pool, &targets)?;
             interrupt(pool, &ids, false).await;
         }
         other => {

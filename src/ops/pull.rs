@@ -34,7 +34,7 @@ pub async fn fetch_var(
     let mut call = pool
         .call(id, &format!("{verb} {name}"), &EngineRequest::Data(op))
         .await
-        .map_err(Failure::Lost)?;
+        .map_err(Failure::from)?;
     let (mut value, mut download) = (Vec::new(), Download::new());
     while let Some(data) = download.next(&mut call).await? {
         value.extend(data);
@@ -52,7 +52,7 @@ pub async fn vars(
     for name in &names {
         check_name(name)?;
     }
-    let ids = pool.resolve(targets)?;
+    let ids = out.targets(pool, targets)?;
     if single && ids.len() != 1 {
         return Err(SessionError::Refused(format!(
             "--raw needs exactly one target engine; `{targets}` names {}",
@@ -122,7 +122,7 @@ pub async fn file(
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     let relative = check_remote(remote)?;
-    let ids = pool.resolve(targets)?;
+    let ids = out.targets(pool, targets)?;
     let keep_in = match out.job() {
         Some(job) if job.is_async => Some(out.jobs().files_dir(job)),
         _ => None,
@@ -181,7 +181,7 @@ async fn fetch_file(
     let (job, request) = (format!("pull --file {remote}"), EngineRequest::Data(op));
     let call = pool.call(id, &job, &request);
     let mut call = abort
-        .or(ABORTED, async { call.await.map_err(Failure::Lost) })
+        .or(ABORTED, async { call.await.map_err(Failure::from) })
         .await?;
     // Writes happen on a blocking thread; the queue bounds what waits.
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);

@@ -20,7 +20,7 @@ pub async fn vars(
     for (name, _) in &vars {
         check_name(name)?;
     }
-    let ids = pool.resolve(targets)?;
+    let ids = out.targets(pool, targets)?;
     let job = format!(
         "push {}",
         vars.iter()
@@ -58,7 +58,7 @@ pub async fn file(
         |e: std::io::Error| SessionError::Refused(format!("cannot read {}: {e}", local.display()));
     let mut reader = open_regular(local).map_err(cannot)?;
     let size = reader.metadata().map_err(cannot)?.len();
-    let ids = pool.resolve(targets)?;
+    let ids = out.targets(pool, targets)?;
     let abort = Abort::of(out);
     // Engines of one host share its workdir: one copy per host is enough.
     let mut slots: Vec<(usize, Upload)> = Vec::new();

@@ -3,16 +3,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::After;
 use super::held_output::HeldOutput;
 use crate::protocol::engine::{EngineReply, EngineRequest, ExecOutcome};
 use crate::protocol::session::{EngineDone, Reply, Stream};
+use crate::protocol::status;
+use crate::protocol::verbs::PxRequest;
 use crate::session::{EnginePool, ReplySink, SessionError};
-
-/// Exit status reported for an engine that could not run the command.
-pub const UNREACHABLE_STATUS: i32 = 255;
 
 /// Output goes to the CLI in pieces no larger than this.
 const CHUNK: usize = 1 << 20;
@@ -20,16 +17,6 @@ const CHUNK: usize = 1 << 20;
 /// Output held in memory while waiting for its turn, over all engines and
 /// both streams of one px; the rest waits on disk.
 const HELD_IN_MEMORY: usize = 32 << 20;
-
-/// Status of an engine whose output could not be kept whole.
-const LOST_OUTPUT_STATUS: i32 = 1;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PxRequest {
-    pub targets: String,
-    pub command: String,
-    pub timeout_ms: Option<u64>,
-}
 
 struct EngineRun {
     stdout: HeldOutput,
@@ -45,7 +32,7 @@ impl EngineRun {
         EngineRun {
             stdout: HeldOutput::new(dir.clone(), limit),
             stderr: HeldOutput::new(dir, limit),
-            status: UNREACHABLE_STATUS,
+            status: status::UNREACHABLE,
             note: None,
             lost: None,
         }
@@ -72,8 +59,7 @@ pub async fn run(
     request: PxRequest,
     out: &mut ReplySink,
 ) -> Result<After, SessionError> {
-    let ids = pool.resolve(&request.targets)?;
-    out.set_engines(&ids);
+    let ids = out.targets(pool, &request.targets)?;
     let dir = pool.dir().to_path_buf();
     let limit = (HELD_IN_MEMORY / (2 * ids.len().max(1))).max(64 << 10);
     let request = Arc::new(request);
@@ -110,7 +96,7 @@ pub async fn run(
             }
         }
         if let Some(lost) = run.lost {
-            run.status = run.status.max(LOST_OUTPUT_STATUS);
+            run.status = run.status.max(status::FAILURE);
             run.note = Some(match run.note {
                 Some(note) => format!("{note}; {lost}"),
                 None => lost,
@@ -139,8 +125,9 @@ async fn exec(pool: &EnginePool, id: u32, request: &PxRequest, mut run: EngineRu
         .await
     {
         Ok(call) => call,
-        Err(reason) => {
-            run.note = Some(reason);
+        Err(e) => {
+            run.status = e.status();
+            run.note = Some(e.to_string());
             return run;
         }
     };
@@ -172,8 +159,9 @@ async fn exec(pool: &EnginePool, id: u32, request: &PxRequest, mut run: EngineRu
                 run.note = Some(format!("engine {id} ended the request without an answer"));
                 return run;
             }
-            Err(reason) => {
-                run.note = Some(reason);
+            Err(e) => {
+                run.status = e.status();
+                run.note = Some(e.to_string());
                 return run;
             }
         }

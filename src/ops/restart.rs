@@ -3,16 +3,10 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::{After, status};
 use crate::protocol::session::{Reply, UpReport};
-use crate::session::{EnginePool, EngineState, ReplySink, SessionError};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RestartRequest {
-    pub targets: String,
-}
+use crate::protocol::verbs::RestartRequest;
+use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError};
 
 /// Answers like `up`: the engine table, and the hosts that failed again.
 pub async fn run(
@@ -20,10 +14,10 @@ pub async fn run(
     request: RestartRequest,
     out: &mut ReplySink,
 ) -> Result<After, SessionError> {
-    let ids = pool.resolve(&request.targets)?;
+    let ids = out.targets(pool, &request.targets)?;
     let dead: Vec<u32> = ids
         .into_iter()
-        .filter(|&id| matches!(pool.state(id), EngineState::Dead(_)))
+        .filter(|&id| matches!(pool.state(id), EngineCondition::Dead(_)))
         .collect();
     let failures = pool
         .restart(&dead)

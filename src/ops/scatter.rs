@@ -24,7 +24,7 @@ pub async fn var(
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     check_name(name)?;
-    let ids = pool.resolve(targets)?;
+    let ids = out.targets(pool, targets)?;
     let nul = matches!(items, Items::Args(_));
     let first = |id| EngineData::LoadArray {
         id,
@@ -71,7 +71,7 @@ pub async fn file(
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
     check_remote(remote)?;
-    let ids = pool.resolve(targets)?;
+    let ids = out.targets(pool, targets)?;
     // Engines of one host share a workdir, so their blocks would overwrite
     // each other's file.
     for (i, &a) in ids.iter().enumerate() {

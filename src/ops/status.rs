@@ -1,6 +1,6 @@
 use super::After;
-use crate::protocol::session::{EngineStatus, Reply, StatusReport};
-use crate::session::{EnginePool, EngineState, ReplySink, SessionError};
+use crate::protocol::session::{EngineState, EngineStatus, Reply, StatusReport};
+use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError};
 
 pub async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
     out.send(&Reply::Status(report(pool))).await?;
@@ -13,15 +13,15 @@ pub fn report(pool: &EnginePool) -> StatusReport {
         .into_iter()
         .map(|(id, host)| {
             let (state, job, reason) = match pool.state(id) {
-                EngineState::Starting => ("starting", None, None),
-                EngineState::Idle => ("idle", None, None),
-                EngineState::Busy(job) => ("busy", Some(job), None),
-                EngineState::Dead(reason) => ("dead", None, Some(reason)),
+                EngineCondition::Starting => (EngineState::Starting, None, None),
+                EngineCondition::Idle => (EngineState::Idle, None, None),
+                EngineCondition::Busy(job) => (EngineState::Busy, Some(job), None),
+                EngineCondition::Dead(reason) => (EngineState::Dead, None, Some(reason)),
             };
             EngineStatus {
                 id,
                 host,
-                state: state.to_string(),
+                state,
                 job,
                 reason,
             }

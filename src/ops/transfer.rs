@@ -12,16 +12,12 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::px::UNREACHABLE_STATUS;
 use crate::protocol::data::{Bulk, CHUNK, Checksum, EngineData, Source, chunk_header, read_full};
 use crate::protocol::engine::{EngineReply, EngineRequest};
 use crate::protocol::session::{EngineDone, Reply, Request};
-use crate::session::{EngineCall, EnginePool, ReplySink, SessionError};
+use crate::protocol::status;
+use crate::session::{EngineCall, EnginePool, PoolError, ReplySink, SessionError};
 use crate::transport::{encode_frame, read_frame};
-
-/// Exit status of an engine that answered with an error of its own (an
-/// unset variable, a missing file, a full disk).
-pub const ENGINE_ERROR_STATUS: i32 = 1;
 
 /// Frames queued per engine (a chunk is two: header and bytes). The
 /// reader runs at most 16 MiB ahead of the slowest engine; the chunks are
@@ -31,10 +27,6 @@ const QUEUE_DEPTH: usize = 32;
 
 /// How often the CLI hears how far a transfer got.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
-
-/// Exit status of an engine whose part was aborted (Ctrl-C, `pcl abort`),
-/// as a shell reports death by SIGINT.
-pub const ABORTED_STATUS: i32 = 130;
 
 /// Why one engine's part failed.
 #[derive(Debug, Clone)]
@@ -47,12 +39,22 @@ pub enum Failure {
     Aborted(String),
 }
 
+/// An engine the session could not reach, or lost mid-transfer.
+impl From<PoolError> for Failure {
+    fn from(e: PoolError) -> Failure {
+        Failure::Lost(e.to_string())
+    }
+}
+
 impl Failure {
     pub fn status(&self) -> i32 {
         match self {
-            Failure::Engine(_) => ENGINE_ERROR_STATUS,
-            Failure::Lost(_) => UNREACHABLE_STATUS,
-            Failure::Aborted(_) => ABORTED_STATUS,
+            // An error of the engine's own: an unset variable, a missing
+            // file, a full disk.
+            Failure::Engine(_) => status::FAILURE,
+            Failure::Lost(_) => status::UNREACHABLE,
+            // As a shell reports death by SIGINT.
+            Failure::Aborted(_) => status::INTERRUPTED,
         }
     }
 
@@ -117,7 +119,7 @@ pub async fn report(
 }
 
 /// Map an engine's answer to a request that stores something.
-fn stored(id: u32, answer: Result<Option<EngineReply>, String>) -> Outcome {
+fn stored(id: u32, answer: Result<Option<EngineReply>, PoolError>) -> Outcome {
     match answer {
         Ok(Some(EngineReply::Stored)) => Ok(()),
         Ok(Some(EngineReply::Error(e))) => Err(Failure::Engine(e)),
@@ -125,7 +127,7 @@ fn stored(id: u32, answer: Result<Option<EngineReply>, String>) -> Outcome {
         Ok(None) => Err(Failure::Lost(format!(
             "engine {id} ended the request without an answer"
         ))),
-        Err(e) => Err(Failure::Lost(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -134,7 +136,7 @@ pub async fn store(pool: &EnginePool, id: u32, job: &str, op: EngineData) -> Out
     let mut call = pool
         .call(id, job, &EngineRequest::Data(op))
         .await
-        .map_err(Failure::Lost)?;
+        .map_err(Failure::from)?;
     stored(id, call.next().await)
 }
 
@@ -160,7 +162,7 @@ impl Upload {
             let mut call = pool
                 .open(id, &job, &EngineRequest::Data(first))
                 .await
-                .map_err(Failure::Lost)?;
+                .map_err(Failure::from)?;
             let pump = async {
                 while let Some(frame) = frames.recv().await {
                     // `Bytes` go to quinn as they are: no copy per engine.
@@ -316,7 +318,7 @@ impl Download {
             Ok(Some(EngineReply::Error(e))) => Err(Failure::Engine(e)),
             Ok(Some(other)) => Err(Failure::Lost(format!("unexpected reply {other:?}"))),
             Ok(None) => Err(Failure::Lost("the engine ended the transfer early".into())),
-            Err(e) => Err(Failure::Lost(e)),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -1,6 +1,6 @@
 use super::{After, status};
 use crate::protocol::session::{Reply, UpReport};
-use crate::session::{EnginePool, EngineState, ReplySink, SessionError};
+use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError};
 
 /// Report launch progress until every host has come up or failed, then
 /// the engine table and the failures. A session with no live engine at
@@ -24,7 +24,7 @@ pub async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, Sessio
     let any_alive = pool
         .roster()
         .iter()
-        .any(|(id, _)| !matches!(pool.state(*id), EngineState::Dead(_)));
+        .any(|(id, _)| !matches!(pool.state(*id), EngineCondition::Dead(_)));
     out.send(&Reply::Up(report)).await?;
     Ok(if any_alive {
         After::Continue

@@ -5,3 +5,5 @@
 pub mod data;
 pub mod engine;
 pub mod session;
+pub mod status;
+pub mod verbs;

@@ -6,10 +6,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::data::DataRequest;
-use crate::ops::map::{MapEnd, MapRequest, MapTask};
-use crate::ops::px::PxRequest;
-use crate::ops::restart::RestartRequest;
-use crate::session::LaunchProgress;
+use super::verbs::{MapEnd, MapRequest, MapTask, PxRequest, RestartRequest};
+
+/// How far `pcl up` is: hosts settled (up or failed) of all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchProgress {
+    pub settled: usize,
+    pub total: usize,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
@@ -119,13 +123,65 @@ pub enum Reply {
     },
 }
 
+/// Where an engine is, as `pcl status` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineState {
+    Starting,
+    Idle,
+    Busy,
+    Dead,
+}
+
+/// Where an async job is, as `pcl jobs` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Done,
+    Aborted,
+}
+
+impl EngineState {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineState::Starting => "starting",
+            EngineState::Idle => "idle",
+            EngineState::Busy => "busy",
+            EngineState::Dead => "dead",
+        }
+    }
+}
+
+impl JobState {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Aborted => "aborted",
+        }
+    }
+}
+
+/// Padded like a string, for tables (`{:<6}`).
+impl std::fmt::Display for EngineState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobInfo {
     pub id: u64,
     pub verb: String,
     pub command: String,
-    /// `running`, `done` or `aborted`.
-    pub state: String,
+    pub state: JobState,
     pub engines: Vec<u32>,
     pub elapsed_s: f64,
 }
@@ -134,8 +190,7 @@ pub struct JobInfo {
 pub struct EngineStatus {
     pub id: u32,
     pub host: String,
-    /// `starting`, `idle`, `busy` or `dead`.
-    pub state: String,
+    pub state: EngineState,
     pub job: Option<String>,
     /// Why a dead engine is dead.
     pub reason: Option<String>,

@@ -60,11 +60,15 @@ impl ReplySink {
         self.job.as_ref()
     }
 
-    /// Record which engines the call uses, so an abort interrupts them.
-    pub fn set_engines(&self, ids: &[u32]) {
+    /// The engines `targets` names, recorded as this call's in the same
+    /// step: `pcl jobs` lists them and an abort interrupts them, whatever
+    /// the verb.
+    pub fn targets(&self, pool: &EnginePool, targets: &str) -> Result<Vec<u32>, SessionError> {
+        let ids = pool.resolve(targets)?;
         if let Some(job) = &self.job {
-            job.set_engines(ids);
+            job.set_engines(&ids);
         }
+        Ok(ids)
     }
 
     pub fn jobs(&self) -> &Arc<Jobs> {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::protocol::session::{JobInfo, Reply};
+use crate::protocol::session::{JobInfo, JobState, Reply};
 
 /// Recorded replies kept in memory across all jobs; beyond it the oldest
 /// jobs' records move to files in the session directory.
@@ -35,12 +35,13 @@ pub struct Job {
     pub argv: Vec<String>,
     pub is_async: bool,
     started: Instant,
-    state: Mutex<JobState>,
+    state: Mutex<JobProgress>,
     done: watch::Sender<bool>,
     cancelled: watch::Sender<bool>,
 }
 
-struct JobState {
+/// What a job has done so far.
+struct JobProgress {
     engines: Vec<u32>,
     finished: Option<f64>,
     aborted: bool,
@@ -75,7 +76,7 @@ impl Jobs {
             argv,
             is_async,
             started: Instant::now(),
-            state: Mutex::new(JobState {
+            state: Mutex::new(JobProgress {
                 engines: Vec::new(),
                 finished: None,
                 aborted: false,
@@ -237,11 +238,10 @@ impl Job {
                 .collect::<Vec<_>>()
                 .join(" "),
             state: match (state.finished, state.aborted) {
-                (None, _) => "running",
-                (Some(_), true) => "aborted",
-                (Some(_), false) => "done",
-            }
-            .to_string(),
+                (None, _) => JobState::Running,
+                (Some(_), true) => JobState::Aborted,
+                (Some(_), false) => JobState::Done,
+            },
             engines: state.engines.clone(),
             elapsed_s: state
                 .finished

@@ -14,5 +14,5 @@ pub use daemon::{ReplySink, serve, serve_main};
 pub use error::SessionError;
 pub use jobs::{Job, Jobs, Record};
 pub use paths::{SessionPaths, session_name};
-pub use pool::{EngineCall, EnginePool, EngineState, LaunchProgress};
+pub use pool::{EngineCall, EngineCondition, EnginePool, PoolError};
 pub use targets::{Targets, fold_ids};

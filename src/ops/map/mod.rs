@@ -10,18 +10,17 @@ mod joblog;
 mod reorder;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, watch};
 
 use super::After;
 use crate::protocol::engine::{BatchItem, EngineReply, EngineRequest, ExecOutcome, TaskEnd};
 use crate::protocol::session::Reply;
-use crate::session::{EnginePool, EngineState, ReplySink, SessionError};
+use crate::protocol::verbs::{MapEnd, MapInput, MapRequest, MapTask};
+use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError};
 use input::Input;
 use joblog::Joblog;
 use reorder::Reorder;
@@ -37,55 +36,6 @@ const IN_FLIGHT: usize = 2;
 /// A batch should keep its engine busy about this long.
 const BATCH_TARGET: Duration = Duration::from_millis(40);
 const MAX_BATCH: usize = 1024;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MapRequest {
-    pub targets: String,
-    pub command: String,
-    pub input: MapInput,
-    pub unordered: bool,
-    /// Runs per item at most (GNU parallel's `--retries`); 0 and 1 mean once.
-    pub retries: u32,
-    pub timeout_ms: Option<u64>,
-    /// Absolute path of a GNU parallel style joblog to write.
-    pub joblog: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum MapInput {
-    Items(Vec<ByteBuf>),
-    /// Lines of a file the daemon reads itself (same user, same machine);
-    /// `remove`: a spool file the CLI made for an async map from stdin.
-    File {
-        path: PathBuf,
-        remove: bool,
-    },
-    /// Lines follow the request on the socket, as frames of
-    /// `Vec<ByteBuf>`; an empty frame ends them.
-    Stream,
-}
-
-/// One finished item, sent to the CLI.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MapTask {
-    pub seq: u64,
-    pub item: ByteBuf,
-    pub engine: u32,
-    pub host: String,
-    pub status: i32,
-    pub note: Option<String>,
-    pub stdout: ByteBuf,
-    pub stderr: ByteBuf,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MapEnd {
-    pub done: u64,
-    pub failed: u64,
-    /// Items that never ran (abort, or no engine left).
-    pub unrun: u64,
-    pub aborted: bool,
-}
 
 struct Pending {
     seq: u64,
@@ -119,17 +69,16 @@ pub async fn run(
     request: MapRequest,
     out: &mut ReplySink,
 ) -> Result<After, SessionError> {
-    let ids: Vec<u32> = pool
-        .resolve(&request.targets)?
+    let ids: Vec<u32> = out
+        .targets(pool, &request.targets)?
         .into_iter()
-        .filter(|&id| !matches!(pool.state(id), EngineState::Dead(_)))
+        .filter(|&id| !matches!(pool.state(id), EngineCondition::Dead(_)))
         .collect();
     if ids.is_empty() {
         out.send(&Reply::Error("no live engine among the targets".into()))
             .await?;
         return Ok(After::Continue);
     }
-    out.set_engines(&ids);
     let input = Input::open(request.input.clone(), out.take_input()).await?;
     if let Some(total) = input.total {
         out.send(&Reply::MapTotal(total)).await?;
@@ -461,7 +410,7 @@ async fn run_batch(
         timeout_ms: request.timeout_ms,
     };
     let error = match pool.call(engine, &label, &engine_request).await {
-        Err(e) => Some(e),
+        Err(e) => Some(e.to_string()),
         Ok(mut call) => loop {
             match call.next().await {
                 Ok(Some(EngineReply::Task(end))) => {
@@ -474,7 +423,7 @@ async fn run_batch(
                 Ok(Some(EngineReply::Error(e))) => break Some(e),
                 Ok(Some(other)) => break Some(format!("unexpected reply {other:?}")),
                 Ok(None) => break Some(format!("engine {engine} ended the batch early")),
-                Err(e) => break Some(e),
+                Err(e) => break Some(e.to_string()),
             }
         },
     };

@@ -1,0 +1,154 @@
+//! The daemon's view of its engines: one QUIC connection per engine host,
+//! the host's link (up, lost and being re-dialled, down), and each
+//! engine's own state. By concern: `launch` starts hosts and owns their
+//! local processes (the tethers), `link` is the link's state machine and
+//! `reconnect` the task that drives it when a connection drops, `roster`
+//! says who is where and in what state, `call` sends engines requests.
+
+mod call;
+mod launch;
+mod link;
+mod reconnect;
+mod roster;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::Connection;
+use tokio::process::ChildStdin;
+use tokio::sync::{oneshot, watch};
+
+pub use call::{EngineCall, PoolError};
+use link::LinkState;
+
+use super::SessionPaths;
+use crate::config::{Cluster, HostSpec};
+use crate::protocol::session::LaunchProgress;
+use crate::transport::{Identity, TransportError, client_endpoint};
+
+/// An engine's state with its detail: the job it runs, or why it is dead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineCondition {
+    Starting,
+    Idle,
+    Busy(String),
+    Dead(String),
+}
+
+struct EngineSlot {
+    id: u32,
+    host_index: usize,
+    /// The engine's own state; what its host's link says comes first.
+    state: Mutex<EngineCondition>,
+}
+
+/// The local end of a running engine host: closing `stdin` asks it to
+/// exit; dropping `kill` forces it; `exited` turns true once it is gone.
+struct Tether {
+    stdin: ChildStdin,
+    kill: oneshot::Sender<()>,
+    exited: watch::Receiver<bool>,
+}
+
+struct HostSlot {
+    spec: HostSpec,
+    first_id: u32,
+    link: Mutex<LinkState<Connection>>,
+    tether: tokio::sync::Mutex<Option<Tether>>,
+    /// Why the host's last launch failed, for `pcl up`'s report.
+    failure: Mutex<Option<String>>,
+}
+
+impl HostSlot {
+    fn link(&self) -> std::sync::MutexGuard<'_, LinkState<Connection>> {
+        self.link.lock().expect("link lock")
+    }
+}
+
+pub struct EnginePool {
+    session: String,
+    /// The session's private directory, for what the daemon spools.
+    dir: PathBuf,
+    identity: Identity,
+    endpoint: quinn::Endpoint,
+    engines: Vec<EngineSlot>,
+    hosts: Vec<HostSlot>,
+    progress: watch::Sender<LaunchProgress>,
+    stopping: AtomicBool,
+}
+
+impl EnginePool {
+    /// Engine ids are handed out in cluster-file order, so they are known
+    /// (and stable) before any host answers.
+    pub fn new(paths: &SessionPaths, cluster: Cluster) -> Result<Arc<Self>, TransportError> {
+        let mut engines = Vec::new();
+        let mut hosts = Vec::new();
+        for (host_index, spec) in cluster.hosts.into_iter().enumerate() {
+            let first_id = engines.len() as u32;
+            for i in 0..spec.engines {
+                engines.push(EngineSlot {
+                    id: first_id + i,
+                    host_index,
+                    state: Mutex::new(EngineCondition::Starting),
+                });
+            }
+            hosts.push(HostSlot {
+                spec,
+                first_id,
+                link: Mutex::new(LinkState::new()),
+                tether: tokio::sync::Mutex::new(None),
+                failure: Mutex::new(None),
+            });
+        }
+        let total = hosts.len();
+        Ok(Arc::new(Self {
+            session: paths.name.clone(),
+            dir: paths.dir.clone(),
+            identity: Identity::generate()?,
+            endpoint: client_endpoint()?,
+            engines,
+            hosts,
+            progress: watch::Sender::new(LaunchProgress { settled: 0, total }),
+            stopping: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// The session's private directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stop every engine host: close the connections and the tethers, and
+    /// make sure the local processes (engines or ssh) are gone.
+    pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for host in &self.hosts {
+            if let Some(connection) = host.link().stop() {
+                connection.close(0u32.into(), b"session down");
+            }
+        }
+        // Close every tether first so all hosts wind down at once.
+        let mut tethers = Vec::new();
+        for host in &self.hosts {
+            if let Some(tether) = host.tether.lock().await.take() {
+                drop(tether.stdin);
+                tethers.push((tether.kill, tether.exited));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        for (kill, mut exited) in tethers {
+            let gone = exited.wait_for(|&gone| gone);
+            if tokio::time::timeout_at(deadline, gone).await.is_err() {
+                let _ = kill.send(());
+                let _ = exited.wait_for(|&gone| gone).await;
+            }
+        }
+        self.endpoint.close(0u32.into(), b"session down");
+    }
+}

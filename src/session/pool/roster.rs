@@ -1,0 +1,67 @@
+//! Who is where and in what state: the engines' ids and hosts, target
+//! resolution, and each engine's state as a user sees it.
+
+use tokio::sync::watch;
+
+use super::link::Link;
+use super::{EngineCondition, EnginePool};
+use crate::protocol::session::LaunchProgress;
+use crate::session::{SessionError, Targets};
+
+impl EnginePool {
+    pub fn progress(&self) -> watch::Receiver<LaunchProgress> {
+        self.progress.subscribe()
+    }
+
+    /// Hosts whose last launch failed, with the reason.
+    pub fn failures(&self) -> Vec<(String, String)> {
+        self.hosts
+            .iter()
+            .filter_map(|h| {
+                let failure = h.failure.lock().expect("lock").clone()?;
+                Some((h.spec.host.clone(), failure))
+            })
+            .collect()
+    }
+
+    /// Every engine as (id, host), in id order.
+    pub fn roster(&self) -> Vec<(u32, String)> {
+        self.engines
+            .iter()
+            .map(|e| (e.id, self.hosts[e.host_index].spec.host.clone()))
+            .collect()
+    }
+
+    /// The engine ids a `--targets` value names, in id order.
+    pub fn resolve(&self, targets: &str) -> Result<Vec<u32>, SessionError> {
+        targets
+            .parse::<Targets>()?
+            .resolve(&self.roster())
+            .map_err(|why| SessionError::BadTargets(targets.to_string(), why))
+    }
+
+    pub fn host_of(&self, id: u32) -> String {
+        self.hosts[self.engines[id as usize].host_index]
+            .spec
+            .host
+            .clone()
+    }
+
+    /// Engines with the same host slot share one engine host process, and
+    /// so one workdir.
+    pub fn host_slot(&self, id: u32) -> usize {
+        self.engines[id as usize].host_index
+    }
+
+    /// The engine's state as a user sees it: a host that is not connected
+    /// makes all its engines dead (saying whether it is coming back).
+    pub fn state(&self, id: u32) -> EngineCondition {
+        let slot = &self.engines[id as usize];
+        match self.hosts[slot.host_index].link().link() {
+            Link::Launching => EngineCondition::Starting,
+            Link::Up(_) => slot.state.lock().expect("lock").clone(),
+            Link::Reconnecting(reason) => EngineCondition::Dead(format!("{reason}; reconnecting")),
+            Link::Down(reason) => EngineCondition::Dead(reason.clone()),
+        }
+    }
+}
