@@ -288,3 +288,35 @@ fn ctrl_c_on_a_transfer_exits_130_and_leaves_no_temp_file() {
     }
     env.px(["echo still fine"]).success();
 }
+
+#[test]
+fn every_async_verb_lists_its_engines_in_jobs() {
+    let env = Env::new();
+    env.up([env.cluster_local(3)]);
+    let file = env.write("f.txt", "a\nb\nc\n");
+    let file = file.to_str().unwrap();
+    env.pcl(["push", "x=1"]).run().success();
+    let calls: Vec<Vec<&str>> = vec![
+        vec!["px", "-t", "0,2", "true"],
+        vec!["map", "-t", "0,2", "true", "1"],
+        vec!["push", "-t", "0,2", "y=2"],
+        vec!["push", "-t", "0,2", "--file", file, "f.txt"],
+        vec!["pull", "-t", "0,2", "x"],
+        vec!["pull", "-t", "0,2", "--file", "f.txt", "--dest", "got"],
+        vec!["scatter", "-t", "0,2", "xs", "1", "2"],
+        vec!["gather", "-t", "0,2", "x"],
+    ];
+    for call in &calls {
+        let mut args = vec![call[0], "--async"];
+        args.extend(&call[1..]);
+        let id = env.pcl(&args).run().success().stdout_str();
+        env.pcl(["wait", id.trim()]).run().success();
+    }
+    let out = env.pcl(["jobs", "--json"]).run().success();
+    let jobs: serde_json::Value = serde_json::from_str(&out.stdout_str()).unwrap();
+    let jobs = jobs["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), calls.len(), "{jobs:?}");
+    for (job, call) in jobs.iter().zip(&calls) {
+        assert_eq!(job["engines"], serde_json::json!([0, 2]), "{call:?}: {job}");
+    }
+}
