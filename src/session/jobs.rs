@@ -24,9 +24,13 @@ pub struct Jobs {
     in_memory: AtomicUsize,
 }
 
-#[derive(Default)]
+/// Ids of sync calls start here: they are never shown, and keeping them
+/// apart lets the user's async jobs count 1, 2, ... per session.
+const FIRST_SYNC_ID: u64 = 1 << 63;
+
 struct Table {
-    next: u64,
+    next_async: u64,
+    next_sync: u64,
     jobs: BTreeMap<u64, Arc<Job>>,
 }
 
@@ -59,8 +63,9 @@ impl Jobs {
         Self {
             dir,
             table: Mutex::new(Table {
-                next: 1,
-                ..Table::default()
+                next_async: 1,
+                next_sync: FIRST_SYNC_ID,
+                jobs: BTreeMap::new(),
             }),
             in_memory: AtomicUsize::new(0),
         }
@@ -68,8 +73,13 @@ impl Jobs {
 
     pub fn start(&self, argv: Vec<String>, is_async: bool) -> Arc<Job> {
         let mut table = self.table.lock().expect("lock");
-        let id = table.next;
-        table.next += 1;
+        let next = if is_async {
+            &mut table.next_async
+        } else {
+            &mut table.next_sync
+        };
+        let id = *next;
+        *next += 1;
         let job = Arc::new(Job {
             id,
             argv,
@@ -253,6 +263,16 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn async_jobs_count_from_one_whatever_sync_calls_ran() {
+        let jobs = Jobs::new(std::env::temp_dir().join("unused"));
+        let sync = jobs.start(Vec::new(), false);
+        jobs.finish(&sync);
+        let ids: Vec<u64> = (0..3).map(|_| jobs.start(Vec::new(), true).id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_ne!(jobs.start(Vec::new(), false).id, 4);
+    }
 
     #[test]
     fn records_spill_to_disk_beyond_the_budget() {
