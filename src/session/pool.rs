@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::{oneshot, watch};
 
-use super::{SessionError, Targets};
+use super::{SessionError, Targets, setup};
 use crate::config::{Cluster, HostSpec};
 use crate::launcher::{EngineHostProcess, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
@@ -165,7 +165,7 @@ impl EnginePool {
             engine_count: self.engines.len() as u32,
             workdir: host.spec.workdir.clone(),
             shell: host.spec.shell.clone(),
-            setup: host.spec.setup.clone(),
+            setup: (host.spec.setup.as_deref()).map(|s| setup::script(s, &host.spec.shell)),
             reconnect_grace_secs: host.spec.reconnect_grace,
         };
         let process = launch(&host.spec, &config)
@@ -202,7 +202,10 @@ impl EnginePool {
             let slot = &self.engines[host.first_id as usize + i];
             *slot.state.lock().expect("lock") = match result {
                 Ok(()) => EngineState::Idle,
-                Err(reason) => EngineState::Dead(format!("did not start: {reason}")),
+                Err(reason) => EngineState::Dead(format!(
+                    "did not start: {}",
+                    setup::explain(&reason, host.spec.setup.as_deref())
+                )),
             };
         }
         *host.link.lock().expect("lock") = Link::Up(connection.clone());
