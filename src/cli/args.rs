@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
                   launched over SSH and driven over QUIC, and runs commands on all of them at once."
 )]
 pub struct Cli {
-    /// Session to use [default: the cluster file's name, else `default`]
+    /// Session to use [default: for up, the cluster file's name, else `default`;
+    /// for the other verbs `default`, else the only session running]
     #[arg(long, global = true, env = "PCL_SESSION", value_name = "NAME")]
     pub session: Option<String>,
 
@@ -95,9 +96,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff)
+    /// Write the manual pages (roff) into DIR, one per verb and pcl-cluster(5)
     #[command(hide = true)]
-    Man,
+    Man { dir: PathBuf },
     /// Engine host (started by the session daemon)
     #[command(hide = true)]
     Engine {

@@ -31,7 +31,8 @@ use serde_json::{Value, json};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
-use super::jobs::{INTERRUPTED, Replies, submit};
+use super::exit::{INTERRUPTED, usage};
+use super::jobs::{Replies, submit};
 use super::render::prefixed;
 use super::session_cmds::connect;
 use crate::protocol::data::{
@@ -39,10 +40,8 @@ use crate::protocol::data::{
     split_assignment,
 };
 use crate::protocol::session::{EngineDone, Reply, Request};
+use crate::session::SessionPaths;
 use crate::transport::write_frame;
-
-/// Exit status for input refused before any engine was contacted.
-const USAGE_STATUS: u8 = 2;
 
 /// Exit status of an engine whose pulled file could not be written here.
 const LOCAL_ERROR_STATUS: i32 = 1;
@@ -137,28 +136,7 @@ pub struct GatherArgs {
     pub name: Option<String>,
 }
 
-/// Input refused before any engine is contacted (exit status 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Usage(String);
-
-fn usage(why: impl std::fmt::Display) -> anyhow::Error {
-    Usage(why.to_string()).into()
-}
-
-/// A request that could not be built: a usage error exits 2, anything
-/// else goes up as an error (exit 1).
-fn refused(e: anyhow::Error) -> anyhow::Result<ExitCode> {
-    match e.downcast::<Usage>() {
-        Ok(why) => {
-            eprintln!("pcl: {why}");
-            Ok(ExitCode::from(USAGE_STATUS))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-pub async fn push(session: Option<String>, args: PushArgs) -> anyhow::Result<ExitCode> {
+pub async fn push(session: SessionPaths, args: PushArgs) -> anyhow::Result<ExitCode> {
     let request = push_request(&args);
     call(session, args.background, request, |replies| {
         render_push(args, replies)
@@ -206,7 +184,7 @@ pub async fn render_push(args: PushArgs, replies: Replies) -> anyhow::Result<Exi
     render_stored(args.json, replies).await
 }
 
-pub async fn pull(session: Option<String>, args: PullArgs) -> anyhow::Result<ExitCode> {
+pub async fn pull(session: SessionPaths, args: PullArgs) -> anyhow::Result<ExitCode> {
     let request = pull_request(&args);
     call(session, args.background, request, |replies| {
         render_pull(args, replies)
@@ -338,7 +316,7 @@ fn place(kept: &Path, to: &Path) -> std::io::Result<()> {
     copied
 }
 
-pub async fn scatter(session: Option<String>, args: ScatterArgs) -> anyhow::Result<ExitCode> {
+pub async fn scatter(session: SessionPaths, args: ScatterArgs) -> anyhow::Result<ExitCode> {
     let request = scatter_request(&args);
     call(session, args.background, request, |replies| {
         render_scatter(args, replies)
@@ -409,7 +387,7 @@ async fn render_stored(json: bool, mut replies: Replies) -> anyhow::Result<ExitC
     view.finish(&replies)
 }
 
-pub async fn gather(session: Option<String>, args: GatherArgs) -> anyhow::Result<ExitCode> {
+pub async fn gather(session: SessionPaths, args: GatherArgs) -> anyhow::Result<ExitCode> {
     let request = gather_request(&args);
     call(session, args.background, request, |replies| {
         render_gather(args, replies)
@@ -488,19 +466,15 @@ pub async fn render_gather(args: GatherArgs, mut replies: Replies) -> anyhow::Re
 }
 
 /// One data call: a request that could not be built is refused (a usage
-/// error exits 2); otherwise it is sent and its replies rendered, unless
-/// it went to the background.
+/// error exits 2, see `exit`); otherwise it is sent and its replies
+/// rendered, unless it went to the background.
 async fn call<R: Future<Output = anyhow::Result<ExitCode>>>(
-    session: Option<String>,
+    session: SessionPaths,
     background: bool,
     request: anyhow::Result<DataRequest>,
     render: impl FnOnce(Replies) -> R,
 ) -> anyhow::Result<ExitCode> {
-    let request = match request {
-        Ok(request) => request,
-        Err(e) => return refused(e),
-    };
-    match start(session, background, request).await? {
+    match start(session, background, request?).await? {
         Some(replies) => render(replies).await,
         None => Ok(ExitCode::SUCCESS),
     }
@@ -510,7 +484,7 @@ async fn call<R: Future<Output = anyhow::Result<ExitCode>>>(
 /// is printed (`None`); otherwise the replies come live, with Ctrl-C
 /// aborting the call. Stdin follows the request when the request reads it.
 async fn start(
-    session: Option<String>,
+    session: SessionPaths,
     background: bool,
     request: DataRequest,
 ) -> anyhow::Result<Option<Replies>> {
@@ -532,7 +506,7 @@ async fn start(
         submit(session, request, stdin).await?;
         return Ok(None);
     }
-    let mut client = connect(session).await?;
+    let mut client = connect(&session).await?;
     client.send(&request).await?;
     if stdin {
         let writer = client.take_writer().expect("the request went out on it");

@@ -8,23 +8,21 @@ use anyhow::bail;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::args::{Cli, Command};
+use super::exit::INTERRUPTED;
 use super::session_cmds::connect;
 use super::{data, map, px};
 use crate::protocol::session::{JobInfo, Reply, Request};
 use crate::session::{Client, SessionPaths, fold_ids};
 
-/// Exit status after Ctrl-C, as a shell reports death by SIGINT.
-pub const INTERRUPTED: u8 = 130;
-
 /// Start `request` as a background job and print its id alone on stdout.
 /// With `stdin`, all of stdin goes to the session first (the job keeps a
 /// copy), so the id comes once stdin has ended.
 pub async fn submit(
-    session: Option<String>,
+    session: SessionPaths,
     request: Request,
     stdin: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut client = connect(session).await?;
+    let mut client = connect(&session).await?;
     client
         .send(&Request::Async {
             argv: std::env::args().collect(),
@@ -47,7 +45,7 @@ pub async fn submit(
     let Some(id) = client.job() else {
         bail!("the session did not name the job")
     };
-    println!("{id}");
+    writeln!(std::io::stdout(), "{id}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -136,7 +134,7 @@ async fn abort(paths: &SessionPaths, job: u64) {
     }
 }
 
-pub async fn jobs(session: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn jobs(session: SessionPaths, json: bool) -> anyhow::Result<ExitCode> {
     let list = job_list(session, Request::Jobs).await?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -160,8 +158,8 @@ pub async fn jobs(session: Option<String>, json: bool) -> anyhow::Result<ExitCod
 
 /// Wait for the job(s), then take the exit status each one's `result`
 /// would have: rendering is the CLI's, so ask `pcl result` itself.
-pub async fn wait(session: Option<String>, job: Option<u64>) -> anyhow::Result<ExitCode> {
-    let name = crate::session::session_name(session.as_deref(), None);
+pub async fn wait(session: SessionPaths, job: Option<u64>) -> anyhow::Result<ExitCode> {
+    let name = session.name.clone();
     let list = job_list(session, Request::Wait(job)).await?;
     let mut worst = 0;
     for j in &list {
@@ -182,8 +180,8 @@ pub async fn wait(session: Option<String>, job: Option<u64>) -> anyhow::Result<E
     Ok(ExitCode::from(worst.clamp(0, 255) as u8))
 }
 
-async fn job_list(session: Option<String>, request: Request) -> anyhow::Result<Vec<JobInfo>> {
-    let mut client = connect(session).await?;
+async fn job_list(session: SessionPaths, request: Request) -> anyhow::Result<Vec<JobInfo>> {
+    let mut client = connect(&session).await?;
     client.send(&request).await?;
     let mut list = Vec::new();
     loop {
@@ -199,11 +197,11 @@ async fn job_list(session: Option<String>, request: Request) -> anyhow::Result<V
 /// Replay a job through the renderer of its own verb, parsed from the
 /// command line that started it.
 pub async fn result(
-    session: Option<String>,
+    session: SessionPaths,
     job: u64,
     status_only: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut client = connect(session).await?;
+    let mut client = connect(&session).await?;
     client.send(&Request::Result(job)).await?;
     let argv = match client.next().await? {
         Reply::JobArgv(argv) => argv,
@@ -225,8 +223,8 @@ pub async fn result(
 }
 
 /// `abort` and `interrupt`: a request answered by `Done`.
-pub async fn control(session: Option<String>, request: Request) -> anyhow::Result<ExitCode> {
-    let mut client = connect(session).await?;
+pub async fn control(session: SessionPaths, request: Request) -> anyhow::Result<ExitCode> {
+    let mut client = connect(&session).await?;
     client.send(&request).await?;
     match client.next().await? {
         Reply::Done => Ok(ExitCode::SUCCESS),

@@ -13,19 +13,18 @@ use serde_bytes::ByteBuf;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::args::MapArgs;
-use super::jobs::{INTERRUPTED, Replies, submit};
+use super::exit::{INTERRUPTED, MAP_MAX_FAILED, usage};
+use super::jobs::{Replies, submit};
 use super::session_cmds::connect;
 use crate::ops::map::{MapInput, MapRequest};
 use crate::protocol::session::{Reply, Request};
-use crate::session::{SessionPaths, session_name};
+use crate::session::SessionPaths;
 use crate::transport::write_frame;
 
-/// GNU parallel's cap on the failure count as exit status.
-const MAX_FAILED_STATUS: u64 = 101;
 /// Items per frame when streaming stdin to the session.
 const STREAM_CHUNK: usize = 1024;
 
-pub async fn run(session: Option<String>, args: MapArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(session: SessionPaths, args: MapArgs) -> anyhow::Result<ExitCode> {
     let timeout_ms = args.timeout;
     if args.command.contains('\0') {
         bail!("the command contains a NUL byte, which no shell can hold");
@@ -36,10 +35,12 @@ pub async fn run(session: Option<String>, args: MapArgs) -> anyhow::Result<ExitC
         if args.background {
             // The CLI does not stay for an async job: the session reads a
             // copy of stdin, removed once read.
-            MapInput::File {
-                path: spool_stdin(&session)?,
-                remove: true,
+            let path = spool_stdin(&session)?;
+            if let Err(e) = refuse_nul(&path, "stdin") {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
             }
+            MapInput::File { path, remove: true }
         } else {
             MapInput::Stream
         }
@@ -47,6 +48,7 @@ pub async fn run(session: Option<String>, args: MapArgs) -> anyhow::Result<ExitC
         if !args.items.is_empty() {
             bail!("give items either on the command line or with --from, not both");
         }
+        refuse_nul(file, &file.display().to_string())?;
         MapInput::File {
             path: absolute(file)?,
             remove: false,
@@ -78,13 +80,23 @@ pub async fn run(session: Option<String>, args: MapArgs) -> anyhow::Result<ExitC
         return submit(session, request, false).await;
     }
     let streaming = matches!(&request, Request::Map(m) if matches!(m.input, MapInput::Stream));
-    let mut client = connect(session).await?;
+    let mut client = connect(&session).await?;
     client.send(&request).await?;
-    if streaming {
+    let stream = streaming.then(|| {
         let writer = client.take_writer().expect("the request went out on it");
-        tokio::spawn(stream_stdin(writer));
+        tokio::spawn(stream_stdin(writer))
+    });
+    let code = render(Replies::new(client, true)?).await?;
+    // A stream is checked as it is read: the lines before the NUL ran.
+    if let Some(task) = stream {
+        if let Ok(Some(line)) = task.await {
+            return Err(usage(format!(
+                "line {line} of stdin holds a NUL byte, which no shell can hold; \
+                 it and the lines after it were not run"
+            )));
+        }
     }
-    render(Replies::new(client, true)?).await
+    Ok(code)
 }
 
 /// Print map replies, live or replayed from an async job.
@@ -154,7 +166,7 @@ pub async fn render(mut replies: Replies) -> anyhow::Result<ExitCode> {
     if replies.interrupted() || aborted {
         return Ok(ExitCode::from(INTERRUPTED));
     }
-    Ok(ExitCode::from(failed_or_unrun.min(MAX_FAILED_STATUS) as u8))
+    Ok(ExitCode::from(failed_or_unrun.min(MAP_MAX_FAILED) as u8))
 }
 
 fn progress_bar() -> ProgressBar {
@@ -176,13 +188,20 @@ fn bar_style(total_known: bool) -> ProgressStyle {
 }
 
 /// Items from stdin to the session, a chunk at a time; the socket's
-/// backpressure keeps this no faster than the engines.
-async fn stream_stdin(mut writer: tokio::net::unix::OwnedWriteHalf) {
+/// backpressure keeps this no faster than the engines. A line holding a
+/// NUL ends the input there; its number is returned.
+async fn stream_stdin(mut writer: tokio::net::unix::OwnedWriteHalf) -> Option<u64> {
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut chunk = Vec::with_capacity(STREAM_CHUNK);
+    let mut number = 0;
     loop {
         let mut line = Vec::new();
-        let n = stdin.read_until(b'\n', &mut line).await.unwrap_or(0);
+        let mut n = stdin.read_until(b'\n', &mut line).await.unwrap_or(0);
+        number += 1;
+        let nul = n > 0 && line.contains(&0);
+        if nul {
+            n = 0;
+        }
         if n > 0 {
             if line.last() == Some(&b'\n') {
                 line.pop();
@@ -191,20 +210,52 @@ async fn stream_stdin(mut writer: tokio::net::unix::OwnedWriteHalf) {
         }
         if (n == 0 && !chunk.is_empty()) || chunk.len() == STREAM_CHUNK {
             if write_frame(&mut writer, &chunk).await.is_err() {
-                return;
+                return None;
             }
             chunk.clear();
         }
         if n == 0 {
             let _ = write_frame(&mut writer, &Vec::<ByteBuf>::new()).await;
-            return;
+            return nul.then_some(number);
         }
     }
 }
 
+/// Refuse input whose lines hold a NUL byte (no shell string can), naming
+/// the first such line, before anything runs.
+fn refuse_nul(path: &Path, what: &str) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {what}"))?;
+    match nul_line(file).with_context(|| format!("cannot read {what}"))? {
+        Some(line) => Err(usage(format!(
+            "line {line} of {what} holds a NUL byte, which no shell can hold; nothing was run"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The number (from 1) of the first line holding a NUL byte.
+fn nul_line(mut reader: impl std::io::Read) -> std::io::Result<Option<u64>> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut newlines = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let block = &buf[..n];
+        if let Some(at) = memchr::memchr(0, block) {
+            return Ok(Some(
+                newlines + memchr::memchr_iter(b'\n', &block[..at]).count() as u64 + 1,
+            ));
+        }
+        newlines += memchr::memchr_iter(b'\n', block).count() as u64;
+    }
+}
+
 /// Copy stdin to a private file in the session's directory.
-fn spool_stdin(session: &Option<String>) -> anyhow::Result<PathBuf> {
-    let paths = SessionPaths::new(&session_name(session.as_deref(), None))?;
+fn spool_stdin(paths: &SessionPaths) -> anyhow::Result<PathBuf> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -219,4 +270,20 @@ fn spool_stdin(session: &Option<String>) -> anyhow::Result<PathBuf> {
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(std::path::absolute(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nul_line;
+
+    #[test]
+    fn the_first_nul_is_found_with_its_line() {
+        assert_eq!(nul_line(&b"a\nb\n"[..]).unwrap(), None);
+        assert_eq!(nul_line(&b"x\0y\n"[..]).unwrap(), Some(1));
+        assert_eq!(nul_line(&b"a\nb\nc\0\n\0"[..]).unwrap(), Some(3));
+        // Past the first read's block.
+        let mut long = b"line\n".repeat(20_000);
+        long.extend(b"\0");
+        assert_eq!(nul_line(&long[..]).unwrap(), Some(20_001));
+    }
 }

@@ -4,13 +4,15 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use super::args::PxArgs;
-use super::jobs::{INTERRUPTED, Replies, submit};
+use super::exit::INTERRUPTED;
+use super::jobs::{Replies, submit};
 use super::render::{EngineResult, grouped, note, prefixed};
 use super::session_cmds::connect;
 use crate::ops::px::PxRequest;
 use crate::protocol::session::{Reply, Request, Stream};
+use crate::session::SessionPaths;
 
-pub async fn run(session: Option<String>, args: PxArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(session: SessionPaths, args: PxArgs) -> anyhow::Result<ExitCode> {
     let timeout_ms = args.timeout;
     let request = Request::Px(PxRequest {
         targets: args.targets.clone(),
@@ -20,7 +22,7 @@ pub async fn run(session: Option<String>, args: PxArgs) -> anyhow::Result<ExitCo
     if args.background {
         return submit(session, request, false).await;
     }
-    let mut client = connect(session).await?;
+    let mut client = connect(&session).await?;
     client.send(&request).await?;
     render(args, Replies::new(client, true)?).await
 }

@@ -8,12 +8,14 @@
 mod cluster;
 mod error;
 mod host_spec;
+mod keys;
 mod schema;
 mod values;
 
 pub use cluster::Cluster;
 pub use error::ConfigError;
 pub use host_spec::{HostSpec, LauncherKind};
+pub use keys::{Key, Place, keys};
 
 #[cfg(test)]
 mod tests;

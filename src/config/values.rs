@@ -20,6 +20,9 @@ pub(super) struct Port(pub(super) u16);
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Seconds(pub(super) u32);
 
+/// The longest `Seconds`: one day.
+pub(super) const MAX_SECONDS: u32 = 86_400;
+
 /// `name`: the session name, which becomes part of file names: letters,
 /// digits, `_`, `.` and `-`, not starting with `.`.
 #[derive(Debug)]
@@ -80,9 +83,9 @@ impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let n = d.deserialize_i64(WholeNumber)?;
         match u32::try_from(n) {
-            Ok(s) if (1..=86_400).contains(&s) => Ok(Seconds(s)),
+            Ok(s) if (1..=MAX_SECONDS).contains(&s) => Ok(Seconds(s)),
             _ => Err(de::Error::custom(format!(
-                "expected whole seconds between 1 and 86400, not {n}"
+                "expected whole seconds between 1 and {MAX_SECONDS}, not {n}"
             ))),
         }
     }

@@ -6,6 +6,11 @@ pub enum SessionError {
     BadName(String),
     #[error("no session '{0}': run pcl up")]
     NoSession(String),
+    #[error(
+        "several sessions are running ({0}) and none is 'default': pick one with \
+         --session NAME or PCL_SESSION=NAME"
+    )]
+    SeveralRunning(String),
     #[error("session '{0}' belongs to another user: each user runs their own sessions")]
     OtherUser(String),
     #[error("session '{0}' is already running: pcl down first, or pick another --session")]

@@ -12,12 +12,6 @@ pub struct SessionPaths {
     pub log: PathBuf,
 }
 
-/// `--session` (or `PCL_SESSION`, read by the CLI parser), else the
-/// cluster file's `name`, else `default`.
-pub fn session_name(explicit: Option<&str>, cluster_name: Option<&str>) -> String {
-    explicit.or(cluster_name).unwrap_or("default").to_string()
-}
-
 impl SessionPaths {
     pub fn new(name: &str) -> Result<Self, SessionError> {
         let valid = !name.is_empty()
@@ -35,6 +29,20 @@ impl SessionPaths {
             log: dir.join("log"),
             dir,
         })
+    }
+
+    /// Whether a daemon answers on the socket now.
+    pub fn is_running(&self) -> bool {
+        std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
+    }
+
+    /// Remove the session's directory (log, socket, kept job records),
+    /// once its daemon has stopped cleanly.
+    pub fn remove_dir(&self) -> Result<(), SessionError> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Create (or check) the private directories, refusing ones another
@@ -72,7 +80,7 @@ fn check_private(dir: &Path) -> Result<(), SessionError> {
 }
 
 /// `$XDG_RUNTIME_DIR/pcl`, else `~/.local/state/pcl`.
-fn root() -> PathBuf {
+pub(super) fn root() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir).join("pcl"),
         None => {
