@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
-use super::exit::{INTERRUPTED, usage};
+use super::exit::usage;
 use super::jobs::{Replies, submit};
 use super::render::prefixed;
 use super::session_cmds::connect;
@@ -39,6 +39,7 @@ use crate::protocol::data::{
     CHUNK, DataError, DataRequest, Items, Source, check_name, check_remote, read_full,
     split_assignment,
 };
+use crate::protocol::exit::INTERRUPTED;
 use crate::protocol::session::{EngineDone, Reply, Request};
 use crate::session::SessionPaths;
 use crate::transport::write_frame;

@@ -8,9 +8,9 @@ use anyhow::bail;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::args::{Cli, Command};
-use super::exit::INTERRUPTED;
 use super::session_cmds::connect;
 use super::{data, map, px};
+use crate::protocol::exit::INTERRUPTED;
 use crate::protocol::session::{JobInfo, Reply, Request};
 use crate::session::{Client, SessionPaths, fold_ids};
 

@@ -11,8 +11,8 @@ use clap_mangen::Man;
 use clap_mangen::roff::{Roff, bold, italic, roman};
 
 use super::args::Cli;
-use super::exit;
 use crate::config::{Place, keys};
+use crate::protocol::exit;
 
 /// Write every page into `dir`; returns their file names.
 pub fn write_all(dir: &Path) -> io::Result<Vec<String>> {
@@ -85,10 +85,10 @@ fn source() -> String {
 
 fn exit_status(roff: &mut Roff) {
     roff.control("SH", ["EXIT STATUS"]);
-    for (status, meaning) in exit::TABLE {
+    for (status, meaning) in exit::table() {
         roff.control("TP", []);
-        roff.text([bold(*status)]);
-        roff.text([roman(*meaning)]);
+        roff.text([bold(status)]);
+        roff.text([roman(meaning)]);
     }
 }
 

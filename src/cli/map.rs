@@ -13,10 +13,11 @@ use serde_bytes::ByteBuf;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::args::MapArgs;
-use super::exit::{INTERRUPTED, MAP_MAX_FAILED, usage};
+use super::exit::usage;
 use super::jobs::{Replies, submit};
 use super::session_cmds::connect;
 use crate::ops::map::{MapInput, MapRequest};
+use crate::protocol::exit::{INTERRUPTED, MAP_MAX_FAILED};
 use crate::protocol::session::{Reply, Request};
 use crate::session::SessionPaths;
 use crate::transport::write_frame;

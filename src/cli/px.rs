@@ -4,11 +4,11 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use super::args::PxArgs;
-use super::exit::INTERRUPTED;
 use super::jobs::{Replies, submit};
 use super::render::{EngineResult, grouped, note, prefixed};
 use super::session_cmds::connect;
 use crate::ops::px::PxRequest;
+use crate::protocol::exit::INTERRUPTED;
 use crate::protocol::session::{Reply, Request, Stream};
 use crate::session::SessionPaths;
 

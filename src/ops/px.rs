@@ -8,11 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::After;
 use super::held_output::HeldOutput;
 use crate::protocol::engine::{EngineReply, EngineRequest, ExecOutcome};
+use crate::protocol::exit::UNREACHABLE;
 use crate::protocol::session::{EngineDone, Reply, Stream};
 use crate::session::{EnginePool, ReplySink, SessionError, SessionPaths};
-
-/// Exit status reported for an engine that could not run the command.
-pub const UNREACHABLE_STATUS: i32 = 255;
 
 /// Output goes to the CLI in pieces no larger than this.
 const CHUNK: usize = 1 << 20;
@@ -45,7 +43,7 @@ impl EngineRun {
         EngineRun {
             stdout: HeldOutput::new(dir.clone(), limit),
             stderr: HeldOutput::new(dir, limit),
-            status: UNREACHABLE_STATUS,
+            status: UNREACHABLE,
             note: None,
             lost: None,
         }

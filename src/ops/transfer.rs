@@ -12,9 +12,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::px::UNREACHABLE_STATUS;
 use crate::protocol::data::{Bulk, CHUNK, Checksum, EngineData, Source, chunk_header, read_full};
 use crate::protocol::engine::{EngineReply, EngineRequest};
+use crate::protocol::exit::UNREACHABLE;
 use crate::protocol::session::{EngineDone, Reply, Request};
 use crate::session::{EngineCall, EnginePool, ReplySink, SessionError, SessionPaths};
 use crate::transport::{encode_frame, read_frame};
@@ -51,7 +51,7 @@ impl Failure {
     pub fn status(&self) -> i32 {
         match self {
             Failure::Engine(_) => ENGINE_ERROR_STATUS,
-            Failure::Lost(_) => UNREACHABLE_STATUS,
+            Failure::Lost(_) => UNREACHABLE,
             Failure::Aborted(_) => ABORTED_STATUS,
         }
     }

@@ -4,4 +4,5 @@
 
 pub mod data;
 pub mod engine;
+pub mod exit;
 pub mod session;
