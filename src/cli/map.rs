@@ -89,7 +89,9 @@ pub async fn run(session: SessionPaths, args: MapArgs) -> anyhow::Result<ExitCod
     });
     let code = render(Replies::new(client, true)?).await?;
     // A stream is checked as it is read: the lines before the NUL ran.
-    if let Some(task) = stream {
+    // Its end came before the map's, unless Ctrl-C cut the map short: then
+    // stdin may still be open, and nothing is waited for.
+    if let Some(task) = stream.filter(|task| task.is_finished()) {
         if let Ok(Some(line)) = task.await {
             return Err(usage(format!(
                 "line {line} of stdin holds a NUL byte, which no shell can hold; \
