@@ -1,6 +1,6 @@
 /// Run futures concurrently as tasks and collect their outputs in input
 /// order. A task that panicked is a bug; its panic is passed on.
-pub async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+pub(crate) async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,

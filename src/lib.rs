@@ -5,14 +5,20 @@
 //! the transport connects to them over QUIC, and every verb is one file in
 //! `ops`, run inside the daemon against its engine handles.
 
-pub mod cli;
-pub mod config;
-pub mod engine;
+#![warn(unreachable_pub)]
+
+mod cli;
+mod config;
+mod engine;
 mod join;
-pub mod launcher;
-pub mod ops;
+mod launcher;
+mod ops;
+// Public for the integration tests and the fuzz target, which speak the
+// protocol to real processes.
 pub mod protocol;
-pub mod session;
+mod quoting;
+mod session;
 pub mod transport;
 
+pub use cli::main;
 pub(crate) use join::join_all;

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    pcl::cli::main()
+    pcl::main()
 }

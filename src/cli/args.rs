@@ -1,5 +1,6 @@
 //! The command line, as clap sees it. Nothing here runs anything.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -15,8 +16,9 @@ use super::targets::targets_arg;
     long_about = "pcl keeps a session of persistent engines (one shell each) on many hosts, \
                   launched over SSH and driven over QUIC, and runs commands on all of them at once."
 )]
-pub struct Cli {
-    /// Session to use [default: the cluster file's name, else `default`]
+pub(crate) struct Cli {
+    /// Session to use [default: for up, the cluster file's name, else `default`;
+    /// for the other verbs `default`, else the only session running]
     #[arg(long, global = true, env = "PCL_SESSION", value_name = "NAME")]
     pub session: Option<String>,
 
@@ -25,7 +27,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Start a session: launch the engines of CLUSTER (default: one local engine per core)
     Up {
         /// Cluster file (TOML); without it, engines run on this machine
@@ -85,21 +87,21 @@ pub enum Command {
         targets: String,
     },
     /// Set shell variables on every target, or copy a file to each
-    Push(super::data::PushArgs),
+    Push(PushArgs),
     /// Print variables' values from every target, or fetch a file from each
-    Pull(super::data::PullArgs),
+    Pull(PullArgs),
     /// Split items (or lines) into contiguous blocks, one per target
-    Scatter(super::data::ScatterArgs),
+    Scatter(ScatterArgs),
     /// Concatenate every target's array (or file), in engine order
-    Gather(super::data::GatherArgs),
+    Gather(GatherArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff)
+    /// Write the manual pages (roff) into DIR, one per verb and pcl-cluster(5)
     #[command(hide = true)]
-    Man,
+    Man { dir: PathBuf },
     /// Engine host (started by the session daemon)
     #[command(hide = true)]
     Engine {
@@ -119,13 +121,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SessionAction {
+pub(crate) enum SessionAction {
     /// Serve the session named by --session; the cluster arrives on stdin
     Serve,
 }
 
 #[derive(Debug, Args)]
-pub struct PxArgs {
+pub(crate) struct PxArgs {
     /// Engines to run on: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
     #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
     pub targets: String,
@@ -155,7 +157,7 @@ pub struct PxArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct MapArgs {
+pub(crate) struct MapArgs {
     /// Engines to run on: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
     #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
     pub targets: String,
@@ -195,4 +197,91 @@ fn timeout_ms(text: &str) -> Result<u64, String> {
         Ok(s) if s > 0.0 && s.is_finite() => Ok((s * 1000.0).round().max(1.0) as u64),
         _ => Err("expected a positive number of seconds, like 30 or 0.5".into()),
     }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PushArgs {
+    /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
+    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
+    pub targets: String,
+    /// One JSON document with every engine's result
+    #[arg(long)]
+    pub json: bool,
+    /// Run in the background: print a job id at once (see jobs, wait, result)
+    #[arg(long = "async")]
+    pub background: bool,
+    /// Copy LOCAL (`-`: stdin) to each target (once per host) as REMOTE,
+    /// relative to the engine's workdir [default REMOTE: LOCAL's file name]
+    #[arg(long, value_name = "LOCAL")]
+    pub file: Option<PathBuf>,
+    /// NAME=VALUE assignments, or REMOTE with --file
+    #[arg(value_name = "NAME=VALUE", required_unless_present = "file")]
+    pub args: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PullArgs {
+    /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
+    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
+    pub targets: String,
+    /// One JSON document with every engine's result
+    #[arg(long, conflicts_with = "raw")]
+    pub json: bool,
+    /// Run in the background: print a job id at once (see jobs, wait, result);
+    /// with --file, `pcl result` writes the files
+    #[arg(long = "async")]
+    pub background: bool,
+    /// The exact bytes of one variable of one target, nothing added
+    #[arg(long, conflicts_with = "file")]
+    pub raw: bool,
+    /// Fetch REMOTE (relative to the workdir) from each target as DEST/REMOTE.<ID>
+    #[arg(long, value_name = "REMOTE", conflicts_with = "names")]
+    pub file: Option<String>,
+    /// Directory for --file [default: .]
+    #[arg(long, value_name = "DIR", requires = "file")]
+    pub dest: Option<PathBuf>,
+    /// Variable names
+    #[arg(value_name = "NAME", required_unless_present = "file")]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScatterArgs {
+    /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
+    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
+    pub targets: String,
+    /// One JSON document with every engine's result
+    #[arg(long)]
+    pub json: bool,
+    /// Run in the background: print a job id at once (see jobs, wait, result)
+    #[arg(long = "async")]
+    pub background: bool,
+    /// Write each target's block of lines to REMOTE (relative to the workdir)
+    #[arg(long, value_name = "REMOTE", requires = "from")]
+    pub file: Option<String>,
+    /// Take the items from the lines of FILE (`-`: stdin)
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<OsString>,
+    /// NAME, then the items (unless --from); put `--` before items that start with `-`
+    #[arg(value_name = "NAME [ITEM]...")]
+    pub args: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GatherArgs {
+    /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
+    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
+    pub targets: String,
+    /// One JSON document with every engine's result
+    #[arg(long)]
+    pub json: bool,
+    /// Run in the background: print a job id at once (see jobs, wait, result)
+    #[arg(long = "async")]
+    pub background: bool,
+    /// Concatenate each target's REMOTE (relative to the workdir) instead
+    #[arg(long, value_name = "REMOTE", conflicts_with = "name")]
+    pub file: Option<String>,
+    /// The array (or variable) to gather
+    #[arg(value_name = "NAME", required_unless_present = "file")]
+    pub name: Option<String>,
 }

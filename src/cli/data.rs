@@ -22,28 +22,22 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Args;
 use indicatif::{
     BinaryBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle,
 };
 use serde_bytes::ByteBuf;
 use serde_json::{Value, json};
-use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::mpsc;
 
-use super::jobs::{INTERRUPTED, Replies, submit};
+use super::args::{GatherArgs, PullArgs, PushArgs, ScatterArgs};
+use super::call::{Call, Replies, Stdin};
+use super::exit::{self, usage};
 use super::render::prefixed;
-use super::session_cmds::connect;
-use super::targets::targets_arg;
 use crate::protocol::data::{
-    CHUNK, DataError, DataRequest, Items, Source, check_name, check_remote, open_regular,
-    read_full, split_assignment,
+    DataError, DataRequest, Items, Source, check_name, check_remote, open_regular, split_assignment,
 };
 use crate::protocol::session::{EngineDone, Reply, Request};
-use crate::transport::write_frame;
-
-/// Exit status for input refused before any engine was contacted.
-const USAGE_STATUS: u8 = 2;
+use crate::protocol::status::INTERRUPTED;
+use crate::session::SessionPaths;
 
 /// Exit status of an engine whose pulled file could not be written here.
 const LOCAL_ERROR_STATUS: i32 = 1;
@@ -51,115 +45,7 @@ const LOCAL_ERROR_STATUS: i32 = 1;
 /// Transfers shorter than this show no progress bar.
 const BAR_DELAY: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Args)]
-pub struct PushArgs {
-    /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
-    pub targets: String,
-    /// One JSON document with every engine's result
-    #[arg(long)]
-    pub json: bool,
-    /// Run in the background: print a job id at once (see jobs, wait, result)
-    #[arg(long = "async")]
-    pub background: bool,
-    /// Copy LOCAL (`-`: stdin) to each target (once per host) as REMOTE,
-    /// relative to the engine's workdir [default REMOTE: LOCAL's file name]
-    #[arg(long, value_name = "LOCAL")]
-    pub file: Option<PathBuf>,
-    /// NAME=VALUE assignments, or REMOTE with --file
-    #[arg(value_name = "NAME=VALUE", required_unless_present = "file")]
-    pub args: Vec<OsString>,
-}
-
-#[derive(Debug, Args)]
-pub struct PullArgs {
-    /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
-    pub targets: String,
-    /// One JSON document with every engine's result
-    #[arg(long, conflicts_with = "raw")]
-    pub json: bool,
-    /// Run in the background: print a job id at once (see jobs, wait, result);
-    /// with --file, `pcl result` writes the files
-    #[arg(long = "async")]
-    pub background: bool,
-    /// The exact bytes of one variable of one target, nothing added
-    #[arg(long, conflicts_with = "file")]
-    pub raw: bool,
-    /// Fetch REMOTE (relative to the workdir) from each target as DEST/REMOTE.<ID>
-    #[arg(long, value_name = "REMOTE", conflicts_with = "names")]
-    pub file: Option<String>,
-    /// Directory for --file [default: .]
-    #[arg(long, value_name = "DIR", requires = "file")]
-    pub dest: Option<PathBuf>,
-    /// Variable names
-    #[arg(value_name = "NAME", required_unless_present = "file")]
-    pub names: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct ScatterArgs {
-    /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
-    pub targets: String,
-    /// One JSON document with every engine's result
-    #[arg(long)]
-    pub json: bool,
-    /// Run in the background: print a job id at once (see jobs, wait, result)
-    #[arg(long = "async")]
-    pub background: bool,
-    /// Write each target's block of lines to REMOTE (relative to the workdir)
-    #[arg(long, value_name = "REMOTE", requires = "from")]
-    pub file: Option<String>,
-    /// Take the items from the lines of FILE (`-`: stdin)
-    #[arg(long, value_name = "FILE")]
-    pub from: Option<OsString>,
-    /// NAME, then the items (unless --from); put `--` before items that start with `-`
-    #[arg(value_name = "NAME [ITEM]...")]
-    pub args: Vec<OsString>,
-}
-
-#[derive(Debug, Args)]
-pub struct GatherArgs {
-    /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`
-    #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
-    pub targets: String,
-    /// One JSON document with every engine's result
-    #[arg(long)]
-    pub json: bool,
-    /// Run in the background: print a job id at once (see jobs, wait, result)
-    #[arg(long = "async")]
-    pub background: bool,
-    /// Concatenate each target's REMOTE (relative to the workdir) instead
-    #[arg(long, value_name = "REMOTE", conflicts_with = "name")]
-    pub file: Option<String>,
-    /// The array (or variable) to gather
-    #[arg(value_name = "NAME", required_unless_present = "file")]
-    pub name: Option<String>,
-}
-
-/// Input refused before any engine is contacted (exit status 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Usage(String);
-
-fn usage(why: impl std::fmt::Display) -> anyhow::Error {
-    Usage(why.to_string()).into()
-}
-
-/// A request that could not be built: a usage error exits 2, anything
-/// else goes up as an error (exit 1).
-fn refused(e: anyhow::Error) -> anyhow::Result<ExitCode> {
-    match e.downcast::<Usage>() {
-        Ok(why) => {
-            eprintln!("pcl: {why}");
-            Ok(ExitCode::from(USAGE_STATUS))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-pub async fn push(session: Option<String>, args: PushArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn push(session: SessionPaths, args: PushArgs) -> anyhow::Result<ExitCode> {
     let request = push_request(&args);
     call(session, args.background, request, |replies| {
         render_push(args, replies)
@@ -203,11 +89,11 @@ fn push_request(args: &PushArgs) -> anyhow::Result<DataRequest> {
 }
 
 /// Print push replies, live or replayed from an async job.
-pub async fn render_push(args: PushArgs, replies: Replies) -> anyhow::Result<ExitCode> {
+pub(super) async fn render_push(args: PushArgs, replies: Replies) -> anyhow::Result<ExitCode> {
     render_stored(args.json, replies).await
 }
 
-pub async fn pull(session: Option<String>, args: PullArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn pull(session: SessionPaths, args: PullArgs) -> anyhow::Result<ExitCode> {
     let request = pull_request(&args);
     call(session, args.background, request, |replies| {
         render_pull(args, replies)
@@ -240,7 +126,7 @@ fn pull_request(args: &PullArgs) -> anyhow::Result<DataRequest> {
 /// Print pull replies, live or replayed from an async job. Replaying an
 /// async `pull --file` writes the files the session kept to where the
 /// sync call would have written them (unless only the status is wanted).
-pub async fn render_pull(args: PullArgs, mut replies: Replies) -> anyhow::Result<ExitCode> {
+pub(super) async fn render_pull(args: PullArgs, mut replies: Replies) -> anyhow::Result<ExitCode> {
     let mut view = View::new(args.json);
     if args.file.is_some() {
         let (mut path, mut unwritten) = (None, None);
@@ -339,7 +225,7 @@ fn place(kept: &Path, to: &Path) -> std::io::Result<()> {
     copied
 }
 
-pub async fn scatter(session: Option<String>, args: ScatterArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn scatter(session: SessionPaths, args: ScatterArgs) -> anyhow::Result<ExitCode> {
     let request = scatter_request(&args);
     call(session, args.background, request, |replies| {
         render_scatter(args, replies)
@@ -391,7 +277,10 @@ fn scatter_request(args: &ScatterArgs) -> anyhow::Result<DataRequest> {
 }
 
 /// Print scatter replies, live or replayed from an async job.
-pub async fn render_scatter(args: ScatterArgs, replies: Replies) -> anyhow::Result<ExitCode> {
+pub(super) async fn render_scatter(
+    args: ScatterArgs,
+    replies: Replies,
+) -> anyhow::Result<ExitCode> {
     render_stored(args.json, replies).await
 }
 
@@ -410,7 +299,7 @@ async fn render_stored(json: bool, mut replies: Replies) -> anyhow::Result<ExitC
     view.finish(&replies)
 }
 
-pub async fn gather(session: Option<String>, args: GatherArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn gather(session: SessionPaths, args: GatherArgs) -> anyhow::Result<ExitCode> {
     let request = gather_request(&args);
     call(session, args.background, request, |replies| {
         render_gather(args, replies)
@@ -439,7 +328,10 @@ fn gather_request(args: &GatherArgs) -> anyhow::Result<DataRequest> {
 }
 
 /// Print gather replies, live or replayed from an async job.
-pub async fn render_gather(args: GatherArgs, mut replies: Replies) -> anyhow::Result<ExitCode> {
+pub(super) async fn render_gather(
+    args: GatherArgs,
+    mut replies: Replies,
+) -> anyhow::Result<ExitCode> {
     let array = args.file.is_none();
     let mut view = View::new(args.json);
     let mut stdout = std::io::stdout().lock();
@@ -489,33 +381,16 @@ pub async fn render_gather(args: GatherArgs, mut replies: Replies) -> anyhow::Re
 }
 
 /// One data call: a request that could not be built is refused (a usage
-/// error exits 2); otherwise it is sent and its replies rendered, unless
-/// it went to the background.
+/// error exits 2, see `exit`); otherwise it goes out through the one call
+/// path, with stdin after it when the request reads it.
 async fn call<R: Future<Output = anyhow::Result<ExitCode>>>(
-    session: Option<String>,
+    session: SessionPaths,
     background: bool,
     request: anyhow::Result<DataRequest>,
     render: impl FnOnce(Replies) -> R,
 ) -> anyhow::Result<ExitCode> {
-    let request = match request {
-        Ok(request) => request,
-        Err(e) => return refused(e),
-    };
-    match start(session, background, request).await? {
-        Some(replies) => render(replies).await,
-        None => Ok(ExitCode::SUCCESS),
-    }
-}
-
-/// Send `request`. With `--async` the session runs it as a job and its id
-/// is printed (`None`); otherwise the replies come live, with Ctrl-C
-/// aborting the call. Stdin follows the request when the request reads it.
-async fn start(
-    session: Option<String>,
-    background: bool,
-    request: DataRequest,
-) -> anyhow::Result<Option<Replies>> {
-    let stdin = matches!(
+    let request = request?;
+    let reads_stdin = matches!(
         &request,
         DataRequest::PushFile {
             from: Source::Stdin,
@@ -528,22 +403,15 @@ async fn start(
             ..
         }
     );
-    let request = Request::Data(request);
-    if background {
-        submit(session, request, stdin).await?;
-        return Ok(None);
-    }
-    let mut client = connect(session).await?;
-    client.send(&request).await?;
-    if stdin {
-        let writer = client.take_writer().expect("the request went out on it");
-        tokio::spawn(async move {
-            if let Err(e) = send_stdin(writer).await {
-                eprintln!("pcl: {e:#}");
-            }
-        });
-    }
-    Ok(Some(Replies::new(client, true)?))
+    Call::new(session, Request::Data(request))
+        .stdin(if reads_stdin {
+            Stdin::Bytes
+        } else {
+            Stdin::None
+        })
+        .background(background)
+        .run(render)
+        .await
 }
 
 /// A local path the daemon will open itself: it must exist and be
@@ -554,42 +422,6 @@ async fn start(
 fn readable(path: &Path) -> anyhow::Result<PathBuf> {
     open_regular(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(std::path::absolute(path)?)
-}
-
-/// Our stdin to the session, in chunks, then the end. Read on a thread of
-/// its own: a read blocked on a terminal must not hold up the exit after
-/// Ctrl-C (the runtime waits for its own blocking threads). Only a failed
-/// read is an error: a session that stopped reading says why in its reply.
-pub async fn send_stdin(mut writer: OwnedWriteHalf) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(2);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        loop {
-            let mut buf = vec![0u8; CHUNK];
-            let read = read_full(&mut stdin, &mut buf).map(|n| {
-                buf.truncate(n);
-                buf
-            });
-            let last = !matches!(&read, Ok(buf) if !buf.is_empty());
-            if tx.blocking_send(read).is_err() || last {
-                return;
-            }
-        }
-    });
-    while let Some(chunk) = rx.recv().await {
-        let chunk = chunk.context("cannot read stdin")?;
-        if chunk.is_empty() {
-            break;
-        }
-        if write_frame(&mut writer, &Request::Chunk(chunk))
-            .await
-            .is_err()
-        {
-            return Ok(());
-        }
-    }
-    let _ = write_frame(&mut writer, &Request::Eof).await;
-    Ok(())
 }
 
 /// Bytes and rate; with a known total, also how far and the ETA. The rate
@@ -706,9 +538,9 @@ impl View {
             writeln!(out)?;
         }
         if replies.interrupted() {
-            return Ok(ExitCode::from(INTERRUPTED));
+            return Ok(exit::code(INTERRUPTED));
         }
-        Ok(ExitCode::from(self.worst.clamp(0, 255) as u8))
+        Ok(exit::code(self.worst))
     }
 
     /// The call failed as a whole; after Ctrl-C that is the abort's doing.
@@ -718,7 +550,7 @@ impl View {
         }
         if replies.interrupted() {
             eprintln!("pcl: {e}");
-            return Ok(ExitCode::from(INTERRUPTED));
+            return Ok(exit::code(INTERRUPTED));
         }
         bail!(e)
     }

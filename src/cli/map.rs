@@ -10,25 +10,22 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_bytes::ByteBuf;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::args::MapArgs;
-use super::jobs::{INTERRUPTED, Replies, submit};
-use super::session_cmds::connect;
+use super::call::{Call, Replies, Started, Stdin};
+use super::exit::{self, usage};
+use crate::protocol::data::{count_lines, open_regular};
 use crate::protocol::session::{Reply, Request};
+use crate::protocol::status::{INTERRUPTED, MAP_MAX_FAILED};
 use crate::protocol::verbs::{MapInput, MapRequest};
-use crate::session::{SessionPaths, session_name};
-use crate::transport::write_frame;
+use crate::session::SessionPaths;
 
-/// GNU parallel's cap on the failure count as exit status.
-const MAX_FAILED_STATUS: u64 = 101;
-/// Items per frame when streaming stdin to the session.
-const STREAM_CHUNK: usize = 1024;
-
-pub async fn run(session: Option<String>, args: MapArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(session: SessionPaths, args: MapArgs) -> anyhow::Result<ExitCode> {
     let timeout_ms = args.timeout;
     if args.command.contains('\0') {
-        bail!("the command contains a NUL byte, which no shell can hold");
+        return Err(usage(
+            "the command contains a NUL byte, which no shell can hold",
+        ));
     }
     let from_stdin = args.from.as_deref() == Some(Path::new("-"))
         || (args.from.is_none() && args.items.len() == 1 && args.items[0] == "-");
@@ -36,27 +33,36 @@ pub async fn run(session: Option<String>, args: MapArgs) -> anyhow::Result<ExitC
         if args.background {
             // The CLI does not stay for an async job: the session reads a
             // copy of stdin, removed once read.
-            MapInput::File {
-                path: spool_stdin(&session)?,
-                remove: true,
+            let path = spool_stdin(&session)?;
+            if let Err(e) = refuse_nul(&path, "stdin") {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
             }
+            MapInput::File { path, remove: true }
         } else {
             MapInput::Stream
         }
     } else if let Some(file) = &args.from {
         if !args.items.is_empty() {
-            bail!("give items either on the command line or with --from, not both");
+            return Err(usage(
+                "give items either on the command line or with --from, not both",
+            ));
         }
+        refuse_nul(file, &file.display().to_string())?;
         MapInput::File {
             path: absolute(file)?,
             remove: false,
         }
     } else {
         if args.items.is_empty() {
-            bail!("no items: give them after CMD, or use --from FILE (or - for stdin)");
+            return Err(usage(
+                "no items: give them after CMD, or use --from FILE (or - for stdin)",
+            ));
         }
         if args.items.iter().any(|i| i.as_bytes().contains(&0)) {
-            bail!("an item contains a NUL byte, which no shell can hold");
+            return Err(usage(
+                "an item contains a NUL byte, which no shell can hold",
+            ));
         }
         MapInput::Items(
             args.items
@@ -74,21 +80,35 @@ pub async fn run(session: Option<String>, args: MapArgs) -> anyhow::Result<ExitC
         timeout_ms,
         joblog: args.joblog.as_deref().map(absolute).transpose()?,
     });
-    if args.background {
-        return submit(session, request, false).await;
-    }
     let streaming = matches!(&request, Request::Map(m) if matches!(m.input, MapInput::Stream));
-    let mut client = connect(session).await?;
-    client.send(&request).await?;
-    if streaming {
-        let writer = client.take_writer().expect("the request went out on it");
-        tokio::spawn(stream_stdin(writer));
+    let stdin = if streaming { Stdin::Lines } else { Stdin::None };
+    let call = Call::new(session, request)
+        .stdin(stdin)
+        .background(args.background);
+    let Some(Started {
+        replies,
+        lines: stream,
+    }) = call.start().await?
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let code = render(replies).await?;
+    // A stream is checked as it is read: the lines before the NUL ran.
+    // Its end came before the map's, unless Ctrl-C cut the map short: then
+    // stdin may still be open, and nothing is waited for.
+    if let Some(task) = stream.filter(|task| task.is_finished()) {
+        if let Ok(Some(line)) = task.await {
+            return Err(usage(format!(
+                "line {line} of stdin holds a NUL byte, which no shell can hold; \
+                 it and the lines after it were not run"
+            )));
+        }
     }
-    render(Replies::new(client, true)?).await
+    Ok(code)
 }
 
 /// Print map replies, live or replayed from an async job.
-pub async fn render(mut replies: Replies) -> anyhow::Result<ExitCode> {
+pub(super) async fn render(mut replies: Replies) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let bar = progress_bar();
     let mut last_flush = Instant::now();
@@ -152,9 +172,9 @@ pub async fn render(mut replies: Replies) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     stdout.flush()?;
     if replies.interrupted() || aborted {
-        return Ok(ExitCode::from(INTERRUPTED));
+        return Ok(exit::code(INTERRUPTED));
     }
-    Ok(ExitCode::from(failed_or_unrun.min(MAX_FAILED_STATUS) as u8))
+    Ok(exit::code(failed_or_unrun.min(MAP_MAX_FAILED as u64) as i32))
 }
 
 fn progress_bar() -> ProgressBar {
@@ -175,36 +195,23 @@ fn bar_style(total_known: bool) -> ProgressStyle {
     ProgressStyle::with_template(template).expect("valid template")
 }
 
-/// Items from stdin to the session, a chunk at a time; the socket's
-/// backpressure keeps this no faster than the engines.
-async fn stream_stdin(mut writer: tokio::net::unix::OwnedWriteHalf) {
-    let mut stdin = BufReader::new(tokio::io::stdin());
-    let mut chunk = Vec::with_capacity(STREAM_CHUNK);
-    loop {
-        let mut line = Vec::new();
-        let n = stdin.read_until(b'\n', &mut line).await.unwrap_or(0);
-        if n > 0 {
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            chunk.push(ByteBuf::from(line));
-        }
-        if (n == 0 && !chunk.is_empty()) || chunk.len() == STREAM_CHUNK {
-            if write_frame(&mut writer, &chunk).await.is_err() {
-                return;
-            }
-            chunk.clear();
-        }
-        if n == 0 {
-            let _ = write_frame(&mut writer, &Vec::<ByteBuf>::new()).await;
-            return;
-        }
+/// Refuse input whose lines hold a NUL byte (no shell string can), naming
+/// the first such line, before anything runs.
+fn refuse_nul(path: &Path, what: &str) -> anyhow::Result<()> {
+    let mut file = open_regular(path).with_context(|| format!("cannot read {what}"))?;
+    match count_lines(&mut file)
+        .with_context(|| format!("cannot read {what}"))?
+        .nul_line
+    {
+        Some(line) => Err(usage(format!(
+            "line {line} of {what} holds a NUL byte, which no shell can hold; nothing was run"
+        ))),
+        None => Ok(()),
     }
 }
 
 /// Copy stdin to a private file in the session's directory.
-fn spool_stdin(session: &Option<String>) -> anyhow::Result<PathBuf> {
-    let paths = SessionPaths::new(&session_name(session.as_deref(), None))?;
+fn spool_stdin(paths: &SessionPaths) -> anyhow::Result<PathBuf> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());

@@ -2,30 +2,38 @@
 //! asking the session daemon), render the answer, pick the exit status.
 
 mod args;
+mod call;
 mod data;
+mod exit;
 mod jobs;
+mod man;
 mod map;
 mod px;
 mod render;
 mod session_cmds;
 mod targets;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-pub use args::Cli;
+pub(crate) use args::Cli;
 use args::{Command, SessionAction};
 
 use crate::protocol::session::Request;
+use crate::session::SessionPaths;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pcl: {e:#}");
-            ExitCode::FAILURE
+            let (code, message) = exit::for_error(&e);
+            if let Some(message) = message {
+                eprintln!("{message}");
+            }
+            code
         }
     }
 }
@@ -58,36 +66,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut Cli::command(), "pcl", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        Command::Man { dir } => {
+            let mut out = std::io::stdout().lock();
+            for name in man::write_all(&dir)? {
+                writeln!(out, "{}", dir.join(name).display())?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Up { cluster, engines } => {
             current_thread()?.block_on(session_cmds::up(session, cluster, engines))
         }
-        Command::Down => current_thread()?.block_on(session_cmds::down(session)),
-        Command::Ids => current_thread()?.block_on(session_cmds::ids(session)),
-        Command::Status { json } => current_thread()?.block_on(session_cmds::status(session, json)),
-        Command::Px(args) => current_thread()?.block_on(px::run(session, args)),
-        Command::Restart { targets } => {
-            current_thread()?.block_on(session_cmds::restart(session, targets))
+        command => {
+            let session = crate::session::to_reach(session.as_deref())?;
+            current_thread()?.block_on(reach(session, command))
         }
-        Command::Map(args) => current_thread()?.block_on(map::run(session, args)),
-        Command::Jobs { json } => current_thread()?.block_on(jobs::jobs(session, json)),
-        Command::Wait { job } => current_thread()?.block_on(jobs::wait(session, job)),
-        Command::Result { job, status_only } => {
-            current_thread()?.block_on(jobs::result(session, job, status_only))
-        }
-        Command::Abort { job } => {
-            current_thread()?.block_on(jobs::control(session, Request::Abort(job)))
-        }
+    }
+}
+
+/// The verbs that talk to a running session.
+async fn reach(session: SessionPaths, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Down => session_cmds::down(session).await,
+        Command::Ids => session_cmds::ids(session).await,
+        Command::Status { json } => session_cmds::status(session, json).await,
+        Command::Px(args) => px::run(session, args).await,
+        Command::Restart { targets } => session_cmds::restart(session, targets).await,
+        Command::Map(args) => map::run(session, args).await,
+        Command::Jobs { json } => jobs::jobs(session, json).await,
+        Command::Wait { job } => jobs::wait(session, job).await,
+        Command::Result { job, status_only } => jobs::result(session, job, status_only).await,
+        Command::Abort { job } => jobs::control(session, Request::Abort(job)).await,
         Command::Interrupt { targets } => {
-            current_thread()?.block_on(jobs::control(session, Request::Interrupt { targets }))
+            jobs::control(session, Request::Interrupt { targets }).await
         }
-        Command::Push(args) => current_thread()?.block_on(data::push(session, args)),
-        Command::Pull(args) => current_thread()?.block_on(data::pull(session, args)),
-        Command::Scatter(args) => current_thread()?.block_on(data::scatter(session, args)),
-        Command::Gather(args) => current_thread()?.block_on(data::gather(session, args)),
+        Command::Push(args) => data::push(session, args).await,
+        Command::Pull(args) => data::pull(session, args).await,
+        Command::Scatter(args) => data::scatter(session, args).await,
+        Command::Gather(args) => data::gather(session, args).await,
+        Command::Up { .. }
+        | Command::Engine { .. }
+        | Command::Session { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable!("handled before a session is chosen"),
     }
 }
 
@@ -103,11 +123,4 @@ fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()
-}
-
-/// The man page, as `man/pcl.1` holds it.
-pub fn man_page() -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-    Ok(out)
 }

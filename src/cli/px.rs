@@ -4,29 +4,29 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use super::args::PxArgs;
-use super::jobs::{INTERRUPTED, Replies, submit};
+use super::call::{Call, Replies};
+use super::exit;
 use super::render::{EngineResult, grouped, note, prefixed};
-use super::session_cmds::connect;
 use crate::protocol::session::{Reply, Request, Stream};
+use crate::protocol::status::INTERRUPTED;
 use crate::protocol::verbs::PxRequest;
+use crate::session::SessionPaths;
 
-pub async fn run(session: Option<String>, args: PxArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(session: SessionPaths, args: PxArgs) -> anyhow::Result<ExitCode> {
     let timeout_ms = args.timeout;
     let request = Request::Px(PxRequest {
         targets: args.targets.clone(),
         command: args.command.join(" "),
         timeout_ms,
     });
-    if args.background {
-        return submit(session, request, false).await;
-    }
-    let mut client = connect(session).await?;
-    client.send(&request).await?;
-    render(args, Replies::new(client, true)?).await
+    Call::new(session, request)
+        .background(args.background)
+        .run(|replies| render(args, replies))
+        .await
 }
 
 /// Print px replies, live or replayed from an async job.
-pub async fn render(args: PxArgs, mut replies: Replies) -> anyhow::Result<ExitCode> {
+pub(super) async fn render(args: PxArgs, mut replies: Replies) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     let mut results = Vec::new();
     let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
@@ -87,7 +87,7 @@ pub async fn render(args: PxArgs, mut replies: Replies) -> anyhow::Result<ExitCo
     }
     stdout.flush()?;
     if replies.interrupted() {
-        return Ok(ExitCode::from(INTERRUPTED));
+        return Ok(exit::code(INTERRUPTED));
     }
-    Ok(ExitCode::from(worst.clamp(0, 255) as u8))
+    Ok(exit::code(worst))
 }

@@ -9,7 +9,7 @@ use crate::session::fold_ids;
 
 /// One engine's finished result, as the CLI shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct EngineResult {
+pub(super) struct EngineResult {
     pub id: u32,
     pub host: String,
     pub status: i32,
@@ -26,7 +26,7 @@ fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
 
 /// Every line of `bytes` behind `prefix`; a last line without a newline
 /// still ends with one, so the next prefix starts a line.
-pub fn prefixed(out: &mut impl Write, prefix: &str, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn prefixed(out: &mut impl Write, prefix: &str, bytes: &[u8]) -> io::Result<()> {
     if bytes.is_empty() {
         return Ok(());
     }
@@ -40,7 +40,7 @@ pub fn prefixed(out: &mut impl Write, prefix: &str, bytes: &[u8]) -> io::Result<
 }
 
 /// pcl's own word about an engine (a timeout, a dead engine), on stderr.
-pub fn note(result: &EngineResult) {
+pub(super) fn note(result: &EngineResult) {
     if let Some(note) = &result.note {
         eprintln!("pcl: engine {} ({}): {note}", result.id, result.host);
     }
@@ -48,7 +48,7 @@ pub fn note(result: &EngineResult) {
 
 /// `-b`: engines with the same stdout share one block, headed by their
 /// folded ids, like `dshbak -c`.
-pub fn grouped(out: &mut impl Write, results: &[EngineResult]) -> io::Result<()> {
+pub(super) fn grouped(out: &mut impl Write, results: &[EngineResult]) -> io::Result<()> {
     let mut groups: Vec<(&[u8], Vec<u32>)> = Vec::new();
     for r in results {
         match groups

@@ -9,20 +9,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::call::connect;
 use crate::config::{Cluster, MAX_ENGINES_PER_HOST};
 use crate::protocol::session::{EngineState, Reply, Request, StatusReport, UpReport};
 use crate::protocol::verbs::RestartRequest;
-use crate::session::{Client, SessionError, SessionPaths, session_name};
+use crate::session::{Client, NameSource, SessionError, SessionPaths};
 
 /// How long `pcl up` waits for a fresh daemon to open its socket.
 const DAEMON_START: Duration = Duration::from_secs(10);
 
-pub async fn connect(session: Option<String>) -> anyhow::Result<Client> {
-    let paths = SessionPaths::new(&session_name(session.as_deref(), None))?;
-    Ok(Client::connect(&paths).await?)
-}
-
-pub async fn up(
+pub(super) async fn up(
     session: Option<String>,
     file: Option<PathBuf>,
     engines: Option<u32>,
@@ -41,7 +37,7 @@ pub async fn up(
         }
         cluster = cluster.with_engines(n);
     }
-    let paths = SessionPaths::new(&session_name(session.as_deref(), cluster.name.as_deref()))?;
+    let (paths, source) = crate::session::to_start(session.as_deref(), cluster.name.as_deref())?;
     paths.create_dir()?;
     // Held until this up is over: a second one of the same name fails at
     // once instead of racing this one.
@@ -96,7 +92,26 @@ pub async fn up(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    print_engine_table(&report)
+    // A name the user did not type is said once, on stderr: stdout stays
+    // the engine table scripts parse.
+    if source == NameSource::ClusterFile {
+        eprintln!("pcl: session '{}' (the cluster file's name)", paths.name);
+    }
+    let code = print_engine_table(&report)?;
+    if report
+        .status
+        .engines
+        .iter()
+        .all(|e| e.state == EngineState::Dead)
+    {
+        // No engine came up, so the daemon stopped; its log stays.
+        eprintln!(
+            "pcl: session '{}' did not start; its log is {}",
+            paths.name,
+            paths.log.display()
+        );
+    }
+    Ok(code)
 }
 
 /// `up` and `restart`: `ID HOST` per live engine on stdout, every failure
@@ -139,8 +154,8 @@ fn print_engine_table(report: &UpReport) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub async fn restart(session: Option<String>, targets: String) -> anyhow::Result<ExitCode> {
-    let mut client = connect(session).await?;
+pub(super) async fn restart(session: SessionPaths, targets: String) -> anyhow::Result<ExitCode> {
+    let mut client = connect(&session).await?;
     client
         .send(&Request::Restart(RestartRequest { targets }))
         .await?;
@@ -185,19 +200,20 @@ fn spawn_daemon(paths: &SessionPaths, cluster: &Cluster) -> anyhow::Result<std::
     Ok(child)
 }
 
+/// Why the daemon did not start: its last words, and where the rest is.
 fn log_tail(paths: &SessionPaths, why: String) -> String {
     let log = std::fs::read_to_string(&paths.log).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(5).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
-    if tail.is_empty() {
+    let why = if tail.is_empty() {
         why
     } else {
         format!("{why}: {}", tail.join("\n"))
-    }
+    };
+    format!("{why}\n(the session's log is {})", paths.log.display())
 }
 
-pub async fn down(session: Option<String>) -> anyhow::Result<ExitCode> {
-    let paths = SessionPaths::new(&session_name(session.as_deref(), None))?;
+pub(super) async fn down(paths: SessionPaths) -> anyhow::Result<ExitCode> {
     let mut client = Client::connect(&paths).await?;
     client.send(&Request::Down).await?;
     match client.next().await? {
@@ -205,16 +221,20 @@ pub async fn down(session: Option<String>) -> anyhow::Result<ExitCode> {
         Reply::Error(e) => bail!(e),
         other => bail!("unexpected reply {other:?}"),
     }
-    // The daemon removes its socket as the last thing it does.
+    // The daemon removes its socket as the last thing it does; a clean
+    // stop leaves nothing of the session behind, its log included.
     let started = Instant::now();
     while paths.socket.exists() && started.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    if !paths.socket.exists() {
+        paths.remove_dir()?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn ids(session: Option<String>) -> anyhow::Result<ExitCode> {
-    let mut client = connect(session).await?;
+pub(super) async fn ids(session: SessionPaths) -> anyhow::Result<ExitCode> {
+    let mut client = connect(&session).await?;
     client.send(&Request::Ids).await?;
     match client.next().await? {
         Reply::Ids(ids) => {
@@ -229,8 +249,8 @@ pub async fn ids(session: Option<String>) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub async fn status(session: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
-    let mut client = connect(session).await?;
+pub(super) async fn status(session: SessionPaths, json: bool) -> anyhow::Result<ExitCode> {
+    let mut client = connect(&session).await?;
     client.send(&Request::Status).await?;
     let report: StatusReport = match client.next().await? {
         Reply::Status(report) => report,

@@ -12,7 +12,7 @@ use super::schema::{ClusterFile, HostKeys};
 
 /// The hosts a session starts engines on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     /// The file's `name`, used as the session name unless overridden.
     pub name: Option<String>,
     /// One entry per host, never empty. `[[hosts]]` tables keep the file's
@@ -26,7 +26,7 @@ pub struct Cluster {
 impl Cluster {
     /// Reads and parses the cluster file at `path`, naming it in errors as
     /// given.
-    pub fn load(path: &Path) -> Result<Cluster, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Cluster, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
@@ -35,7 +35,7 @@ impl Cluster {
     }
 
     /// Parses cluster file `text`; `origin` names it in error messages.
-    pub fn parse(text: &str, origin: &str) -> Result<Cluster, ConfigError> {
+    pub(crate) fn parse(text: &str, origin: &str) -> Result<Cluster, ConfigError> {
         let at = |offset: usize, message: String| ConfigError::at(origin, text, offset, message);
         let file: ClusterFile =
             toml::from_str(text).map_err(|error| ConfigError::from_toml(origin, text, &error))?;
@@ -98,7 +98,7 @@ impl Cluster {
 
     /// The embedded default cluster, used when `pcl up` is given no file:
     /// `engines` local engines on "localhost". `engines` must be at least 1.
-    pub fn local_default(engines: u32) -> Cluster {
+    pub(crate) fn local_default(engines: u32) -> Cluster {
         debug_assert!(engines >= 1, "a host needs at least one engine");
         Cluster {
             name: None,
@@ -112,7 +112,7 @@ impl Cluster {
 
     /// Sets every host's engine count, for `pcl up -n N`. `engines` must be
     /// at least 1.
-    pub fn with_engines(mut self, engines: u32) -> Cluster {
+    pub(crate) fn with_engines(mut self, engines: u32) -> Cluster {
         debug_assert!(engines >= 1, "a host needs at least one engine");
         for host in &mut self.hosts {
             host.engines = engines;
@@ -120,9 +120,10 @@ impl Cluster {
         self
     }
 
-    /// Engines across all hosts. Saturates rather than wrapping: no real
-    /// cluster gets near `u32::MAX`, and a bogus file must not panic.
-    pub fn engine_count(&self) -> u32 {
+    /// Engines across all hosts, for the tests' checks of a parse.
+    /// Saturates rather than wrapping: a bogus file must not panic.
+    #[cfg(test)]
+    pub(crate) fn engine_count(&self) -> u32 {
         self.hosts
             .iter()
             .fold(0, |total, host| total.saturating_add(host.engines))

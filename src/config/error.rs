@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// as is: it names the file (and for content errors the line and column)
 /// and says what to change.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The file could not be read at all.
     #[error("cannot read cluster file {}: {error}", path.display())]
     Read {

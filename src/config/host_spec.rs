@@ -13,7 +13,7 @@ const DEFAULT_SHELL: &str = "bash";
 /// How engine hosts are started on a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LauncherKind {
+pub(crate) enum LauncherKind {
     /// Through the system OpenSSH client. The default for every host, even
     /// one named `localhost`: only `launcher = "local"` skips ssh.
     #[default]
@@ -29,7 +29,7 @@ pub enum LauncherKind {
 /// process to another; cluster files are read with `Cluster::parse`/`load`,
 /// which check what serde alone would not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostSpec {
+pub(crate) struct HostSpec {
     /// Host name as ssh will be given it (one name, never a range).
     pub host: String,
     pub launcher: LauncherKind,
@@ -58,7 +58,7 @@ pub struct HostSpec {
 
 impl HostSpec {
     /// A host with every setting at its default: ssh, 1 engine, bash.
-    pub fn new(host: impl Into<String>) -> HostSpec {
+    pub(crate) fn new(host: impl Into<String>) -> HostSpec {
         HostSpec {
             host: host.into(),
             launcher: LauncherKind::default(),

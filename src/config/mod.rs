@@ -8,13 +8,14 @@
 mod cluster;
 mod error;
 mod host_spec;
+mod keys;
 mod schema;
 mod values;
 
-pub use cluster::Cluster;
-pub use error::ConfigError;
-pub use host_spec::{HostSpec, LauncherKind};
-pub use values::MAX_ENGINES_PER_HOST;
+pub(crate) use cluster::Cluster;
+pub(crate) use host_spec::{HostSpec, LauncherKind};
+pub(crate) use keys::{Place, keys};
+pub(crate) use values::MAX_ENGINES_PER_HOST;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
 use std::path::{Path, PathBuf};
 
+use super::error::ConfigError;
 use super::error::line_col;
-use super::{Cluster, ConfigError, HostSpec, LauncherKind};
+use super::{Cluster, HostSpec, LauncherKind};
 
 fn parse(text: &str) -> Cluster {
     Cluster::parse(text, "cluster.toml").unwrap_or_else(|error| panic!("{error}"))
@@ -157,16 +158,37 @@ fn inline_array_of_host_tables_works_too() {
     assert_eq!(cluster.engine_count(), 3);
 }
 
+/// The example as shipped starts on any machine; with its commented-out
+/// keys put back, it is the full cluster it describes.
 #[test]
 fn example_file_parses() {
-    let cluster = Cluster::parse(
-        include_str!("../../cluster.example.toml"),
-        "cluster.example.toml",
-    )
-    .unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(cluster.name.as_deref(), Some("lab"));
+    let text = include_str!("../../cluster.example.toml");
+    let shipped =
+        Cluster::parse(text, "cluster.example.toml").unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(shipped.name.as_deref(), Some("lab"));
+    assert_eq!(shipped.hosts.len(), 1);
+    assert_eq!(shipped.hosts[0].launcher, LauncherKind::Local);
+    assert_eq!(shipped.engine_count(), 2);
+    assert!(shipped.hosts.iter().all(|host| host.setup.is_none()));
+
+    let is_key = |line: &str| {
+        line == "[[hosts]]"
+            || line
+                .split_once(" = ")
+                .is_some_and(|(key, _)| key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    };
+    let full: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if is_key(rest) => format!("{rest}\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    let cluster =
+        Cluster::parse(&full, "cluster.example.toml").unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(cluster.hosts.len(), 17);
     assert_eq!(cluster.hosts[0].host, "node01");
+    assert_eq!(cluster.hosts[0].user.as_deref(), Some("alice"));
     assert_eq!(cluster.hosts[15].host, "node16");
     assert_eq!(cluster.hosts[16].launcher, LauncherKind::Local);
     assert_eq!(cluster.engine_count(), 16 * 8 + 2);

@@ -15,7 +15,7 @@ pub(super) struct EngineCount(pub(super) u32);
 /// The most engines one host may run. Each is a shell with three pipes to
 /// its engine host; past a thousand or so, a host runs out of processes
 /// or descriptors long before the work gets faster.
-pub const MAX_ENGINES_PER_HOST: u32 = 1024;
+pub(crate) const MAX_ENGINES_PER_HOST: u32 = 1024;
 
 /// `port`: an ssh port, 1 to 65535.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +24,9 @@ pub(super) struct Port(pub(super) u16);
 /// `link_timeout`, `reconnect_grace`: whole seconds, 1 to one day.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Seconds(pub(super) u32);
+
+/// The longest `Seconds`: one day.
+pub(super) const MAX_SECONDS: u32 = 86_400;
 
 /// `name`: the session name, which becomes part of file names: letters,
 /// digits, `_`, `.` and `-`, not starting with `.`.
@@ -87,9 +90,9 @@ impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let n = d.deserialize_i64(WholeNumber)?;
         match u32::try_from(n) {
-            Ok(s) if (1..=86_400).contains(&s) => Ok(Seconds(s)),
+            Ok(s) if (1..=MAX_SECONDS).contains(&s) => Ok(Seconds(s)),
             _ => Err(de::Error::custom(format!(
-                "expected whole seconds between 1 and 86400, not {n}"
+                "expected whole seconds between 1 and {MAX_SECONDS}, not {n}"
             ))),
         }
     }

@@ -17,31 +17,11 @@ use super::host::Engine;
 use super::procs::signal_jobs;
 use super::scratch::{create_exclusive, scratch_dir};
 use super::shell::{USER_REDIRECTS, random_hex};
-use super::{Capture, EngineError, OutputSink, Shell, ansi_c_quote};
+use super::{Capture, EngineError, OutputSink, Shell};
 use crate::protocol::engine::{BatchItem, EngineReply, ExecEnd, ExecOutcome, TaskEnd};
 use crate::protocol::status;
+use crate::quoting::{ansi_c_quote, substitute};
 use crate::transport::write_frame;
-
-/// The command for one item: every `{}` becomes the shell-quoted item; with
-/// no `{}`, the quoted item is appended after a space (GNU parallel's rule).
-/// Like parallel, an item that needs no quoting is left bare, so it also
-/// works where quotes mean something else (`$(( {} * 2 ))`).
-pub fn substitute(template: &str, item: &[u8]) -> String {
-    let bare = !item.is_empty()
-        && item
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"_-.,/:+@%".contains(&b));
-    let quoted = if bare {
-        String::from_utf8_lossy(item).into_owned()
-    } else {
-        ansi_c_quote(item)
-    };
-    if template.contains("{}") {
-        template.replace("{}", &quoted)
-    } else {
-        format!("{template} {quoted}")
-    }
-}
 
 /// SIGINT the engine's running command. Reads only the pid atomic, so it
 /// works while a command holds the shell's lock.
@@ -382,7 +362,7 @@ fn as_bash_says(stderr: Vec<u8>, source_name: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Cut, as_bash_says, substitute};
+    use super::{Cut, as_bash_says};
 
     #[test]
     fn the_batch_script_is_never_named_in_a_task_error() {
@@ -411,21 +391,5 @@ mod tests {
         );
         assert_eq!(cut.next(b"MARK", true), Some((Vec::new(), b"3".to_vec())));
         assert_eq!(cut.buf, b"rest");
-    }
-
-    #[test]
-    fn braces_become_the_quoted_item() {
-        assert_eq!(substitute("echo {} {}", b"a b"), "echo $'a b' $'a b'");
-        assert_eq!(substitute("echo", b"x"), "echo x");
-        assert_eq!(
-            substitute("echo $(( {} * 2 ))", b"21"),
-            "echo $(( 21 * 2 ))"
-        );
-        assert_eq!(substitute("echo {}", b""), "echo $''");
-        assert_eq!(substitute("echo {}", b"*"), "echo $'\\x2a'");
-        assert_eq!(
-            substitute("echo {}", b"$(touch x)'\""),
-            "echo $'\\x24\\x28touch x\\x29\\x27\\x22'"
-        );
     }
 }

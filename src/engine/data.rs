@@ -13,11 +13,12 @@ use thiserror::Error;
 use super::guard::Guard;
 use super::host::{Engine, Host, prepare_workdir};
 use super::scratch::scratch_dir;
-use super::{Capture, EngineError, ansi_c_quote};
+use super::{Capture, EngineError};
 use crate::protocol::data::{
     Bulk, CHUNK, Checksum, DataError, EngineData, check_name, check_remote, read_full,
 };
 use crate::protocol::engine::{EngineReply, ExecOutcome};
+use crate::quoting::ansi_c_quote;
 use crate::transport::{MAX_FRAME, write_frame};
 
 /// Why a data request failed on this engine; sent to the daemon as text.

@@ -1,7 +1,7 @@
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     #[error("cannot start shell `{program}`: {source}{}", out_of(source))]
     Spawn {
         program: String,

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use super::leftovers::{Journal, Pending};
 use super::procs::{kill_sessions, spawn_recorded};
 
-pub struct Guard {
+pub(crate) struct Guard {
     // Held for the pipe: the guard acts when its last writer is gone.
     child: Child,
     channel: Mutex<Channel>,
@@ -37,7 +37,7 @@ struct Channel {
 }
 
 impl Guard {
-    pub fn spawn() -> std::io::Result<Guard> {
+    pub(crate) fn spawn() -> std::io::Result<Guard> {
         let exe = std::env::current_exe()?;
         let mut child = spawn_recorded(
             || {
@@ -77,24 +77,24 @@ impl Guard {
     }
 
     /// The guard's pid, which is not one of the descendants to sweep.
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
     /// Watch session `pid` (led by a shell, or by a command that left its
     /// shell's session).
-    pub fn watch(&self, pid: i32) {
+    pub(crate) fn watch(&self, pid: i32) {
         self.send(format!("pid {pid}\n").as_bytes());
     }
 
     /// Remove `path` if the engine host dies before `done(path)`. Call it
     /// before creating the file, so that no moment is left unguarded.
-    pub fn temp(&self, path: &Path) {
+    pub(crate) fn temp(&self, path: &Path) {
         self.send(&message(b"tmp ", path));
     }
 
     /// `path` is no longer temporary: renamed into place, or removed.
-    pub fn done(&self, path: &Path) {
+    pub(crate) fn done(&self, path: &Path) {
         self.send(&message(b"done ", path));
     }
 
@@ -145,7 +145,7 @@ pub(super) fn unescape(text: &[u8]) -> PathBuf {
 /// `pcl engine --guard`: read messages until end of input, then remove
 /// the temporary files still registered, kill every watched session, and
 /// remove the journal, whose work is then done.
-pub fn run() {
+pub(crate) fn run() {
     let mut sessions = Vec::new();
     let mut pending = Pending::default();
     let mut journal = None;

@@ -43,7 +43,7 @@ pub(super) struct Host {
     pub(super) guard: Option<Arc<Guard>>,
 }
 
-pub async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
+pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut line = String::new();
     stdin.read_line(&mut line).await?;

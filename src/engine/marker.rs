@@ -4,14 +4,14 @@
 
 use memchr::memmem;
 
-pub struct MarkerScanner {
+pub(super) struct MarkerScanner {
     marker: Vec<u8>,
     pending: Vec<u8>,
     after: Option<Vec<u8>>,
 }
 
 impl MarkerScanner {
-    pub fn new(marker: &[u8]) -> Self {
+    pub(super) fn new(marker: &[u8]) -> Self {
         Self {
             marker: marker.to_vec(),
             pending: Vec::new(),
@@ -21,7 +21,7 @@ impl MarkerScanner {
 
     /// Feed bytes read from the stream; returns the part now known to be
     /// command output. A possible marker prefix at the end is held back.
-    pub fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+    pub(super) fn feed(&mut self, data: &[u8]) -> Vec<u8> {
         if let Some(after) = &mut self.after {
             after.extend_from_slice(data);
             return Vec::new();
@@ -38,12 +38,12 @@ impl MarkerScanner {
     }
 
     /// Bytes seen after the marker, once it was found.
-    pub fn after(&self) -> Option<&[u8]> {
+    pub(super) fn after(&self) -> Option<&[u8]> {
         self.after.as_deref()
     }
 
     /// What is held back, when the stream ends without a marker.
-    pub fn into_rest(self) -> Vec<u8> {
+    pub(super) fn into_rest(self) -> Vec<u8> {
         self.pending
     }
 }

@@ -10,13 +10,10 @@ mod leftovers;
 mod marker;
 mod pipe;
 mod procs;
-mod quote;
 mod scratch;
 mod shell;
 
-pub use batch::substitute;
-pub use error::EngineError;
-pub use guard::run as run_guard;
-pub use host::run;
-pub use quote::ansi_c_quote;
-pub use shell::{Capture, OutputSink, Shell, ShellSpec};
+pub(crate) use error::EngineError;
+pub(crate) use guard::run as run_guard;
+pub(crate) use host::run;
+pub(crate) use shell::{Capture, OutputSink, Shell, ShellSpec};

@@ -15,7 +15,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, Interest, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-pub struct OutputPipe {
+pub(super) struct OutputPipe {
     mode: Mode,
 }
 
@@ -32,7 +32,7 @@ enum Mode {
 
 impl OutputPipe {
     /// A pipe end, non-blocking from now on, watched.
-    pub fn new(fd: OwnedFd) -> io::Result<OutputPipe> {
+    pub(super) fn new(fd: OwnedFd) -> io::Result<OutputPipe> {
         // SAFETY: fcntl on a descriptor this value owns.
         let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
         if flags < 0
@@ -46,7 +46,7 @@ impl OutputPipe {
     }
 
     /// Read every `every` from now on, or (None) as soon as bytes arrive.
-    pub fn poll_every(&mut self, every: Option<Duration>) -> io::Result<()> {
+    pub(super) fn poll_every(&mut self, every: Option<Duration>) -> io::Result<()> {
         let fd = match (std::mem::replace(&mut self.mode, Mode::Detached), every) {
             (Mode::Watched(watched), None) => {
                 self.mode = Mode::Watched(watched);

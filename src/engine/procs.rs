@@ -35,7 +35,7 @@ fn members_of(sids: &[i32]) -> Vec<(i32, i32)> {
 
 /// Signal every process group of the session except the shell's own.
 /// Returns how many groups were signalled.
-pub fn signal_jobs(shell_pid: i32, signal: i32) -> usize {
+pub(super) fn signal_jobs(shell_pid: i32, signal: i32) -> usize {
     let groups: BTreeSet<i32> = session_members(shell_pid)
         .into_iter()
         .map(|(_, pgrp)| pgrp)
@@ -49,14 +49,14 @@ pub fn signal_jobs(shell_pid: i32, signal: i32) -> usize {
 }
 
 /// SIGKILL the shell and everything in its session.
-pub fn kill_session(shell_pid: i32) {
+pub(super) fn kill_session(shell_pid: i32) {
     kill_sessions(&[shell_pid]);
 }
 
 /// SIGKILL these shells and everything in their sessions. One pass over
 /// /proc for all of them: an engine host stopping many shells on a busy
 /// machine would otherwise read the process table once per shell.
-pub fn kill_sessions(shell_pids: &[i32]) {
+pub(super) fn kill_sessions(shell_pids: &[i32]) {
     for (pid, _) in members_of(shell_pids) {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -72,7 +72,7 @@ fn spawned() -> &'static Mutex<HashSet<i32>> {
 
 /// Spawn a child and record it as ours, in one step: the reaper of
 /// adopted orphans must never take a status that a waiter expects.
-pub fn spawn_recorded<C>(
+pub(super) fn spawn_recorded<C>(
     spawn: impl FnOnce() -> std::io::Result<C>,
     pid: impl Fn(&C) -> i32,
 ) -> std::io::Result<C> {
@@ -83,7 +83,7 @@ pub fn spawn_recorded<C>(
 }
 
 /// `pid` was waited for (or never will be): it is no longer ours.
-pub fn forget_spawned(pid: i32) {
+pub(super) fn forget_spawned(pid: i32) {
     spawned().lock().expect("spawned lock").remove(&pid);
 }
 
@@ -91,7 +91,7 @@ pub fn forget_spawned(pid: i32) {
 /// command that escapes its shell (`setsid`, `nohup ... &`, a double fork,
 /// `disown`) becomes our child instead of init's, so it can be ended with
 /// the engine host.
-pub fn become_subreaper() -> std::io::Result<()> {
+pub(super) fn become_subreaper() -> std::io::Result<()> {
     // SAFETY: prctl with these arguments only sets a flag of this process.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -127,7 +127,7 @@ fn state_and_session(pid: i32) -> Option<(char, i32)> {
 
 /// Reap adopted orphans that have ended, and return the sessions of those
 /// still running (for the guard, which must end them if we are killed).
-pub fn reap_adopted() -> Vec<i32> {
+pub(super) fn reap_adopted() -> Vec<i32> {
     let spawned = spawned().lock().expect("spawned lock");
     let mut sessions = Vec::new();
     for pid in children() {
@@ -148,7 +148,7 @@ pub fn reap_adopted() -> Vec<i32> {
 /// SIGKILL every descendant but `spare`, round after round: each one
 /// killed hands its own children to us (we are their subreaper), until
 /// none is left or a few seconds have passed.
-pub fn kill_descendants(spare: &[i32]) {
+pub(super) fn kill_descendants(spare: &[i32]) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while std::time::Instant::now() < deadline {
         let kids: Vec<i32> = children()

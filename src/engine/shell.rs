@@ -11,13 +11,14 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::EngineError;
 use super::guard::Guard;
 use super::marker::MarkerScanner;
 use super::pipe::OutputPipe;
 use super::procs::{forget_spawned, kill_session, signal_jobs, spawn_recorded};
-use super::{EngineError, ansi_c_quote};
 use crate::protocol::engine::{ExecEnd, ExecOutcome};
 use crate::protocol::status;
+use crate::quoting::ansi_c_quote;
 
 /// How long a timed-out command gets between SIGTERM and SIGKILL of its
 /// process groups, and then before the shell itself is given up on; also
@@ -38,7 +39,7 @@ const ERR_FD: i32 = 251;
 pub(super) const USER_REDIRECTS: &str = "</dev/null 250>&- 251>&-";
 
 #[derive(Clone)]
-pub struct ShellSpec {
+pub(crate) struct ShellSpec {
     pub program: String,
     pub workdir: PathBuf,
     pub env: Vec<(String, String)>,
@@ -51,7 +52,7 @@ pub struct ShellSpec {
 }
 
 /// Where a command's output goes as it arrives.
-pub trait OutputSink {
+pub(crate) trait OutputSink {
     fn stdout(&mut self, data: Vec<u8>) -> impl Future<Output = ()> + Send;
     fn stderr(&mut self, data: Vec<u8>) -> impl Future<Output = ()> + Send;
     /// Resolves once nobody waits for the command any more (its caller
@@ -70,7 +71,7 @@ pub trait OutputSink {
 
 /// Collects output in memory, for short engine-made scripts.
 #[derive(Debug, Default)]
-pub struct Capture {
+pub(crate) struct Capture {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
@@ -84,22 +85,19 @@ impl OutputSink for Capture {
     }
 }
 
-pub struct Shell {
+pub(crate) struct Shell {
     spec: ShellSpec,
     child: Child,
     pid: i32,
     stdin: ChildStdin,
     stdout: OutputPipe,
     stderr: OutputPipe,
-    /// Lines the shell has been given to read: bash numbers the lines of
-    /// its errors from the start of its input.
-    lines_read: usize,
 }
 
 impl Shell {
     /// Start the shell in its workdir and run the setup script, whose
     /// failure fails the start.
-    pub async fn start(spec: ShellSpec) -> Result<Shell, EngineError> {
+    pub(crate) async fn start(spec: ShellSpec) -> Result<Shell, EngineError> {
         let mut shell = Self::spawn(spec)?;
         // A non-interactive bash that sees its foreground job die of SIGINT
         // exits as if it got SIGINT itself, unless SIGINT is trapped; a
@@ -110,14 +108,13 @@ impl Shell {
             .await?;
         if let Some(setup) = shell.spec.setup.clone() {
             let mut capture = Capture::default();
-            let first_line = shell.lines_read + 1;
             let end = shell.run_user(&setup, None, &mut capture).await?;
             if end.status != 0 || end.outcome != ExecOutcome::Finished {
-                let lines = first_line..first_line + setup.lines().count().max(1);
-                let stderr = String::from_utf8_lossy(&capture.stderr);
                 return Err(EngineError::Setup {
                     status: end.status,
-                    stderr: numbered_from(&stderr, lines).trim_end().to_string(),
+                    stderr: String::from_utf8_lossy(&capture.stderr)
+                        .trim_end()
+                        .to_string(),
                 });
             }
         }
@@ -173,18 +170,17 @@ impl Shell {
             stdin,
             stdout: OutputPipe::new(stdout.into_owned_fd()?)?,
             stderr: OutputPipe::new(stderr.into_owned_fd()?)?,
-            lines_read: 0,
         })
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.pid
     }
 
     /// Run a command typed by a user. It is evaluated by the shell itself
     /// (so `cd`, `export` and assignments persist), quoted so that nothing
     /// in it can break out of the wrapper.
-    pub async fn run_user<S: OutputSink>(
+    pub(crate) async fn run_user<S: OutputSink>(
         &mut self,
         command: &str,
         timeout: Option<Duration>,
@@ -203,7 +199,7 @@ impl Shell {
 
     /// Run shell code the engine built itself, where every user-supplied
     /// piece is already quoted.
-    pub async fn run_script<S: OutputSink>(
+    pub(crate) async fn run_script<S: OutputSink>(
         &mut self,
         script: &str,
         timeout: Option<Duration>,
@@ -222,7 +218,7 @@ impl Shell {
     /// line (bash drops the rest of the command a SIGINT hit) leaves the
     /// next lines to run. Each line must redirect its own stdin and close
     /// the engine's own descriptors (`USER_REDIRECTS`).
-    pub async fn run_lines<S: OutputSink>(
+    pub(crate) async fn run_lines<S: OutputSink>(
         &mut self,
         lines: &str,
         timeout: Option<Duration>,
@@ -238,15 +234,13 @@ impl Shell {
         // (Plain `exec`: under `builtin`, its redirections would not stay.)
         // The marker is printed from two variables so that even `set -x`
         // traces never show it whole.
-        // The command's lines come first, so that bash numbers its lines
-        // from where they start (see `lines_read`); job control is turned
-        // on for the next command after each.
+        // Job control is turned on for the next command after each, so
+        // that the command's own lines come first.
         let wrapper = format!(
             "{lines}__pcl_s=$?; __pcl_a={a}; __pcl_b={b}; exec 1>&{OUT_FD} 2>&{ERR_FD}; \
              builtin printf '%s%s' \"$__pcl_a\" \"$__pcl_b\" >&{ERR_FD}; \
              builtin printf '%s%s%d\\n' \"$__pcl_a\" \"$__pcl_b\" \"$__pcl_s\" >&{OUT_FD}; set -m\n"
         );
-        self.lines_read += wrapper.bytes().filter(|&b| b == b'\n').count();
         if self.stdin.write_all(wrapper.as_bytes()).await.is_err() {
             let scanners = Scanners::new(&token);
             return self.restart_after_death(sink, scanners).await;
@@ -461,34 +455,4 @@ pub(super) fn random_hex() -> String {
         .fill(&mut bytes)
         .expect("the system random source works");
     hex::encode(bytes)
-}
-
-/// Bash's `bash: line N: ` for a line of the setup script (its input's
-/// lines `lines`), numbered as the user wrote it.
-fn numbered_from(stderr: &str, lines: std::ops::Range<usize>) -> String {
-    let renumber = |line: &str| -> Option<String> {
-        let rest = line.strip_prefix("bash: line ")?;
-        let (n, rest) = rest.split_once(": ")?;
-        let n: usize = n.parse().ok().filter(|n| lines.contains(n))?;
-        Some(format!("bash: line {}: {rest}", n - lines.start + 1))
-    };
-    stderr
-        .split_inclusive('\n')
-        .map(|line| renumber(line).unwrap_or_else(|| line.to_string()))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::numbered_from;
-
-    #[test]
-    fn setup_errors_are_numbered_from_the_setup_s_first_line() {
-        let stderr =
-            "bash: line 5: x: No such file or directory\nbash: line 7: y\nbash: line 2: z\nown\n";
-        assert_eq!(
-            numbered_from(stderr, 4..7),
-            "bash: line 2: x: No such file or directory\nbash: line 7: y\nbash: line 2: z\nown\n"
-        );
-    }
 }

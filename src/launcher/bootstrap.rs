@@ -12,7 +12,7 @@ use tokio::process::ChildStdin;
 
 use super::LaunchError;
 
-pub const BOOT_PREFIX: &str = "PCL-BOOT";
+pub(super) const BOOT_PREFIX: &str = "PCL-BOOT";
 
 struct Binary {
     path: PathBuf,
@@ -50,7 +50,10 @@ fn sh_quote(s: &str) -> String {
 /// What ssh runs on the host: first one `PCL-BOOT` line (`ok`, or `upload
 /// <uname -sm>` and then read exactly the binary's size from stdin), then
 /// exec the engine host, which reads its configuration from the same stdin.
-pub fn remote_script(engine_path: Option<&str>, session: &str) -> Result<String, LaunchError> {
+pub(super) fn remote_script(
+    engine_path: Option<&str>,
+    session: &str,
+) -> Result<String, LaunchError> {
     let engine_args = format!("engine --session {}", sh_quote(session));
     let script = match engine_path {
         Some(path) => {
@@ -86,7 +89,7 @@ pub fn remote_script(engine_path: Option<&str>, session: &str) -> Result<String,
 
 /// Answer one `PCL-BOOT` line: nothing to do, or upload the binary after
 /// checking the host runs the same OS and architecture.
-pub async fn answer(line: &str, stdin: &mut ChildStdin) -> Result<(), LaunchError> {
+pub(super) async fn answer(line: &str, stdin: &mut ChildStdin) -> Result<(), LaunchError> {
     let rest = line[BOOT_PREFIX.len()..].trim();
     if rest == "ok" {
         return Ok(());

@@ -1,7 +1,7 @@
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum LaunchError {
+pub(crate) enum LaunchError {
     #[error("cannot run `{program}`: {source}")]
     Spawn {
         program: String,

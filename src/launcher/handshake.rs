@@ -18,7 +18,7 @@ const STDERR_KEPT: usize = 16 << 10;
 const STDERR_DRAIN: Duration = Duration::from_secs(5);
 
 /// A running engine host, greeted and ready for a QUIC connection.
-pub struct EngineHostProcess {
+pub(crate) struct EngineHostProcess {
     pub child: Child,
     /// Held open as the tether: dropping it makes the engine host exit.
     pub stdin: ChildStdin,
@@ -38,7 +38,7 @@ const SSH_BACKOFF_CAP: Duration = Duration::from_millis(3200);
 /// Start the engine host for `host` and run the handshake. SSH launches
 /// share a fanout limit, and a connection sshd turned away for load
 /// (MaxStartups) is tried again with backoff.
-pub async fn launch(
+pub(crate) async fn launch(
     host: &HostSpec,
     config: &EngineHostConfig,
 ) -> Result<EngineHostProcess, LaunchError> {

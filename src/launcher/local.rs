@@ -7,7 +7,7 @@ use super::{LaunchError, Launcher, Spawned};
 use crate::config::HostSpec;
 
 /// Engine hosts as child processes of the daemon, on loopback only.
-pub struct LocalLauncher;
+pub(crate) struct LocalLauncher;
 
 impl Launcher for LocalLauncher {
     async fn spawn(&self, host: &HostSpec, session: &str) -> Result<Spawned, LaunchError> {

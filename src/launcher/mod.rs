@@ -12,15 +12,15 @@ use std::net::IpAddr;
 
 use tokio::process::Child;
 
-pub use error::LaunchError;
-pub use handshake::{EngineHostProcess, launch};
-pub use local::LocalLauncher;
-pub use ssh::SshLauncher;
+pub(crate) use error::LaunchError;
+pub(crate) use handshake::{EngineHostProcess, launch};
+pub(crate) use local::LocalLauncher;
+pub(crate) use ssh::SshLauncher;
 
 use crate::config::HostSpec;
 
 /// An engine host process that has been started but not yet greeted.
-pub struct Spawned {
+pub(crate) struct Spawned {
     pub child: Child,
     /// Where the engine host's QUIC port will be, seen from the daemon.
     pub address: IpAddr,
@@ -30,7 +30,7 @@ pub struct Spawned {
 }
 
 /// Fits `local`, `ssh`, and later `slurm` (`srun` inside an allocation).
-pub trait Launcher {
+pub(crate) trait Launcher {
     fn spawn(
         &self,
         host: &HostSpec,

@@ -9,7 +9,7 @@ use crate::config::HostSpec;
 
 /// Engine hosts over the system OpenSSH client, so `~/.ssh/config`,
 /// agents, ProxyJump and known_hosts behave as the user expects.
-pub struct SshLauncher;
+pub(crate) struct SshLauncher;
 
 impl SshLauncher {
     fn ssh(host: &HostSpec) -> Command {

@@ -6,7 +6,7 @@ use super::{After, gather, pull, push, scatter};
 use crate::protocol::data::DataRequest;
 use crate::session::{EnginePool, ReplySink, SessionError};
 
-pub async fn run(
+pub(super) async fn run(
     pool: &Arc<EnginePool>,
     request: DataRequest,
     out: &mut ReplySink,

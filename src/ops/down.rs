@@ -4,7 +4,7 @@ use crate::session::{EnginePool, ReplySink, SessionError};
 
 /// Engines are stopped before the answer, so when `pcl down` returns
 /// nothing of the session is running any more; the daemon follows.
-pub async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
+pub(crate) async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
     pool.shutdown().await;
     out.send(&Reply::Done).await?;
     Ok(After::StopSession)

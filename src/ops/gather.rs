@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use super::abort::Abort;
 use super::pull::fetch_var;
-use super::transfer::{Abort, Download, Failure, Outcome, report};
+use super::transfer::{Download, Failure, Outcome, report};
 use crate::join_all;
 use crate::protocol::data::{CHUNK, EngineData, check_name, check_remote};
 use crate::protocol::engine::EngineRequest;
@@ -13,7 +14,7 @@ use crate::session::{EnginePool, ReplySink, SessionError};
 
 /// Arrays are small enough to fetch from all engines at once; the CLI gets
 /// them in engine order, each element ended by a NUL.
-pub async fn var(
+pub(super) async fn var(
     pool: &Arc<EnginePool>,
     targets: &str,
     name: &str,
@@ -48,7 +49,7 @@ pub async fn var(
 
 /// Files can be any size: each engine's is streamed through in turn, so
 /// nothing is held whole.
-pub async fn file(
+pub(super) async fn file(
     pool: &Arc<EnginePool>,
     targets: &str,
     remote: &str,

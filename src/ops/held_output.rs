@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-pub struct HeldOutput {
+pub(super) struct HeldOutput {
     memory: Vec<u8>,
     limit: usize,
     dir: PathBuf,
@@ -24,7 +24,7 @@ pub struct HeldOutput {
 
 impl HeldOutput {
     /// Up to `limit` bytes in memory, the rest in a file in `dir`.
-    pub fn new(dir: PathBuf, limit: usize) -> HeldOutput {
+    pub(super) fn new(dir: PathBuf, limit: usize) -> HeldOutput {
         HeldOutput {
             memory: Vec::new(),
             limit,
@@ -34,7 +34,7 @@ impl HeldOutput {
         }
     }
 
-    pub async fn push(&mut self, data: &[u8]) -> io::Result<()> {
+    pub(super) async fn push(&mut self, data: &[u8]) -> io::Result<()> {
         if self.file.is_none() && self.memory.len() + data.len() <= self.limit {
             self.memory.extend_from_slice(data);
             return Ok(());
@@ -53,7 +53,7 @@ impl HeldOutput {
 
     /// Everything held, from the start, in pieces of at most `max` bytes;
     /// `None` once all was read.
-    pub async fn next_piece(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
+    pub(super) async fn next_piece(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
         match &mut self.file {
             None if self.memory.is_empty() => Ok(None),
             None => {

@@ -3,7 +3,7 @@ use crate::protocol::session::Reply;
 use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError};
 
 /// The engines that can take work (not dead), in id order.
-pub async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
+pub(crate) async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
     let ids = pool
         .roster()
         .into_iter()

@@ -10,7 +10,7 @@ use crate::protocol::engine::EngineRequest;
 use crate::protocol::session::{Reply, Request};
 use crate::session::{EnginePool, Record, ReplySink, SessionError};
 
-pub async fn run(
+pub(crate) async fn run(
     pool: &Arc<EnginePool>,
     request: Request,
     out: &mut ReplySink,

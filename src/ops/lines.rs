@@ -2,13 +2,13 @@
 //! ipyparallel's `dist='b'` does: sizes differ by at most one and the
 //! first `len % n` engines get the larger blocks.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::protocol::data::{CHUNK, read_full};
 
 /// How many of `total` items each of `n` engines gets, in engine order.
-pub fn block_sizes(total: u64, n: usize) -> Vec<u64> {
+pub(super) fn block_sizes(total: u64, n: usize) -> Vec<u64> {
     if n == 0 {
         return Vec::new();
     }
@@ -16,47 +16,14 @@ pub fn block_sizes(total: u64, n: usize) -> Vec<u64> {
     (0..n as u64).map(|k| base + u64::from(k < extra)).collect()
 }
 
-/// What a first pass over a file found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineCount {
-    pub lines: u64,
-    pub bytes: u64,
-    /// The 1-based line of the first NUL byte, if any.
-    pub nul_line: Option<u64>,
-}
-
-/// Count the lines of `file` (a last line without a newline counts),
-/// reading it once in chunks.
-pub fn count_lines(file: &mut impl Read) -> io::Result<LineCount> {
-    let mut buf = vec![0u8; CHUNK];
-    let (mut newlines, mut bytes, mut nul_line, mut last) = (0u64, 0u64, None, b'\n');
-    loop {
-        let n = read_full(file, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        let chunk = &buf[..n];
-        if nul_line.is_none() {
-            if let Some(at) = memchr::memchr(0, chunk) {
-                nul_line =
-                    Some(newlines + memchr::memchr_iter(b'\n', &chunk[..at]).count() as u64 + 1);
-            }
-        }
-        newlines += memchr::memchr_iter(b'\n', chunk).count() as u64;
-        bytes += n as u64;
-        last = chunk[n - 1];
-    }
-    Ok(LineCount {
-        lines: newlines + u64::from(last != b'\n'),
-        bytes,
-        nul_line,
-    })
-}
-
 /// Byte ranges (offset, length) of the blocks of `sizes` lines each, in
 /// order, covering the file exactly: a second pass that stops at the last
 /// boundary.
-pub fn block_ranges(path: &Path, sizes: &[u64], total_bytes: u64) -> io::Result<Vec<(u64, u64)>> {
+pub(super) fn block_ranges(
+    path: &Path,
+    sizes: &[u64],
+    total_bytes: u64,
+) -> io::Result<Vec<(u64, u64)>> {
     // Boundary k is where the line numbered sum(sizes[..k]) starts.
     let mut targets = Vec::with_capacity(sizes.len());
     let mut sum = 0;
@@ -104,6 +71,7 @@ pub fn block_ranges(path: &Path, sizes: &[u64], total_bytes: u64) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::data::count_lines;
     use std::io::Write;
 
     #[test]

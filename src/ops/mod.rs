@@ -1,22 +1,23 @@
 //! One file per verb. Each runs inside the daemon against the engine
 //! pool and writes its replies to the CLI that asked.
 
+mod abort;
 mod data;
-pub mod down;
+pub(crate) mod down;
 mod gather;
 mod held_output;
-pub mod ids;
-pub mod jobs;
+pub(crate) mod ids;
+pub(crate) mod jobs;
 mod lines;
-pub mod map;
+pub(crate) mod map;
 mod pull;
 mod push;
-pub mod px;
-pub mod restart;
+pub(crate) mod px;
+pub(crate) mod restart;
 mod scatter;
-pub mod status;
+pub(crate) mod status;
 mod transfer;
-pub mod up;
+pub(crate) mod up;
 
 use std::sync::Arc;
 
@@ -25,12 +26,12 @@ use crate::session::{EnginePool, ReplySink, SessionError};
 
 /// What the daemon does once a verb has answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum After {
+pub(crate) enum After {
     Continue,
     StopSession,
 }
 
-pub async fn dispatch(
+pub(crate) async fn dispatch(
     pool: &Arc<EnginePool>,
     request: Request,
     out: &mut ReplySink,

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::transfer::{ABORTED, Abort, Download, Failure, Outcome, report, with_progress};
+use super::abort::Abort;
+use super::transfer::{ABORTED, Download, Failure, Outcome, report, with_progress};
 use crate::join_all;
 use crate::protocol::data::{CHUNK, EngineData, check_name, check_remote};
 use crate::protocol::engine::EngineRequest;
@@ -16,10 +17,10 @@ use crate::protocol::session::Reply;
 use crate::session::{EnginePool, ReplySink, SessionError};
 
 /// One variable of one engine: its bytes or why there are none.
-pub type Fetched = (String, Result<Vec<u8>, Failure>);
+pub(super) type Fetched = (String, Result<Vec<u8>, Failure>);
 
 /// The value of variable `name` (`array`: NUL-ended elements) on `id`.
-pub async fn fetch_var(
+pub(super) async fn fetch_var(
     pool: &EnginePool,
     id: u32,
     name: &str,
@@ -42,7 +43,7 @@ pub async fn fetch_var(
     Ok(value)
 }
 
-pub async fn vars(
+pub(super) async fn vars(
     pool: &Arc<EnginePool>,
     targets: &str,
     names: Vec<String>,
@@ -114,7 +115,7 @@ pub async fn vars(
 /// Each target's REMOTE as `DEST/REMOTE.<ID>`. An async job keeps the
 /// files in the session directory instead, until `pcl result` writes them
 /// where the sync call would have (see `Reply::Pulled`).
-pub async fn file(
+pub(super) async fn file(
     pool: &Arc<EnginePool>,
     targets: &str,
     remote: &str,

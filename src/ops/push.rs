@@ -3,15 +3,14 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use super::transfer::{
-    Abort, Failure, Outcome, Upload, feed, local_source, report, store, with_progress,
-};
+use super::abort::Abort;
+use super::transfer::{Failure, Outcome, Upload, feed, local_source, report, store, with_progress};
 use crate::join_all;
 use crate::protocol::data::{EngineData, Source, check_name, check_remote, open_regular};
 use crate::protocol::session::Reply;
 use crate::session::{EnginePool, ReplySink, SessionError};
 
-pub async fn vars(
+pub(super) async fn vars(
     pool: &Arc<EnginePool>,
     targets: &str,
     vars: Vec<(String, serde_bytes::ByteBuf)>,
@@ -43,7 +42,7 @@ pub async fn vars(
     out.send(&Reply::Done).await
 }
 
-pub async fn file(
+pub(super) async fn file(
     pool: &Arc<EnginePool>,
     targets: &str,
     from: Source,

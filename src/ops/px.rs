@@ -54,7 +54,7 @@ impl EngineRun {
     }
 }
 
-pub async fn run(
+pub(crate) async fn run(
     pool: &Arc<EnginePool>,
     request: PxRequest,
     out: &mut ReplySink,

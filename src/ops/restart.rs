@@ -9,7 +9,7 @@ use crate::protocol::verbs::RestartRequest;
 use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError};
 
 /// Answers like `up`: the engine table, and the hosts that failed again.
-pub async fn run(
+pub(crate) async fn run(
     pool: &Arc<EnginePool>,
     request: RestartRequest,
     out: &mut ReplySink,

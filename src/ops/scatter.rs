@@ -5,18 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use super::lines::{block_ranges, block_sizes, count_lines};
-use super::transfer::{
-    Abort, Failure, Upload, feed, feed_bytes, local_source, report, with_progress,
-};
+use super::abort::Abort;
+use super::lines::{block_ranges, block_sizes};
+use super::transfer::{Failure, Upload, feed, feed_bytes, local_source, report, with_progress};
 use crate::join_all;
 use crate::protocol::data::{
-    DataError, EngineData, Items, Source, check_name, check_remote, open_regular,
+    DataError, EngineData, Items, Source, check_name, check_remote, count_lines, open_regular,
 };
 use crate::protocol::session::Reply;
 use crate::session::{EnginePool, ReplySink, SessionError};
 
-pub async fn var(
+pub(super) async fn var(
     pool: &Arc<EnginePool>,
     targets: &str,
     name: &str,
@@ -63,7 +62,7 @@ pub async fn var(
     }
 }
 
-pub async fn file(
+pub(super) async fn file(
     pool: &Arc<EnginePool>,
     targets: &str,
     remote: &str,

@@ -2,12 +2,12 @@ use super::After;
 use crate::protocol::session::{EngineState, EngineStatus, Reply, StatusReport};
 use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError};
 
-pub async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
+pub(crate) async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
     out.send(&Reply::Status(report(pool))).await?;
     Ok(After::Continue)
 }
 
-pub fn report(pool: &EnginePool) -> StatusReport {
+pub(crate) fn report(pool: &EnginePool) -> StatusReport {
     let engines = pool
         .roster()
         .into_iter()

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::abort::Abort;
 use crate::protocol::data::{Bulk, CHUNK, Checksum, EngineData, Source, chunk_header, read_full};
 use crate::protocol::engine::{EngineReply, EngineRequest};
 use crate::protocol::session::{EngineDone, Reply, Request};
@@ -30,7 +31,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// Why one engine's part failed.
 #[derive(Debug, Clone)]
-pub enum Failure {
+pub(super) enum Failure {
     /// The engine answered with an error.
     Engine(String),
     /// The engine could not be reached, or went away mid-transfer.
@@ -47,7 +48,7 @@ impl From<PoolError> for Failure {
 }
 
 impl Failure {
-    pub fn status(&self) -> i32 {
+    pub(super) fn status(&self) -> i32 {
         match self {
             // An error of the engine's own: an unset variable, a missing
             // file, a full disk.
@@ -58,7 +59,7 @@ impl Failure {
         }
     }
 
-    pub fn message(&self) -> &str {
+    pub(super) fn message(&self) -> &str {
         match self {
             Failure::Engine(m) | Failure::Lost(m) | Failure::Aborted(m) => m,
         }
@@ -66,29 +67,11 @@ impl Failure {
 }
 
 /// What an aborted upload or download left: nothing.
-pub const ABORTED: &str = "aborted; nothing partial was kept";
-
-/// Resolves once the call's job is aborted (Ctrl-C, `pcl abort`).
-#[derive(Clone)]
-pub struct Abort(Option<watch::Receiver<bool>>);
+pub(super) const ABORTED: &str = "aborted; nothing partial was kept";
 
 impl Abort {
-    pub fn of(out: &ReplySink) -> Abort {
-        Abort(out.job().map(|job| job.cancelled()))
-    }
-
-    pub async fn wait(&mut self) {
-        if let Some(cancelled) = &mut self.0 {
-            if cancelled.wait_for(|&c| c).await.is_ok() {
-                return;
-            }
-        }
-        // Not a job, or the job is gone: nothing can abort this call.
-        std::future::pending::<()>().await
-    }
-
     /// `work`, or `Failure::Aborted(why)` if the job is aborted first.
-    pub async fn or<T>(
+    pub(super) async fn or<T>(
         &mut self,
         why: &str,
         work: impl Future<Output = Result<T, Failure>>,
@@ -100,10 +83,10 @@ impl Abort {
     }
 }
 
-pub type Outcome = Result<(), Failure>;
+pub(super) type Outcome = Result<(), Failure>;
 
 /// The CLI's per-engine verdict.
-pub async fn report(
+pub(super) async fn report(
     out: &mut ReplySink,
     pool: &EnginePool,
     id: u32,
@@ -132,7 +115,7 @@ fn stored(id: u32, answer: Result<Option<EngineReply>, PoolError>) -> Outcome {
 }
 
 /// Send one request that needs no bulk bytes and wait for `Stored`.
-pub async fn store(pool: &EnginePool, id: u32, job: &str, op: EngineData) -> Outcome {
+pub(super) async fn store(pool: &EnginePool, id: u32, job: &str, op: EngineData) -> Outcome {
     let mut call = pool
         .call(id, job, &EngineRequest::Data(op))
         .await
@@ -143,13 +126,13 @@ pub async fn store(pool: &EnginePool, id: u32, job: &str, op: EngineData) -> Out
 /// One engine receiving bulk bytes. Encoded frames go into `queue` (a
 /// chunk as its header, then its bytes); a task writes them to the
 /// engine's stream and collects its answer.
-pub struct Upload {
+pub(super) struct Upload {
     pub queue: mpsc::Sender<Bytes>,
     pub task: JoinHandle<Outcome>,
 }
 
 impl Upload {
-    pub fn start(
+    pub(super) fn start(
         pool: &Arc<EnginePool>,
         id: u32,
         job: String,
@@ -194,7 +177,7 @@ impl Upload {
     }
 
     /// The outcome, once the engine has answered.
-    pub async fn outcome(self) -> Outcome {
+    pub(super) async fn outcome(self) -> Outcome {
         drop(self.queue);
         self.task
             .await
@@ -206,7 +189,7 @@ impl Upload {
 /// digest, to every queue still open. Runs on a blocking thread; counts
 /// bytes read into `progress`. The same frame goes to every engine, so
 /// the file is read once however many engines there are.
-pub fn feed(
+pub(super) fn feed(
     file: &mut (impl Read + Seek),
     offset: u64,
     len: u64,
@@ -236,7 +219,7 @@ pub fn feed(
 }
 
 /// Items already in memory (scatter of arguments) to one engine.
-pub fn feed_bytes(bytes: &[u8], queue: &mpsc::Sender<Bytes>) {
+pub(super) fn feed_bytes(bytes: &[u8], queue: &mpsc::Sender<Bytes>) {
     let mut open = [true];
     let queues = std::slice::from_ref(queue);
     let mut digest = Checksum::new();
@@ -266,7 +249,7 @@ fn send_end(queues: &[mpsc::Sender<Bytes>], open: &mut [bool], digest: Checksum)
 
 /// Await `work` while telling the CLI every so often how many bytes
 /// `done` counts. A CLI that went away does not stop the work.
-pub async fn with_progress<T>(
+pub(super) async fn with_progress<T>(
     out: &mut ReplySink,
     done: &AtomicU64,
     total: Option<u64>,
@@ -288,19 +271,22 @@ pub async fn with_progress<T>(
 
 /// The bytes a `GetVar` or `ReadFile` request asks for, chunk by chunk,
 /// with their digest checked at the end.
-pub struct Download {
+pub(super) struct Download {
     digest: Checksum,
 }
 
 impl Download {
-    pub fn new() -> Download {
+    pub(super) fn new() -> Download {
         Download {
             digest: Checksum::new(),
         }
     }
 
     /// The next chunk, or `None` once all arrived intact.
-    pub async fn next(&mut self, call: &mut EngineCall<'_>) -> Result<Option<Vec<u8>>, Failure> {
+    pub(super) async fn next(
+        &mut self,
+        call: &mut EngineCall<'_>,
+    ) -> Result<Option<Vec<u8>>, Failure> {
         match call.next().await {
             Ok(Some(EngineReply::Data(data))) => {
                 self.digest.update(&data);
@@ -324,7 +310,7 @@ impl Download {
 }
 
 /// A file the daemon made, removed on drop: the spool of the CLI's stdin.
-pub struct Spool {
+pub(super) struct Spool {
     pub path: PathBuf,
 }
 
@@ -336,7 +322,7 @@ impl Drop for Spool {
 
 /// The local file a source names, spooling stdin from the CLI into the
 /// session directory first (its lines must be counted before any is sent).
-pub async fn local_source(
+pub(super) async fn local_source(
     pool: &EnginePool,
     source: Source,
     out: &mut ReplySink,

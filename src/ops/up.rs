@@ -5,7 +5,7 @@ use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError};
 /// Report launch progress until every host has come up or failed, then
 /// the engine table and the failures. A session with no live engine at
 /// all stops itself: there is nothing to keep.
-pub async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
+pub(crate) async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
     let mut progress = pool.progress();
     loop {
         let now = *progress.borrow_and_update();

@@ -246,9 +246,58 @@ pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// What a first pass over a file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineCount {
+    pub lines: u64,
+    pub bytes: u64,
+    /// The 1-based line of the first NUL byte, if any.
+    pub nul_line: Option<u64>,
+}
+
+/// Count the lines of `file` (a last line without a newline counts),
+/// reading it once in chunks.
+pub fn count_lines(file: &mut impl std::io::Read) -> std::io::Result<LineCount> {
+    let mut buf = vec![0u8; CHUNK];
+    let (mut newlines, mut bytes, mut nul_line, mut last) = (0u64, 0u64, None, b'\n');
+    loop {
+        let n = read_full(file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        if nul_line.is_none() {
+            if let Some(at) = memchr::memchr(0, chunk) {
+                nul_line =
+                    Some(newlines + memchr::memchr_iter(b'\n', &chunk[..at]).count() as u64 + 1);
+            }
+        }
+        newlines += memchr::memchr_iter(b'\n', chunk).count() as u64;
+        bytes += n as u64;
+        last = chunk[n - 1];
+    }
+    Ok(LineCount {
+        lines: newlines + u64::from(last != b'\n'),
+        bytes,
+        nul_line,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_nul_is_found_with_its_line() {
+        let nul_line = |bytes: &[u8]| count_lines(&mut &bytes[..]).unwrap().nul_line;
+        assert_eq!(nul_line(b"a\nb\n"), None);
+        assert_eq!(nul_line(b"x\0y\n"), Some(1));
+        assert_eq!(nul_line(b"a\nb\nc\0\n\0"), Some(3));
+        // Past the first read's block.
+        let mut long = b"line\n".repeat(300_000);
+        long.extend(b"\0");
+        assert_eq!(nul_line(&long), Some(300_001));
+    }
 
     #[test]
     fn the_checksum_sees_chunks_lost_repeated_or_reordered() {

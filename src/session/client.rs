@@ -6,7 +6,7 @@ use crate::protocol::session::{Reply, Request};
 use crate::transport::{read_frame, write_frame};
 
 /// The CLI's end of the session socket: one request, then its replies.
-pub struct Client {
+pub(crate) struct Client {
     read: OwnedReadHalf,
     write: Option<OwnedWriteHalf>,
     paths: SessionPaths,
@@ -14,7 +14,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(paths: &SessionPaths) -> Result<Self, SessionError> {
+    pub(crate) async fn connect(paths: &SessionPaths) -> Result<Self, SessionError> {
         match UnixStream::connect(&paths.socket).await {
             Ok(stream) => {
                 let (read, write) = stream.into_split();
@@ -40,7 +40,7 @@ impl Client {
         }
     }
 
-    pub async fn send(&mut self, request: &Request) -> Result<(), SessionError> {
+    pub(crate) async fn send(&mut self, request: &Request) -> Result<(), SessionError> {
         let write = self.write.as_mut().ok_or(SessionError::Closed)?;
         match write_frame(write, request).await {
             Ok(()) => Ok(()),
@@ -53,13 +53,13 @@ impl Client {
     }
 
     /// The sending half, for a verb that streams input after its request.
-    pub fn take_writer(&mut self) -> Option<OwnedWriteHalf> {
+    pub(crate) fn take_writer(&mut self) -> Option<OwnedWriteHalf> {
         self.write.take()
     }
 
     /// The next reply. The job id the daemon announces first is kept
     /// (see `job`), not returned.
-    pub async fn next(&mut self) -> Result<Reply, SessionError> {
+    pub(crate) async fn next(&mut self) -> Result<Reply, SessionError> {
         loop {
             match self.next_frame().await? {
                 Reply::Job(_) => {}
@@ -70,7 +70,7 @@ impl Client {
 
     /// The next reply, the job announcement included (so a caller can
     /// act on it at once, as Ctrl-C handling must).
-    pub async fn next_frame(&mut self) -> Result<Reply, SessionError> {
+    pub(crate) async fn next_frame(&mut self) -> Result<Reply, SessionError> {
         let reply = read_frame(&mut self.read)
             .await?
             .ok_or(SessionError::Closed)?;
@@ -81,11 +81,11 @@ impl Client {
     }
 
     /// The job this call runs as, once the daemon said so.
-    pub fn job(&self) -> Option<u64> {
+    pub(crate) fn job(&self) -> Option<u64> {
         self.job
     }
 
-    pub fn paths(&self) -> &SessionPaths {
+    pub(crate) fn paths(&self) -> &SessionPaths {
         &self.paths
     }
 }

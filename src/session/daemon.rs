@@ -17,7 +17,7 @@ use crate::transport::{read_frame, write_frame};
 
 /// Where a verb writes its replies: the CLI's socket, or the record of an
 /// `--async` job. A verb never needs to know which.
-pub struct ReplySink {
+pub(crate) struct ReplySink {
     out: Out,
     input: Option<OwnedReadHalf>,
     job: Option<Arc<Job>>,
@@ -30,7 +30,7 @@ enum Out {
 }
 
 impl ReplySink {
-    pub async fn send(&mut self, reply: &Reply) -> Result<(), SessionError> {
+    pub(crate) async fn send(&mut self, reply: &Reply) -> Result<(), SessionError> {
         match &mut self.out {
             Out::Socket(stream) => Ok(write_frame(stream, reply).await?),
             Out::Record => {
@@ -41,7 +41,7 @@ impl ReplySink {
     }
 
     /// Frames recorded earlier, passed on as they are (`pcl result`).
-    pub async fn send_raw(&mut self, frames: &[u8]) -> Result<(), SessionError> {
+    pub(crate) async fn send_raw(&mut self, frames: &[u8]) -> Result<(), SessionError> {
         if let Out::Socket(stream) = &mut self.out {
             stream.write_all(frames).await?;
         }
@@ -51,19 +51,23 @@ impl ReplySink {
     /// The CLI's side of the socket, for verbs that stream input after
     /// their request (map, push, scatter from stdin); an async job gets it
     /// too, since the CLI sends all of stdin before it leaves.
-    pub fn take_input(&mut self) -> Option<OwnedReadHalf> {
+    pub(crate) fn take_input(&mut self) -> Option<OwnedReadHalf> {
         self.input.take()
     }
 
     /// The job this call runs as, if any.
-    pub fn job(&self) -> Option<&Arc<Job>> {
+    pub(crate) fn job(&self) -> Option<&Arc<Job>> {
         self.job.as_ref()
     }
 
     /// The engines `targets` names, recorded as this call's in the same
     /// step: `pcl jobs` lists them and an abort interrupts them, whatever
     /// the verb.
-    pub fn targets(&self, pool: &EnginePool, targets: &str) -> Result<Vec<u32>, SessionError> {
+    pub(crate) fn targets(
+        &self,
+        pool: &EnginePool,
+        targets: &str,
+    ) -> Result<Vec<u32>, SessionError> {
         let ids = pool.resolve(targets)?;
         if let Some(job) = &self.job {
             job.set_engines(&ids);
@@ -71,7 +75,7 @@ impl ReplySink {
         Ok(ids)
     }
 
-    pub fn jobs(&self) -> &Arc<Jobs> {
+    pub(crate) fn jobs(&self) -> &Arc<Jobs> {
         &self.jobs
     }
 }
@@ -79,7 +83,7 @@ impl ReplySink {
 /// `pcl session serve`: the detached daemon. Reads the cluster (JSON) on
 /// stdin from `pcl up`, binds the socket, launches the hosts, serves until
 /// `pcl down` or SIGTERM, then stops every engine.
-pub fn serve_main(session: &str) -> Result<(), SessionError> {
+pub(crate) fn serve_main(session: &str) -> Result<(), SessionError> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input)?;
     let cluster: Cluster = serde_json::from_str(&input)
@@ -124,7 +128,7 @@ async fn bind(paths: &SessionPaths) -> Result<UnixListener, SessionError> {
 
 /// Serve CLI requests until `shutdown` is notified. Tests can drive this
 /// in-process with a listener and pool of their own.
-pub async fn serve(listener: UnixListener, pool: Arc<EnginePool>, shutdown: Arc<Notify>) {
+pub(crate) async fn serve(listener: UnixListener, pool: Arc<EnginePool>, shutdown: Arc<Notify>) {
     let jobs = Arc::new(Jobs::new(pool.dir().join("jobs")));
     serve_requests(listener, pool, jobs.clone(), shutdown).await;
     jobs.remove_files();

@@ -1,11 +1,16 @@
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     #[error("invalid session name `{0}`: use letters, digits, `_`, `-` and `.`")]
     BadName(String),
     #[error("no session '{0}': run pcl up")]
     NoSession(String),
+    #[error(
+        "several sessions are running ({0}) and none is 'default': pick one with \
+         --session NAME or PCL_SESSION=NAME"
+    )]
+    SeveralRunning(String),
     #[error("session '{0}' belongs to another user: each user runs their own sessions")]
     OtherUser(String),
     #[error("session '{0}' is already running: pcl down first, or pick another --session")]

@@ -16,21 +16,25 @@ use crate::protocol::session::{JobInfo, JobState, Reply};
 
 /// Recorded replies kept in memory across all jobs; beyond it the oldest
 /// jobs' records move to files in the session directory.
-pub const MEMORY_BUDGET: usize = 64 << 20;
+pub(super) const MEMORY_BUDGET: usize = 64 << 20;
 
-pub struct Jobs {
+pub(crate) struct Jobs {
     dir: PathBuf,
     table: Mutex<Table>,
     in_memory: AtomicUsize,
 }
 
-#[derive(Default)]
+/// Ids of sync calls start here: they are never shown, and keeping them
+/// apart lets the user's async jobs count 1, 2, ... per session.
+const FIRST_SYNC_ID: u64 = 1 << 63;
+
 struct Table {
-    next: u64,
+    next_async: u64,
+    next_sync: u64,
     jobs: BTreeMap<u64, Arc<Job>>,
 }
 
-pub struct Job {
+pub(crate) struct Job {
     pub id: u64,
     pub argv: Vec<String>,
     pub is_async: bool,
@@ -49,28 +53,34 @@ struct JobProgress {
 }
 
 /// Where an async job's replies are, as length-prefixed frames.
-pub enum Record {
+pub(crate) enum Record {
     Memory(Vec<u8>),
     File(PathBuf),
     Dropped(String),
 }
 
 impl Jobs {
-    pub fn new(dir: PathBuf) -> Self {
+    pub(crate) fn new(dir: PathBuf) -> Self {
         Self {
             dir,
             table: Mutex::new(Table {
-                next: 1,
-                ..Table::default()
+                next_async: 1,
+                next_sync: FIRST_SYNC_ID,
+                jobs: BTreeMap::new(),
             }),
             in_memory: AtomicUsize::new(0),
         }
     }
 
-    pub fn start(&self, argv: Vec<String>, is_async: bool) -> Arc<Job> {
+    pub(crate) fn start(&self, argv: Vec<String>, is_async: bool) -> Arc<Job> {
         let mut table = self.table.lock().expect("lock");
-        let id = table.next;
-        table.next += 1;
+        let next = if is_async {
+            &mut table.next_async
+        } else {
+            &mut table.next_sync
+        };
+        let id = *next;
+        *next += 1;
         let job = Arc::new(Job {
             id,
             argv,
@@ -89,12 +99,12 @@ impl Jobs {
         job
     }
 
-    pub fn get(&self, id: u64) -> Option<Arc<Job>> {
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<Job>> {
         self.table.lock().expect("lock").jobs.get(&id).cloned()
     }
 
     /// A sync call is forgotten when it ends; async jobs stay for `result`.
-    pub fn finish(&self, job: &Job) {
+    pub(crate) fn finish(&self, job: &Job) {
         job.state.lock().expect("lock").finished = Some(job.started.elapsed().as_secs_f64());
         job.done.send_replace(true);
         if !job.is_async {
@@ -102,7 +112,7 @@ impl Jobs {
         }
     }
 
-    pub fn async_jobs(&self) -> Vec<Arc<Job>> {
+    pub(crate) fn async_jobs(&self) -> Vec<Arc<Job>> {
         let table = self.table.lock().expect("lock");
         table
             .jobs
@@ -114,7 +124,7 @@ impl Jobs {
 
     /// Append one reply to an async job's record, then keep the memory
     /// budget by spilling the oldest records to disk.
-    pub fn record(&self, job: &Job, reply: &Reply) -> std::io::Result<()> {
+    pub(crate) fn record(&self, job: &Job, reply: &Reply) -> std::io::Result<()> {
         let body = postcard::to_stdvec(reply).map_err(std::io::Error::other)?;
         let mut frame = Vec::with_capacity(4 + body.len());
         frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -176,41 +186,41 @@ impl Jobs {
 
     /// Where an async job keeps files until `pcl result` writes them out
     /// (`pull --file`); removed with the spill files.
-    pub fn files_dir(&self, job: &Job) -> PathBuf {
+    pub(crate) fn files_dir(&self, job: &Job) -> PathBuf {
         self.dir.join(format!("job-{}.files", job.id))
     }
 
     /// Remove the spill files (the daemon is stopping).
-    pub fn remove_files(&self) {
+    pub(crate) fn remove_files(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 impl Job {
-    pub fn set_engines(&self, ids: &[u32]) {
+    pub(crate) fn set_engines(&self, ids: &[u32]) {
         self.state.lock().expect("lock").engines = ids.to_vec();
     }
 
-    pub fn engines(&self) -> Vec<u32> {
+    pub(crate) fn engines(&self) -> Vec<u32> {
         self.state.lock().expect("lock").engines.clone()
     }
 
-    pub fn abort(&self) {
+    pub(crate) fn abort(&self) {
         self.state.lock().expect("lock").aborted = true;
         self.cancelled.send_replace(true);
     }
 
-    pub fn cancelled(&self) -> watch::Receiver<bool> {
+    pub(crate) fn cancelled(&self) -> watch::Receiver<bool> {
         self.cancelled.subscribe()
     }
 
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         let mut done = self.done.subscribe();
         let _ = done.wait_for(|d| *d).await;
     }
 
     /// A copy of the record (a finished job's record no longer changes).
-    pub fn record(&self) -> Record {
+    pub(crate) fn record(&self) -> Record {
         match &self.state.lock().expect("lock").record {
             Record::Memory(bytes) => Record::Memory(bytes.clone()),
             Record::File(path) => Record::File(path.clone()),
@@ -218,7 +228,7 @@ impl Job {
         }
     }
 
-    pub fn info(&self) -> JobInfo {
+    pub(crate) fn info(&self) -> JobInfo {
         let state = self.state.lock().expect("lock");
         // argv: pcl [--session S] VERB ARGS...
         let mut words = self.argv.iter().skip(1).peekable();
@@ -253,6 +263,16 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn async_jobs_count_from_one_whatever_sync_calls_ran() {
+        let jobs = Jobs::new(std::env::temp_dir().join("unused"));
+        let sync = jobs.start(Vec::new(), false);
+        jobs.finish(&sync);
+        let ids: Vec<u64> = (0..3).map(|_| jobs.start(Vec::new(), true).id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_ne!(jobs.start(Vec::new(), false).id, 4);
+    }
 
     #[test]
     fn records_spill_to_disk_beyond_the_budget() {

@@ -5,21 +5,15 @@ use super::SessionError;
 
 /// Where a session lives: a 0700 directory holding its socket and log.
 #[derive(Debug, Clone)]
-pub struct SessionPaths {
+pub(crate) struct SessionPaths {
     pub name: String,
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub log: PathBuf,
 }
 
-/// `--session` (or `PCL_SESSION`, read by the CLI parser), else the
-/// cluster file's `name`, else `default`.
-pub fn session_name(explicit: Option<&str>, cluster_name: Option<&str>) -> String {
-    explicit.or(cluster_name).unwrap_or("default").to_string()
-}
-
 impl SessionPaths {
-    pub fn new(name: &str) -> Result<Self, SessionError> {
+    pub(crate) fn new(name: &str) -> Result<Self, SessionError> {
         let valid = !name.is_empty()
             && !name.starts_with('.')
             && name
@@ -37,9 +31,23 @@ impl SessionPaths {
         })
     }
 
+    /// Whether a daemon answers on the socket now.
+    pub(crate) fn is_running(&self) -> bool {
+        std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
+    }
+
+    /// Remove the session's directory (log, socket, kept job records),
+    /// once its daemon has stopped cleanly.
+    pub(crate) fn remove_dir(&self) -> Result<(), SessionError> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Create (or check) the private directories, refusing ones another
     /// user could read or own.
-    pub fn create_dir(&self) -> Result<(), SessionError> {
+    pub(crate) fn create_dir(&self) -> Result<(), SessionError> {
         for dir in [
             self.dir.parent().expect("session dir has a parent"),
             &self.dir,
@@ -62,14 +70,14 @@ impl SessionPaths {
 /// Held by the one `pcl up` that is starting a session; released when
 /// dropped (or when that process ends, however it ends).
 #[derive(Debug)]
-pub struct StartLock {
+pub(crate) struct StartLock {
     _held: std::fs::File,
 }
 
 impl SessionPaths {
     /// Take the session's start lock, or fail at once if another `pcl up`
     /// holds it: the lock, not a check of the socket, decides who starts.
-    pub fn lock_start(&self) -> Result<StartLock, SessionError> {
+    pub(crate) fn lock_start(&self) -> Result<StartLock, SessionError> {
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
@@ -105,7 +113,7 @@ fn check_private(dir: &Path) -> Result<(), SessionError> {
 }
 
 /// `$XDG_RUNTIME_DIR/pcl`, else `~/.local/state/pcl`.
-fn root() -> PathBuf {
+pub(super) fn root() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir).join("pcl"),
         None => {

@@ -5,7 +5,7 @@ use super::SessionError;
 /// Which engines a call addresses: `all`, ids like `0,2,5-7`, or host
 /// names and ranges like `node[01-04]` (every engine on those hosts).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Targets {
+pub(crate) enum Targets {
     All,
     Ids(Vec<u32>),
     Hosts(Vec<String>),
@@ -49,7 +49,7 @@ impl FromStr for Targets {
 
 impl Targets {
     /// The engine ids addressed, in id order, given every engine's (id, host).
-    pub fn resolve(&self, engines: &[(u32, String)]) -> Result<Vec<u32>, String> {
+    pub(crate) fn resolve(&self, engines: &[(u32, String)]) -> Result<Vec<u32>, String> {
         match self {
             Targets::All => Ok(engines.iter().map(|(id, _)| *id).collect()),
             Targets::Ids(ids) => {
@@ -77,7 +77,7 @@ impl Targets {
 }
 
 /// Fold sorted ids into ranges: `[0,1,2,5]` -> `0-2,5`.
-pub fn fold_ids(ids: &[u32]) -> String {
+pub(crate) fn fold_ids(ids: &[u32]) -> String {
     let mut parts = Vec::new();
     let mut i = 0;
     while i < ids.len() {

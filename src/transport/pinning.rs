@@ -14,13 +14,13 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, 
 use super::fingerprint;
 
 #[derive(Debug)]
-pub struct PinnedCert {
+pub(super) struct PinnedCert {
     fingerprint: String,
     provider: Arc<CryptoProvider>,
 }
 
 impl PinnedCert {
-    pub fn new(fingerprint: &str, provider: Arc<CryptoProvider>) -> Arc<Self> {
+    pub(super) fn new(fingerprint: &str, provider: Arc<CryptoProvider>) -> Arc<Self> {
         Arc::new(Self {
             fingerprint: fingerprint.to_ascii_lowercase(),
             provider,

@@ -9,21 +9,21 @@ use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use super::MapInput;
-use crate::protocol::data::open_regular;
+use crate::protocol::data::{self, open_regular};
 use crate::session::SessionError;
 use crate::transport::read_frame;
 
 /// Items read ahead of the engines, at most.
 const READ_AHEAD: usize = 4096;
 
-pub struct Input {
+pub(super) struct Input {
     pub items: mpsc::Receiver<Result<Vec<u8>, String>>,
     /// The item count, when it is known up front.
     pub total: Option<u64>,
 }
 
 impl Input {
-    pub async fn open(
+    pub(super) async fn open(
         input: MapInput,
         socket: Option<OwnedReadHalf>,
     ) -> Result<Self, SessionError> {
@@ -110,23 +110,14 @@ async fn read_lines<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
-/// Lines in a file, for the progress bar; one fast pass, no allocation
-/// per line.
+/// Lines in a file, for the progress bar.
 async fn count_lines(path: PathBuf) -> Option<u64> {
     tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut file = std::fs::File::open(path).ok()?;
-        let mut buf = vec![0u8; 1 << 20];
-        let (mut lines, mut last) = (0u64, b'\n');
-        loop {
-            let n = file.read(&mut buf).ok()?;
-            if n == 0 {
-                break;
-            }
-            lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
-            last = buf[n - 1];
-        }
-        Some(lines + u64::from(last != b'\n'))
+        Some(
+            data::count_lines(&mut open_regular(&path).ok()?)
+                .ok()?
+                .lines,
+        )
     })
     .await
     .ok()

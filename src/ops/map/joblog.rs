@@ -5,15 +5,15 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::engine::substitute;
 use crate::protocol::engine::TaskEnd;
+use crate::quoting::substitute;
 
-pub struct Joblog {
+pub(super) struct Joblog {
     file: BufWriter<File>,
 }
 
 impl Joblog {
-    pub fn create(path: &Path) -> std::io::Result<Self> {
+    pub(super) fn create(path: &Path) -> std::io::Result<Self> {
         let file = File::create(path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let mut file = BufWriter::new(file);
@@ -25,7 +25,7 @@ impl Joblog {
 
     /// Seq counts from 1, as in parallel. A shell reports death by signal
     /// N as status 128+N, which is all pcl can see of it.
-    pub fn row(
+    pub(super) fn row(
         &mut self,
         host: &str,
         template: &str,
@@ -49,7 +49,7 @@ impl Joblog {
         )
     }
 
-    pub fn flush(&mut self) -> std::io::Result<()> {
+    pub(super) fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
     }
 }

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::After;
+use super::abort::Abort;
 use crate::protocol::engine::{BatchItem, EngineReply, EngineRequest, ExecOutcome, TaskEnd};
 use crate::protocol::session::Reply;
 use crate::protocol::verbs::{MapEnd, MapInput, MapRequest, MapTask};
@@ -64,7 +65,7 @@ enum Event {
     },
 }
 
-pub async fn run(
+pub(crate) async fn run(
     pool: &Arc<EnginePool>,
     request: MapRequest,
     out: &mut ReplySink,
@@ -87,7 +88,7 @@ pub async fn run(
         Some(path) => Some(Joblog::create(path)?),
         None => None,
     };
-    let cancel = out.job().map(|j| j.cancelled());
+    let cancel = Abort::of(out);
     let mut map = Map {
         pool: pool.clone(),
         request: Arc::new(request),
@@ -137,11 +138,7 @@ struct Map {
 }
 
 impl Map {
-    async fn run(
-        &mut self,
-        out: &mut ReplySink,
-        mut cancel: Option<watch::Receiver<bool>>,
-    ) -> Result<(), SessionError> {
+    async fn run(&mut self, out: &mut ReplySink, mut cancel: Abort) -> Result<(), SessionError> {
         let (tx, mut rx) = mpsc::channel::<Event>(4096);
         let mut input_error = None;
         loop {
@@ -176,7 +173,7 @@ impl Map {
                     }
                     None => self.source_done = true,
                 },
-                _ = cancelled(&mut cancel), if !self.end.aborted => {
+                () = cancel.wait(), if !self.end.aborted => {
                     self.end.aborted = true;
                 }
             }
@@ -375,18 +372,6 @@ impl Worker {
             self.batch = fit.clamp(1, (self.batch * 2).min(MAX_BATCH));
         }
         self.busy_since = (self.in_flight > 0).then_some(now);
-    }
-}
-
-/// Resolves when the job is aborted; never for a call that is no job.
-async fn cancelled(cancel: &mut Option<watch::Receiver<bool>>) {
-    match cancel {
-        Some(rx) => {
-            if rx.wait_for(|c| *c).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
     }
 }
 

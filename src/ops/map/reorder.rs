@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-pub struct Reorder<T> {
+pub(super) struct Reorder<T> {
     /// The next sequence number to hand out.
     next: u64,
     /// Early results with their sizes; `None` for an item that will
@@ -19,7 +19,7 @@ pub struct Reorder<T> {
 
 impl<T> Reorder<T> {
     /// At most `window` items, and no new one once `budget` bytes wait.
-    pub fn new(window: u64, budget: usize) -> Self {
+    pub(super) fn new(window: u64, budget: usize) -> Self {
         Self {
             next: 0,
             early: BTreeMap::new(),
@@ -30,18 +30,18 @@ impl<T> Reorder<T> {
     }
 
     /// The result of item `seq`, `size` bytes of it.
-    pub fn insert(&mut self, seq: u64, value: T, size: usize) {
+    pub(super) fn insert(&mut self, seq: u64, value: T, size: usize) {
         self.held += size;
         self.early.insert(seq, Some((value, size)));
     }
 
     /// Item `seq` has no result (it was never run); stop waiting for it.
-    pub fn skip(&mut self, seq: u64) {
+    pub(super) fn skip(&mut self, seq: u64) {
         self.early.insert(seq, None);
     }
 
     /// The next result in order, if it has arrived.
-    pub fn pop(&mut self) -> Option<T> {
+    pub(super) fn pop(&mut self) -> Option<T> {
         while let Some(entry) = self.early.first_entry() {
             if *entry.key() != self.next {
                 return None;
@@ -58,12 +58,12 @@ impl<T> Reorder<T> {
     /// Whether item `seq` may be started: it is within `window` of the
     /// oldest result still awaited, and the early results fit the budget.
     /// (What is already read always runs: the oldest item is never held up.)
-    pub fn admits(&self, seq: u64) -> bool {
+    pub(super) fn admits(&self, seq: u64) -> bool {
         seq < self.next + self.window && self.held < self.budget
     }
 
     /// Everything still held, in order, gaps and all (the map is ending).
-    pub fn drain(&mut self) -> Vec<T> {
+    pub(super) fn drain(&mut self) -> Vec<T> {
         self.held = 0;
         std::mem::take(&mut self.early)
             .into_values()

@@ -12,7 +12,7 @@ use crate::transport::{read_frame, write_frame};
 /// Why a call to an engine failed: every case is an engine the session
 /// cannot reach now, and exits as one (`status()`).
 #[derive(Debug, Clone, Error)]
-pub enum PoolError {
+pub(crate) enum PoolError {
     #[error("engine {id} is dead: {reason}")]
     Dead { id: u32, reason: String },
     #[error("engine {id} is not connected")]
@@ -27,7 +27,7 @@ pub enum PoolError {
 
 impl PoolError {
     /// The exit status of an engine that could not take part.
-    pub fn status(&self) -> i32 {
+    pub(crate) fn status(&self) -> i32 {
         status::UNREACHABLE
     }
 }
@@ -43,7 +43,7 @@ impl EnginePool {
 
     /// Send one request to engine `id` on a stream of its own; the engine
     /// shows as busy with `job` until the returned call is dropped.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         id: u32,
         job: &str,
@@ -56,7 +56,7 @@ impl EnginePool {
 
     /// Like `call`, but the send side stays open for the bulk frames that
     /// follow the request (`EngineCall::send`).
-    pub async fn open(
+    pub(crate) async fn open(
         &self,
         id: u32,
         job: &str,
@@ -91,7 +91,7 @@ impl EnginePool {
     /// Send a control request (an interrupt) to engine `id` and wait until
     /// the engine has acted on it; unlike `call`, the engine's state is
     /// left alone, since the command it interrupts still owns it.
-    pub async fn control(&self, id: u32, request: &EngineRequest) -> Result<(), PoolError> {
+    pub(crate) async fn control(&self, id: u32, request: &EngineRequest) -> Result<(), PoolError> {
         let connection = self.connection(id)?;
         let unreachable = |e: &dyn std::fmt::Display| PoolError::Unreachable {
             id,
@@ -110,7 +110,7 @@ impl EnginePool {
 }
 
 /// One request in flight to one engine.
-pub struct EngineCall<'a> {
+pub(crate) struct EngineCall<'a> {
     pool: &'a EnginePool,
     id: u32,
     send: SendStream,
@@ -119,12 +119,12 @@ pub struct EngineCall<'a> {
 
 impl EngineCall<'_> {
     /// The request's send side, for bulk frames after the request.
-    pub fn send(&mut self) -> &mut SendStream {
+    pub(crate) fn send(&mut self) -> &mut SendStream {
         &mut self.send
     }
 
     /// The next reply; `Err` when the engine went away mid-request.
-    pub async fn next(&mut self) -> Result<Option<EngineReply>, PoolError> {
+    pub(crate) async fn next(&mut self) -> Result<Option<EngineReply>, PoolError> {
         read_frame(&mut self.recv)
             .await
             .map_err(|e| match self.pool.state(self.id) {

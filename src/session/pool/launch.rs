@@ -12,13 +12,14 @@ use tokio::sync::{oneshot, watch};
 use super::{EngineCondition, EnginePool, Tether};
 use crate::launcher::{EngineHostProcess, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
+use crate::session::setup;
 use crate::transport::{read_frame, write_frame};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl EnginePool {
     /// Start every host in parallel.
-    pub fn launch_all(self: &Arc<Self>) {
+    pub(crate) fn launch_all(self: &Arc<Self>) {
         for index in 0..self.hosts.len() {
             let pool = self.clone();
             tokio::spawn(async move {
@@ -57,7 +58,7 @@ impl EnginePool {
             engine_count: self.engines.len() as u32,
             workdir: host.spec.workdir.clone(),
             shell: host.spec.shell.clone(),
-            setup: host.spec.setup.clone(),
+            setup: (host.spec.setup.as_deref()).map(|s| setup::script(s, &host.spec.shell)),
             reconnect_grace_secs: host.spec.reconnect_grace,
         };
         let process = launch(&host.spec, &config)
@@ -94,7 +95,10 @@ impl EnginePool {
             let slot = &self.engines[host.first_id as usize + i];
             *slot.state.lock().expect("lock") = match result {
                 Ok(()) => EngineCondition::Idle,
-                Err(reason) => EngineCondition::Dead(format!("did not start: {reason}")),
+                Err(reason) => EngineCondition::Dead(format!(
+                    "did not start: {}",
+                    setup::explain(&reason, host.spec.setup.as_deref())
+                )),
             };
         }
         if host.link().connected(generation, connection.clone()) {
@@ -142,7 +146,10 @@ impl EnginePool {
     /// Relaunch the hosts of the given engines that are down, with fresh
     /// engines; hosts that are up are left alone. Returns (host, outcome)
     /// for each host relaunched.
-    pub async fn restart(self: &Arc<Self>, ids: &[u32]) -> Vec<(String, Result<(), String>)> {
+    pub(crate) async fn restart(
+        self: &Arc<Self>,
+        ids: &[u32],
+    ) -> Vec<(String, Result<(), String>)> {
         let mut indices: Vec<usize> = ids
             .iter()
             .map(|&id| self.engines[id as usize].host_index)

@@ -20,7 +20,7 @@ use quinn::Connection;
 use tokio::process::ChildStdin;
 use tokio::sync::{oneshot, watch};
 
-pub use call::{EngineCall, PoolError};
+pub(crate) use call::{EngineCall, PoolError};
 use link::LinkState;
 
 use super::SessionPaths;
@@ -30,7 +30,7 @@ use crate::transport::{Identity, TransportError, client_endpoint};
 
 /// An engine's state with its detail: the job it runs, or why it is dead.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EngineCondition {
+pub(crate) enum EngineCondition {
     Starting,
     Idle,
     Busy(String),
@@ -67,7 +67,7 @@ impl HostSlot {
     }
 }
 
-pub struct EnginePool {
+pub(crate) struct EnginePool {
     session: String,
     /// The session's private directory, for what the daemon spools.
     dir: PathBuf,
@@ -82,7 +82,7 @@ pub struct EnginePool {
 impl EnginePool {
     /// Engine ids are handed out in cluster-file order, so they are known
     /// (and stable) before any host answers.
-    pub fn new(paths: &SessionPaths, cluster: Cluster) -> Result<Arc<Self>, TransportError> {
+    pub(crate) fn new(paths: &SessionPaths, cluster: Cluster) -> Result<Arc<Self>, TransportError> {
         let mut engines = Vec::new();
         let mut hosts = Vec::new();
         for (host_index, spec) in cluster.hosts.into_iter().enumerate() {
@@ -115,18 +115,18 @@ impl EnginePool {
         }))
     }
 
-    pub fn session(&self) -> &str {
+    pub(crate) fn session(&self) -> &str {
         &self.session
     }
 
     /// The session's private directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Stop every engine host: close the connections and the tethers, and
     /// make sure the local processes (engines or ssh) are gone.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         for host in &self.hosts {
             if let Some(connection) = host.link().stop() {

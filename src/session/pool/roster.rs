@@ -9,12 +9,12 @@ use crate::protocol::session::LaunchProgress;
 use crate::session::{SessionError, Targets};
 
 impl EnginePool {
-    pub fn progress(&self) -> watch::Receiver<LaunchProgress> {
+    pub(crate) fn progress(&self) -> watch::Receiver<LaunchProgress> {
         self.progress.subscribe()
     }
 
     /// Hosts whose last launch failed, with the reason.
-    pub fn failures(&self) -> Vec<(String, String)> {
+    pub(crate) fn failures(&self) -> Vec<(String, String)> {
         self.hosts
             .iter()
             .filter_map(|h| {
@@ -25,7 +25,7 @@ impl EnginePool {
     }
 
     /// Every engine as (id, host), in id order.
-    pub fn roster(&self) -> Vec<(u32, String)> {
+    pub(crate) fn roster(&self) -> Vec<(u32, String)> {
         self.engines
             .iter()
             .map(|e| (e.id, self.hosts[e.host_index].spec.host.clone()))
@@ -33,14 +33,14 @@ impl EnginePool {
     }
 
     /// The engine ids a `--targets` value names, in id order.
-    pub fn resolve(&self, targets: &str) -> Result<Vec<u32>, SessionError> {
+    pub(crate) fn resolve(&self, targets: &str) -> Result<Vec<u32>, SessionError> {
         targets
             .parse::<Targets>()?
             .resolve(&self.roster())
             .map_err(|why| SessionError::BadTargets(targets.to_string(), why))
     }
 
-    pub fn host_of(&self, id: u32) -> String {
+    pub(crate) fn host_of(&self, id: u32) -> String {
         self.hosts[self.engines[id as usize].host_index]
             .spec
             .host
@@ -49,13 +49,13 @@ impl EnginePool {
 
     /// Engines with the same host slot share one engine host process, and
     /// so one workdir.
-    pub fn host_slot(&self, id: u32) -> usize {
+    pub(crate) fn host_slot(&self, id: u32) -> usize {
         self.engines[id as usize].host_index
     }
 
     /// The engine's state as a user sees it: a host that is not connected
     /// makes all its engines dead (saying whether it is coming back).
-    pub fn state(&self, id: u32) -> EngineCondition {
+    pub(crate) fn state(&self, id: u32) -> EngineCondition {
         let slot = &self.engines[id as usize];
         match self.hosts[slot.host_index].link().link() {
             Link::Launching => EngineCondition::Starting,

@@ -1,9 +1,17 @@
+//! The shell quoting rules both sides of a session depend on: bytes as a
+//! bash string that means exactly those bytes, and a map item in its
+//! command. A leaf: it imports nothing of pcl's.
+
+mod template;
+
+pub(crate) use template::substitute;
+
 /// Quote bytes as a bash ANSI-C string (`$'...'`) that evaluates to exactly
 /// those bytes. Everything but plain ASCII letters, digits and a few safe
 /// marks is written as `\xHH`, so the result is a single line whatever the
 /// input holds and nothing in it can end the quote. NUL cannot be held by
 /// any shell string; callers refuse it before quoting.
-pub fn ansi_c_quote(bytes: &[u8]) -> String {
+pub(crate) fn ansi_c_quote(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() + 3);
     out.push_str("$'");
     for &b in bytes {
