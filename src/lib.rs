@@ -19,6 +19,7 @@ pub mod protocol;
 mod quoting;
 mod session;
 pub mod transport;
+mod whole_file;
 
 pub use cli::main;
 pub(crate) use join::join_all;

@@ -13,7 +13,6 @@
 //! live or replayed by `pcl result` from an `--async` job.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -38,6 +37,7 @@ use crate::protocol::data::{
 use crate::protocol::session::{EngineDone, Reply, Request};
 use crate::protocol::status::INTERRUPTED;
 use crate::session::SessionPaths;
+use crate::whole_file::WholeFile;
 
 /// Exit status of an engine whose pulled file could not be written here.
 const LOCAL_ERROR_STATUS: i32 = 1;
@@ -212,17 +212,10 @@ pub(super) async fn render_pull(args: PullArgs, mut replies: Replies) -> anyhow:
 /// Copy a file the session kept to `to`, through a temporary file in the
 /// same directory renamed into place: never half a file at `to`.
 fn place(kept: &Path, to: &Path) -> std::io::Result<()> {
-    let dir = to.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut name = OsString::from(".");
-    name.push(to.file_name().unwrap_or_default());
-    name.push(format!(".pcl-{}.tmp", std::process::id()));
-    let temp = dir.join(name);
-    let copied = std::fs::copy(kept, &temp).and_then(|_| std::fs::rename(&temp, to));
-    if copied.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    copied
+    let (whole, mut file) = WholeFile::create(to)?;
+    std::io::copy(&mut std::fs::File::open(kept)?, &mut file)?;
+    drop(file);
+    whole.commit()
 }
 
 pub(super) async fn scatter(session: SessionPaths, args: ScatterArgs) -> anyhow::Result<ExitCode> {

@@ -15,6 +15,7 @@ use crate::protocol::data::{CHUNK, EngineData, check_name, check_remote};
 use crate::protocol::engine::EngineRequest;
 use crate::protocol::session::Reply;
 use crate::session::{EnginePool, ReplySink, SessionError};
+use crate::whole_file::WholeFile;
 
 /// One variable of one engine: its bytes or why there are none.
 pub(super) type Fetched = (String, Result<Vec<u8>, Failure>);
@@ -167,14 +168,7 @@ async fn fetch_file(
 ) -> Outcome {
     let local_err =
         |e: std::io::Error| Failure::Engine(format!("cannot write {}: {e}", target.display()));
-    let dir = target.parent().expect("a file under DEST");
-    std::fs::create_dir_all(dir).map_err(local_err)?;
-    let temp = Temp(dir.join(format!(
-        ".{}.pcl-{}.tmp",
-        target.file_name().expect("a file name").to_string_lossy(),
-        std::process::id()
-    )));
-    let mut file = std::fs::File::create(&temp.0).map_err(local_err)?;
+    let (whole, mut file) = WholeFile::create(target).map_err(local_err)?;
     let op = EngineData::ReadFile {
         id,
         path: remote.to_string(),
@@ -213,16 +207,5 @@ async fn fetch_file(
     // A local write error is the real cause of a download cut short.
     written.map_err(local_err)?;
     received?;
-    std::fs::rename(&temp.0, target).map_err(local_err)?;
-    std::mem::forget(temp);
-    Ok(())
-}
-
-/// Removed on drop: a failed fetch leaves nothing behind.
-struct Temp(PathBuf);
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+    whole.commit().map_err(local_err)
 }

@@ -5,14 +5,12 @@ use std::sync::Arc;
 
 use super::After;
 use super::held_output::HeldOutput;
+use crate::protocol::data::CHUNK;
 use crate::protocol::engine::{EngineReply, EngineRequest, ExecOutcome};
 use crate::protocol::session::{EngineDone, Reply, Stream};
 use crate::protocol::status;
 use crate::protocol::verbs::PxRequest;
 use crate::session::{EnginePool, ReplySink, SessionError};
-
-/// Output goes to the CLI in pieces no larger than this.
-const CHUNK: usize = 1 << 20;
 
 /// Output held in memory while waiting for its turn, over all engines and
 /// both streams of one px; the rest waits on disk.
