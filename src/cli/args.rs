@@ -146,6 +146,12 @@ pub(crate) struct PxArgs {
     /// Run in the background: print a job id at once (see jobs, wait, result)
     #[arg(long = "async")]
     pub background: bool,
+    /// Print lines as they come, engines interleaved (the default on a terminal)
+    #[arg(long, conflicts_with_all = ["no_stream", "gather", "raw", "json"])]
+    pub stream: bool,
+    /// Print in engine order, the first unfinished engine's lines as they come (the default in a pipe)
+    #[arg(long)]
+    pub no_stream: bool,
     /// The command; several words are joined with spaces
     #[arg(
         required = true,

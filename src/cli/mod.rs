@@ -6,6 +6,7 @@ mod call;
 mod data;
 mod exit;
 mod jobs;
+mod live;
 mod man;
 mod map;
 mod px;

@@ -20,7 +20,9 @@ impl MarkerScanner {
     }
 
     /// Feed bytes read from the stream; returns the part now known to be
-    /// command output. A possible marker prefix at the end is held back.
+    /// command output. Only an end that could begin the marker is held
+    /// back, so output that cannot be part of it goes on at once (a line
+    /// printed live is seen live).
     pub(super) fn feed(&mut self, data: &[u8]) -> Vec<u8> {
         if let Some(after) = &mut self.after {
             after.extend_from_slice(data);
@@ -32,7 +34,11 @@ impl MarkerScanner {
             self.pending.truncate(i);
             return std::mem::take(&mut self.pending);
         }
-        let keep = self.pending.len().min(self.marker.len() - 1);
+        let longest = self.pending.len().min(self.marker.len() - 1);
+        let keep = (1..=longest)
+            .rev()
+            .find(|&k| self.pending.ends_with(&self.marker[..k]))
+            .unwrap_or(0);
         let emit = self.pending.len() - keep;
         self.pending.drain(..emit).collect()
     }
@@ -59,6 +65,17 @@ mod tests {
         assert!(s.after().is_none());
         out.extend(s.feed(b"RK0\n"));
         assert_eq!(out, b"hello");
+        assert_eq!(s.after(), Some(&b"0\n"[..]));
+    }
+
+    #[test]
+    fn output_that_cannot_begin_the_marker_is_not_held_back() {
+        let mut s = MarkerScanner::new(b"MARK");
+        assert_eq!(s.feed(b"x:1\n"), b"x:1\n");
+        assert_eq!(s.feed(b"xxM"), b"xx");
+        assert_eq!(s.feed(b"Z"), b"MZ");
+        assert_eq!(s.feed(b"MA"), b"");
+        assert_eq!(s.feed(b"RK0\n"), b"");
         assert_eq!(s.after(), Some(&b"0\n"[..]));
     }
 

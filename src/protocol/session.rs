@@ -68,7 +68,7 @@ impl Request {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Stream {
     Stdout,
     Stderr,
@@ -121,6 +121,10 @@ pub enum Reply {
         done: u64,
         total: Option<u64>,
     },
+    /// A px engine's command ended; its `EngineDone` follows in its turn.
+    Finished(u32),
+    /// The engines a px runs on, first of its replies.
+    Targets(Vec<u32>),
 }
 
 /// Where an engine is, as `pcl status` names it.

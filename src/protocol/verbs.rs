@@ -12,6 +12,10 @@ pub struct PxRequest {
     pub targets: String,
     pub command: String,
     pub timeout_ms: Option<u64>,
+    /// Every engine's output as it comes, engines interleaved (a terminal,
+    /// `--stream`); otherwise in engine order, the first unfinished engine's
+    /// as it comes.
+    pub stream: bool,
 }
 
 /// `pcl map`.
