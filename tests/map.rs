@@ -573,7 +573,8 @@ fn a_task_s_stderr_holds_the_user_s_words_only() {
         .run()
         .assert_exit(1);
     assert!(
-        out.stderr.contains("bash: nosuchcommand-a: command not found\nown\n"),
+        out.stderr
+            .contains("bash: nosuchcommand-a: command not found\nown\n"),
         "{}",
         out.describe()
     );
@@ -584,7 +585,11 @@ fn a_task_s_stderr_holds_the_user_s_words_only() {
         vec!["map", "kill -TERM $BASHPID; echo {}", "b"],
     ] {
         let out = env.pcl(&args).run().assert_exit(1);
-        assert!(!out.stderr.contains("Terminated"), "{args:?}\n{}", out.describe());
+        assert!(
+            !out.stderr.contains("Terminated"),
+            "{args:?}\n{}",
+            out.describe()
+        );
         assert!(!out.stderr.contains("pcl-engine-"), "{}", out.describe());
     }
 }

@@ -8,6 +8,7 @@ mod map;
 mod px;
 mod render;
 mod session_cmds;
+mod slurm;
 mod targets;
 
 use std::process::ExitCode;
@@ -62,9 +63,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { cluster, engines } => {
-            current_thread()?.block_on(session_cmds::up(session, cluster, engines))
-        }
+        Command::Up {
+            cluster,
+            engines,
+            slurm,
+        } => current_thread()?.block_on(session_cmds::up(session, cluster, engines, slurm)),
         Command::Down => current_thread()?.block_on(session_cmds::down(session)),
         Command::Ids => current_thread()?.block_on(session_cmds::ids(session)),
         Command::Status { json } => current_thread()?.block_on(session_cmds::status(session, json)),

@@ -9,12 +9,16 @@ mod cluster;
 mod error;
 mod host_spec;
 mod schema;
+mod slurm;
 mod values;
 
 pub use cluster::Cluster;
 pub use error::ConfigError;
 pub use host_spec::{HostSpec, LauncherKind};
+pub use slurm::{AllocatedNode, Allocation, AllocationError, SlurmNodes, SlurmRequest};
 pub use values::MAX_ENGINES_PER_HOST;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_slurm;

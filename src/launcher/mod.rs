@@ -6,6 +6,7 @@ mod bootstrap;
 mod error;
 mod handshake;
 mod local;
+pub mod slurm;
 mod ssh;
 
 use std::net::IpAddr;
@@ -13,8 +14,9 @@ use std::net::IpAddr;
 use tokio::process::Child;
 
 pub use error::LaunchError;
-pub use handshake::{EngineHostProcess, launch};
+pub use handshake::{EngineHostProcess, ExitNote, launch};
 pub use local::LocalLauncher;
+pub use slurm::SlurmLauncher;
 pub use ssh::SshLauncher;
 
 use crate::config::HostSpec;
@@ -29,7 +31,7 @@ pub struct Spawned {
     pub bootstrap: bool,
 }
 
-/// Fits `local`, `ssh`, and later `slurm` (`srun` inside an allocation).
+/// Fits `local`, `ssh` and `slurm` (`srun` inside an allocation).
 pub trait Launcher {
     fn spawn(
         &self,

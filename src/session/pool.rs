@@ -15,7 +15,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::{SessionError, SessionPaths, Targets};
 use crate::config::{Cluster, HostSpec};
-use crate::launcher::{EngineHostProcess, launch};
+use crate::launcher::{EngineHostProcess, ExitNote, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
 use crate::transport::{
     Identity, TransportError, client_endpoint, connect, read_frame, write_frame,
@@ -133,6 +133,13 @@ impl EnginePool {
         &self.dir
     }
 
+    /// The Slurm job whose nodes the session's engines run on, if any.
+    pub fn slurm_job(&self) -> Option<String> {
+        self.hosts
+            .iter()
+            .find_map(|host| host.spec.slurm_job.clone())
+    }
+
     /// Start every host in parallel.
     pub fn launch_all(self: &Arc<Self>) {
         for index in 0..self.hosts.len() {
@@ -185,8 +192,9 @@ impl EnginePool {
             stdin,
             addr,
             fingerprint,
+            exit,
         } = process;
-        *host.tether.lock().await = Some(self.watch_process(index, generation, child, stdin));
+        *host.tether.lock().await = Some(self.watch_process(index, generation, child, stdin, exit));
         let connection =
             tokio::time::timeout(CONNECT_TIMEOUT, self.dial(index, addr, &fingerprint))
                 .await
@@ -238,6 +246,7 @@ impl EnginePool {
         generation: u64,
         mut child: Child,
         stdin: ChildStdin,
+        exit: ExitNote,
     ) -> Tether {
         let (kill, kill_requested) = oneshot::channel::<()>();
         let (exited_tx, exited) = watch::channel(false);
@@ -253,7 +262,14 @@ impl EnginePool {
                     "stopped by pcl".to_string()
                 }
             };
-            pool.host_down(index, generation, format!("engine host exited ({how})"));
+            // At `down` nobody reads the reason, and asking Slurm for it
+            // would only slow the stop.
+            let why = if pool.stopping.load(Ordering::SeqCst) {
+                format!("engine host exited ({how})")
+            } else {
+                exit.explain(&how).await
+            };
+            pool.host_down(index, generation, why);
             let _ = exited_tx.send(true);
         });
         Tether {

@@ -1,0 +1,99 @@
+//! `pcl up` with Slurm nodes: put in the nodes of the allocation pcl runs
+//! in, or show the wait for the one the daemon asks Slurm for.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::config::Cluster;
+use crate::launcher::slurm::{SlurmError, current_allocation, job_name, on_path, query};
+
+/// How often the queue is asked about a pending allocation.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How often the caller looks for the daemon's socket meanwhile.
+const PAUSE: Duration = Duration::from_millis(100);
+
+/// The cluster with the nodes of the current allocation in place, or
+/// as it is when the daemon is to ask Slurm for nodes (a `[slurm]`
+/// table; `--slurm` prefers the allocation pcl already runs in).
+pub fn place_current_allocation(cluster: Cluster, prefer_current: bool) -> anyhow::Result<Cluster> {
+    let Some(nodes) = &cluster.slurm else {
+        if prefer_current {
+            bail!(
+                "--slurm with a cluster file needs Slurm nodes in it: add a [slurm] table, or a \
+                 [[hosts]] table with launcher = \"slurm\""
+            );
+        }
+        return Ok(cluster);
+    };
+    on_path("srun")?;
+    let asks = nodes.request.is_some();
+    match current_allocation()? {
+        Some(allocation) if prefer_current || !asks => Ok(cluster.place_allocation(&allocation)?),
+        _ if asks => {
+            on_path("salloc")?;
+            Ok(cluster)
+        }
+        _ => Err(SlurmError::NoAllocation.into()),
+    }
+}
+
+/// While the daemon waits for its allocation: on a terminal, a line
+/// with the job id, its state and Slurm's reason (`Priority`,
+/// `Resources`); Ctrl-C gives up.
+pub struct AllocationWait {
+    name: String,
+    bar: Option<ProgressBar>,
+    last_poll: Option<Instant>,
+    interrupt: Signal,
+}
+
+impl AllocationWait {
+    pub fn new(session: &str, on_terminal: bool) -> std::io::Result<AllocationWait> {
+        let bar = on_terminal.then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                    .expect("valid template"),
+            );
+            bar.set_message("asking Slurm for nodes");
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        Ok(AllocationWait {
+            name: job_name(session),
+            bar,
+            last_poll: None,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Wait a moment, telling what Slurm says now and then; `false` once
+    /// the user pressed Ctrl-C.
+    pub async fn pause(&mut self) -> bool {
+        let due = self.last_poll.is_none_or(|at| at.elapsed() >= POLL_EVERY);
+        if let Some(bar) = self.bar.as_ref().filter(|_| due) {
+            self.last_poll = Some(Instant::now());
+            if let Some(job) = query::queued(&self.name).await {
+                let reason = job.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+                bar.set_message(format!(
+                    "waiting for Slurm: job {} {}{reason}",
+                    job.job, job.state
+                ));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PAUSE) => true,
+            _ = self.interrupt.recv() => false,
+        }
+    }
+
+    /// Take the line off the terminal before something else is said.
+    pub fn clear(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
