@@ -28,12 +28,15 @@ pub fn place_current_allocation(cluster: Cluster, prefer_current: bool) -> anyho
         }
         return Ok(cluster);
     };
-    on_path("srun")?;
     let asks = nodes.request.is_some();
     match current_allocation()? {
-        Some(allocation) if prefer_current || !asks => Ok(cluster.place_allocation(&allocation)?),
+        Some(allocation) if prefer_current || !asks => {
+            on_path("srun")?;
+            Ok(cluster.place_allocation(&allocation)?)
+        }
         _ if asks => {
             on_path("salloc")?;
+            on_path("srun")?;
             Ok(cluster)
         }
         _ => Err(SlurmError::NoAllocation.into()),

@@ -28,6 +28,7 @@
 
 #![allow(dead_code)]
 
+pub mod slurm;
 pub mod users;
 
 use std::collections::BTreeSet;
