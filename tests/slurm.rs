@@ -231,7 +231,7 @@ fn slurm_table_waits_for_its_own_allocation_uses_it_and_releases_it_at_down() {
             blocker.release();
             assert!(pending, "pcl's job never showed as pending");
         });
-        pcl(&env, &slurm, &["up", &cluster.to_string_lossy()])
+        pcl(&env, slurm, &["up", &cluster.to_string_lossy()])
             .stderr_on_a_terminal()
             .timeout_secs(120)
             .run()
@@ -253,7 +253,7 @@ fn slurm_table_waits_for_its_own_allocation_uses_it_and_releases_it_at_down() {
         "the wait was shown on the terminal\n{}",
         out.describe()
     );
-    assert_eq!(slurm.jobs_named(&name), [job.clone()]);
+    assert_eq!(slurm.jobs_named(&name), [job.as_str()]);
     assert_eq!(slurm.state(&job).as_deref(), Some("RUNNING"));
 
     let out = env.px(["echo $SLURM_JOB_ID $PCL_HOST"]).success();
