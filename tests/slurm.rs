@@ -144,18 +144,40 @@ fn slurm_up_inside_salloc_runs_engines_on_its_nodes_and_down_leaves_nothing() {
 }
 
 #[test]
-fn slurm_scancel_marks_the_engines_of_its_step_dead_with_slurms_reason_and_the_others_go_on() {
-    let Some(slurm) = Slurm::start(2) else {
+fn slurm_scancel_or_a_failed_node_marks_those_engines_dead_with_slurms_reason_and_the_others_go_on()
+{
+    let Some(slurm) = Slurm::start(3) else {
         return;
     };
-    let allocation = slurm.salloc(&["-N", "2"]);
+    // --no-kill: the job outlives one of its nodes, as such jobs do.
+    let allocation = slurm.salloc(&["-N", "3", "--no-kill"]);
     let job = allocation.job();
     let env = Env::new();
     let out = allocation
         .inside(pcl(&env, &slurm, &["up", "--slurm"]))
         .run()
         .success();
-    assert_eq!(parse_engine_table(&out), table(&[(0, "h1"), (1, "h2")]));
+    assert_eq!(
+        parse_engine_table(&out),
+        table(&[(0, "h1"), (1, "h2"), (2, "h3")])
+    );
+
+    // Node h3 fails (as Slurm sees it: DOWN).
+    slurm
+        .cmd("scontrol")
+        .args(["update", "nodename=h3", "state=down", "reason=pcltest"])
+        .run()
+        .success();
+    let dead = wait_until(Duration::from_secs(20), || {
+        engine(&status(&env), 2)["state"] == "dead"
+    });
+    let now = status(&env);
+    assert!(dead, "engine 2 not dead after its node failed: {now}");
+    let reason = engine(&now, 2)["reason"].as_str().unwrap_or("").to_string();
+    assert!(
+        reason.contains("Node failure on h3"),
+        "Slurm's words: {reason}"
+    );
 
     // Cancel the step on h2 only.
     let (step, _) = slurm

@@ -100,9 +100,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff)
+    /// Print the manual page (roff), or write every page into DIR
     #[command(hide = true)]
-    Man,
+    Man {
+        /// Write pcl.1 and a pcl-COMMAND.1 for each command into DIR
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Engine host (started by the session daemon)
     #[command(hide = true)]
     Engine {

@@ -11,6 +11,7 @@ mod session_cmds;
 mod slurm;
 mod targets;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -59,8 +60,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut Cli::command(), "pcl", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        Command::Man { dir } => {
+            let pages = man_pages()?;
+            match dir {
+                None => std::io::stdout().write_all(&pages[0].1)?,
+                Some(dir) => {
+                    for (name, roff) in pages {
+                        std::fs::write(dir.join(name), roff)?;
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Up {
@@ -108,9 +117,24 @@ fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// The man page, as `man/pcl.1` holds it.
-pub fn man_page() -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-    Ok(out)
+/// Every manual page as (file name, roff), as `man/` holds them: `pcl.1`
+/// first, then a `pcl-COMMAND.1` for each command it lists, which is
+/// where each command's options are.
+pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let commands = cli
+        .get_subcommands()
+        .filter(|command| !command.is_hide_set())
+        .cloned();
+    std::iter::once(cli.clone())
+        .chain(commands)
+        .map(|command| {
+            let page =
+                clap_mangen::Man::new(command).source(format!("pcl {}", env!("CARGO_PKG_VERSION")));
+            let mut roff = Vec::new();
+            page.render(&mut roff)?;
+            Ok((page.get_filename(), roff))
+        })
+        .collect()
 }

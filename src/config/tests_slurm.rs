@@ -267,3 +267,20 @@ fn slurm_variables_become_an_allocation_in_slurms_order() {
         "SLURM_TASKS_PER_NODE \"2(x2)\" does not describe 3 nodes (Slurm writes \"2(x3),1\")"
     );
 }
+
+#[test]
+fn the_examples_commented_slurm_table_parses_once_uncommented() {
+    let example = include_str!("../../cluster.example.toml");
+    let table = &example[example.find("# [slurm]").expect("a [slurm] example")..];
+    let text: String = table
+        .lines()
+        .map(|line| line.strip_prefix("# ").unwrap_or(line))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let cluster = parse(&text);
+    let request = cluster.slurm_request().expect("a request");
+    assert_eq!(request.nodes, Some(4));
+    assert_eq!(request.tasks_per_node, Some(8));
+    assert_eq!(request.partition.as_deref(), Some("compute"));
+    assert_eq!(request.options, ["--constraint=skylake"]);
+}
