@@ -100,3 +100,15 @@ impl AllocationWait {
         }
     }
 }
+
+impl Drop for AllocationWait {
+    fn drop(&mut self) {
+        // Past the wait, Ctrl-C ends `pcl up` as it always does (the
+        // session goes on starting; `pcl down` stops it): tokio's handler
+        // would otherwise swallow it for the rest of the process.
+        // SAFETY: restoring the default disposition of SIGINT.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+        }
+    }
+}
