@@ -252,9 +252,7 @@ async fn launch_once(
             addr: SocketAddr::new(address, port),
             fingerprint,
             exit: ExitNote {
-                slurm_job: (host.launcher == LauncherKind::Slurm)
-                    .then(|| host.slurm_job.clone())
-                    .flatten(),
+                slurm_job: host.slurm_job.clone(),
                 stderr: stderr_kept,
                 drained: stderr_drained.take(),
             },
