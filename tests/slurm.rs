@@ -382,6 +382,73 @@ fn slurm_refused_or_withdrawn_requests_say_so_and_leave_nothing_queued() {
     assert_nothing_left(&env.session);
 }
 
+#[test]
+fn slurm_hosts_table_takes_the_named_nodes_of_the_allocation_and_restart_starts_a_new_step() {
+    let Some(slurm) = Slurm::start(2) else {
+        return;
+    };
+    let allocation = slurm.salloc(&["-N", "2"]);
+    let job = allocation.job();
+    let env = Env::new();
+    let cluster = env.write(
+        "cluster.toml",
+        "[[hosts]]\nlauncher = \"slurm\"\nhost = \"h2\"\nengines = 3\n\
+         setup = \"greeting=hello\"\n\n[[hosts]]\nhost = \"localhost\"\nlauncher = \"local\"\n",
+    );
+    let out = allocation
+        .inside(pcl(&env, &slurm, &["up", &cluster.to_string_lossy()]))
+        .run()
+        .success();
+    assert_eq!(
+        parse_engine_table(&out),
+        table(&[(0, "h2"), (1, "h2"), (2, "h2"), (3, "localhost")]),
+        "{}",
+        out.describe()
+    );
+    let out = env
+        .px(["-t", "h2", "echo $greeting $SLURMD_NODENAME"])
+        .success();
+    assert_eq!(
+        px_stdout_lines(&out),
+        table(&[(0, "hello h2"), (1, "hello h2"), (2, "hello h2")]),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(slurm.steps(&job).len(), 1, "one step, on h2");
+
+    // The engine host dies: its step ends, and restart makes a new one.
+    let (step, _) = slurm.steps(&job).remove(0);
+    let victims: Vec<i32> = engine_pids(&env.session)
+        .into_iter()
+        .filter(|&pid| netns_of(pid) == slurm.hosts().hosts()[1].netns)
+        .collect();
+    assert_eq!(victims.len(), 1, "one engine host on h2");
+    // SAFETY: killing the engine host this test's session started.
+    unsafe {
+        libc::kill(victims[0], libc::SIGKILL);
+    }
+    let dead = wait_until(Duration::from_secs(20), || {
+        engine(&status(&env), 0)["state"] == "dead"
+    });
+    assert!(dead, "engine 0 not dead: {}", status(&env));
+    let out = env.pcl(["restart"]).run().success();
+    assert_eq!(
+        parse_engine_table(&out),
+        table(&[(0, "h2"), (1, "h2"), (2, "h2")]),
+        "{}",
+        out.describe()
+    );
+    let steps = slurm.steps(&job);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_ne!(steps[0].0, step, "a new step");
+    env.px(["-t", "h2", "true"]).success();
+
+    env.down();
+    assert_eq!(slurm.steps(&job), []);
+    assert_nothing_left(&env.session);
+    slurm.assert_only_daemons_left();
+}
+
 /// Needs no Slurm: these are refused before anything starts.
 #[test]
 fn slurm_errors_outside_an_allocation_or_without_srun_say_what_to_do() {
