@@ -48,7 +48,8 @@ pub struct Slurm {
     munged: Option<Child>,
     slurmctld: Option<Child>,
     slurmds: Vec<Child>,
-    /// The machine's cgroup tree, bound outside /sys for the namespaces.
+    /// The machine's cgroup tree, bound outside /sys for the namespaces
+    /// (outside `dir`, which is removed recursively).
     cgroup: Option<PathBuf>,
     /// Declared last: dropped after the daemons that run in it.
     hosts: NetnsHosts,
@@ -209,15 +210,14 @@ impl Slurm {
     /// cgroup tree slurmd needs: bind the tree outside /sys first, then
     /// onto /sys/fs/cgroup inside (`start_slurmd`).
     fn bind_cgroup(&mut self) -> Result<(), String> {
-        let place = self.path("cgroup");
-        fs::create_dir_all(&place).map_err(|e| e.to_string())?;
-        sh(
-            "mount",
-            &["--rbind", "/sys/fs/cgroup", &place.to_string_lossy()],
-        )?;
+        // A directory of its own, never removed recursively: while bound,
+        // it holds the machine's cgroups.
+        let place = temp_dir("pclc").keep();
+        self.cgroup = Some(place.clone());
+        let place = place.to_string_lossy();
+        sh("mount", &["--rbind", "/sys/fs/cgroup", &place])?;
         // Keep our unmount from reaching the machine's own tree.
-        sh("mount", &["--make-rslave", &place.to_string_lossy()])?;
-        self.cgroup = Some(place);
+        sh("mount", &["--make-rslave", &place])?;
         Ok(())
     }
 
@@ -416,6 +416,8 @@ impl Drop for Slurm {
         }
         if let Some(place) = &self.cgroup {
             let _ = sh("umount", &["-R", "-l", &place.to_string_lossy()]);
+            // Removes only an empty directory: one still bound stays.
+            let _ = fs::remove_dir(place);
         }
     }
 }
