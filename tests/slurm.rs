@@ -449,6 +449,42 @@ fn slurm_hosts_table_takes_the_named_nodes_of_the_allocation_and_restart_starts_
     slurm.assert_only_daemons_left();
 }
 
+#[test]
+fn slurm_harness_removes_everything_it_started_also_on_panic() {
+    let footprint = std::panic::catch_unwind(|| {
+        let Some(slurm) = Slurm::start(1) else {
+            return;
+        };
+        let footprint = slurm.footprint();
+        std::panic::panic_any(footprint);
+    });
+    let footprint = match footprint {
+        // Skipped: Slurm could not start here.
+        Ok(()) => return,
+        Err(payload) => *payload
+            .downcast::<(Vec<i32>, Vec<std::path::PathBuf>, Vec<String>)>()
+            .expect("the footprint"),
+    };
+    let (pids, places, namespaces) = footprint;
+    assert_eq!(pids.len(), 3, "munged, slurmctld, one slurmd");
+    for pid in pids {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = !state.is_empty() && !state.contains(") Z ");
+        assert!(!alive, "pid {pid} still running: {state}");
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for place in places {
+        assert!(!place.exists(), "{} left behind", place.display());
+        assert!(
+            !mounts.contains(&*place.to_string_lossy()),
+            "{} still mounted",
+            place.display()
+        );
+    }
+    let left = netns_list();
+    assert!(namespaces.iter().all(|ns| !left.contains(ns)), "{left:?}");
+}
+
 /// Needs no Slurm: these are refused before anything starts.
 #[test]
 fn slurm_errors_outside_an_allocation_or_without_srun_say_what_to_do() {

@@ -379,6 +379,24 @@ impl Slurm {
         }
     }
 
+    /// Pids of munged, slurmctld and the slurmds (for the harness's own
+    /// test), and the places it made: its directory, the cgroup mount
+    /// point and the namespaces.
+    pub fn footprint(&self) -> (Vec<i32>, Vec<PathBuf>, Vec<String>) {
+        let pids = self
+            .munged
+            .iter()
+            .chain(&self.slurmctld)
+            .chain(&self.slurmds)
+            .map(|child| child.id() as i32)
+            .collect();
+        let places = std::iter::once(self.dir.path().to_path_buf())
+            .chain(self.cgroup.clone())
+            .collect();
+        let namespaces = self.hosts.hosts().iter().map(|h| h.netns.clone()).collect();
+        (pids, places, namespaces)
+    }
+
     /// The daemons' logs, for failures.
     pub fn logs(&self) -> String {
         let mut files: Vec<PathBuf> = fs::read_dir(self.dir.path())
