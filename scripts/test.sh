@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test. Installs what the tests need first (an OpenSSH server for
-# the SSH launcher tests, iproute2 for the network-namespace hosts), so it
-# works on a fresh Debian machine.
+# the SSH launcher tests, iproute2 for the network-namespace hosts, Slurm
+# and munge for the Slurm launcher tests, which start their own daemons),
+# so it works on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,8 @@ command -v ps >/dev/null || need+=(procps)
 command -v useradd >/dev/null || need+=(passwd)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v hostname >/dev/null || need+=(hostname)
+[ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && command -v srun >/dev/null || need+=(slurm-wlm)
+[ -x /usr/sbin/munged ] || need+=(munge)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -326,7 +326,8 @@ fn px_output_the_daemon_cannot_hold_fails_that_engine_only() {
         .pcl([
             "px",
             "--raw",
-            "if [ $PCL_ENGINE_ID = 1 ]; then head -c 40000000 /dev/zero; else echo small; fi",
+            // Engine 1's output waits for engine 0's turn to end.
+            "if [ $PCL_ENGINE_ID = 1 ]; then head -c 40000000 /dev/zero; else sleep 2; echo small; fi",
         ])
         .timeout_secs(180)
         .run()

@@ -137,3 +137,18 @@ fn completions_cover_the_verbs() {
         }
     }
 }
+
+#[test]
+fn up_offers_slurm_in_its_page_and_every_completion() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/pcl-up.1"))
+        .expect("man/pcl-up.1");
+    assert!(page.contains("\\-\\-slurm"), "pcl-up.1 documents --slurm");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = pcl(&["completions", shell]);
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            script.contains("slurm"),
+            "{shell} completion offers --slurm"
+        );
+    }
+}

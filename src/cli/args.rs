@@ -35,6 +35,9 @@ pub(crate) enum Command {
         /// Engines per host, overriding the cluster file
         #[arg(short = 'n', long = "engines", value_name = "N")]
         engines: Option<u32>,
+        /// Engines on the nodes of the current Slurm allocation (inside salloc or sbatch)
+        #[arg(long)]
+        slurm: bool,
     },
     /// Stop the session: every engine, shell and the daemon
     Down,

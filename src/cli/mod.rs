@@ -12,6 +12,7 @@ mod map;
 mod px;
 mod render;
 mod session_cmds;
+mod slurm;
 mod targets;
 
 use std::io::Write;
@@ -74,9 +75,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { cluster, engines } => {
-            current_thread()?.block_on(session_cmds::up(session, cluster, engines))
-        }
+        Command::Up {
+            cluster,
+            engines,
+            slurm,
+        } => current_thread()?.block_on(session_cmds::up(session, cluster, engines, slurm)),
         command => {
             let session = crate::session::to_reach(session.as_deref())?;
             current_thread()?.block_on(reach(session, command))

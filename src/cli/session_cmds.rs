@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::call::connect;
+use super::slurm::{AllocationWait, place_current_allocation};
 use crate::config::{Cluster, MAX_ENGINES_PER_HOST};
 use crate::protocol::session::{EngineState, Reply, Request, StatusReport, UpReport};
 use crate::protocol::verbs::RestartRequest;
@@ -17,14 +18,18 @@ use crate::session::{Client, NameSource, SessionError, SessionPaths};
 
 /// How long `pcl up` waits for a fresh daemon to open its socket.
 const DAEMON_START: Duration = Duration::from_secs(10);
+/// How long a daemon may take to withdraw its request to Slurm.
+const WITHDRAW_WAIT: Duration = Duration::from_secs(15);
 
 pub(super) async fn up(
     session: Option<String>,
     file: Option<PathBuf>,
     engines: Option<u32>,
+    slurm: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut cluster = match &file {
         Some(path) => Cluster::load(path)?,
+        None if slurm => Cluster::slurm_default(),
         None => Cluster::local_default(
             std::thread::available_parallelism()
                 .map_or(1, |n| n.get() as u32)
@@ -37,6 +42,7 @@ pub(super) async fn up(
         }
         cluster = cluster.with_engines(n);
     }
+    let cluster = place_current_allocation(cluster, slurm)?;
     let (paths, source) = crate::session::to_start(session.as_deref(), cluster.name.as_deref())?;
     paths.create_dir()?;
     // Held until this up is over: a second one of the same name fails at
@@ -45,29 +51,48 @@ pub(super) async fn up(
     if Client::connect(&paths).await.is_ok() {
         return Err(SessionError::AlreadyRunning(paths.name.clone()).into());
     }
+    // What this daemon logs starts here: the log keeps earlier sessions'.
+    let log_start = std::fs::metadata(&paths.log).map_or(0, |m| m.len());
     let mut daemon = spawn_daemon(&paths, &cluster)?;
 
+    // A daemon asking Slurm for nodes opens its socket once they are
+    // granted, which takes as long as the queue does.
+    let on_terminal = std::io::stderr().is_terminal();
+    let mut allocation_wait = match cluster.slurm_request() {
+        Some(_) => Some(AllocationWait::new(&paths.name, on_terminal)?),
+        None => None,
+    };
     let started = Instant::now();
     let mut client = loop {
         match Client::connect(&paths).await {
             Ok(client) => break client,
-            Err(_) if started.elapsed() < DAEMON_START => {
+            Err(_) if allocation_wait.is_some() || started.elapsed() < DAEMON_START => {
                 if let Some(status) = daemon.try_wait()? {
                     bail!(SessionError::DaemonFailed(
                         paths.name.clone(),
-                        log_tail(&paths, status.to_string())
+                        log_tail(&paths, log_start, status.to_string())
                     ));
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                match &mut allocation_wait {
+                    Some(wait) => {
+                        if !wait.pause().await {
+                            return withdraw(daemon, wait).await;
+                        }
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
             }
             Err(_) => bail!(SessionError::DaemonFailed(
                 paths.name.clone(),
-                log_tail(&paths, "no socket after 10 s".into())
+                log_tail(&paths, log_start, "no socket after 10 s".into())
             )),
         }
     };
+    if let Some(wait) = allocation_wait {
+        wait.clear();
+    }
     client.send(&Request::Up).await?;
-    let bar = std::io::stderr().is_terminal().then(|| {
+    let bar = on_terminal.then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template("{spinner} starting hosts {pos}/{len} [{elapsed}]")
@@ -112,6 +137,25 @@ pub(super) async fn up(
         );
     }
     Ok(code)
+}
+
+/// Ctrl-C while Slurm has not granted the allocation: the daemon
+/// withdraws the request (on SIGTERM) and stops.
+async fn withdraw(
+    mut daemon: std::process::Child,
+    wait: &AllocationWait,
+) -> anyhow::Result<ExitCode> {
+    wait.clear();
+    // SAFETY: signalling the daemon this call started, not yet reaped.
+    unsafe {
+        libc::kill(daemon.id() as i32, libc::SIGTERM);
+    }
+    let started = Instant::now();
+    while daemon.try_wait()?.is_none() && started.elapsed() < WITHDRAW_WAIT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("pcl: stopped waiting for Slurm; the request for nodes was withdrawn");
+    Ok(super::exit::code(crate::protocol::status::INTERRUPTED))
 }
 
 /// `up` and `restart`: `ID HOST` per live engine on stdout, every failure
@@ -200,9 +244,16 @@ fn spawn_daemon(paths: &SessionPaths, cluster: &Cluster) -> anyhow::Result<std::
     Ok(child)
 }
 
-/// Why the daemon did not start: its last words, and where the rest is.
-fn log_tail(paths: &SessionPaths, why: String) -> String {
-    let log = std::fs::read_to_string(&paths.log).unwrap_or_default();
+/// Why a daemon did not start, from its log: its own last error whole
+/// (it may span lines, as Slurm's words do), else the last lines.
+fn log_tail(paths: &SessionPaths, from: u64, why: String) -> String {
+    let log = std::fs::read(&paths.log).unwrap_or_default();
+    let log = String::from_utf8_lossy(log.get(from as usize..).unwrap_or_default());
+    let lines: Vec<&str> = log.lines().collect();
+    if let Some(at) = lines.iter().rposition(|line| line.starts_with("pcl: ")) {
+        let error = lines[at..].join("\n");
+        return error["pcl: ".len()..].to_string();
+    }
     let tail: Vec<&str> = log.lines().rev().take(5).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     let why = if tail.is_empty() {
@@ -221,10 +272,11 @@ pub(super) async fn down(paths: SessionPaths) -> anyhow::Result<ExitCode> {
         Reply::Error(e) => bail!(e),
         other => bail!("unexpected reply {other:?}"),
     }
-    // The daemon removes its socket as the last thing it does; a clean
-    // stop leaves nothing of the session behind, its log included.
+    // The daemon removes its socket as the last thing it does, after
+    // giving back an allocation it asked Slurm for; a clean stop leaves
+    // nothing of the session behind, its log included.
     let started = Instant::now();
-    while paths.socket.exists() && started.elapsed() < Duration::from_secs(10) {
+    while paths.socket.exists() && started.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if !paths.socket.exists() {
@@ -262,6 +314,9 @@ pub(super) async fn status(session: SessionPaths, json: bool) -> anyhow::Result<
         serde_json::to_writer(&mut out, &report)?;
         writeln!(out)?;
     } else {
+        if let Some(job) = &report.slurm_job {
+            writeln!(out, "slurm job {job}")?;
+        }
         writeln!(out, "{:>4}  {:<20} {:<6} JOB", "ID", "HOST", "STATE")?;
         for e in &report.engines {
             let job = e.job.as_deref().or(e.reason.as_deref()).unwrap_or("");

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigError, line_col};
 use super::host_spec::{HostSpec, LauncherKind};
-use super::schema::{ClusterFile, HostKeys};
+use super::schema::{ClusterFile, HostKeys, SlurmTable};
+use super::slurm::{SlurmNodes, SlurmRequest};
 
 /// The hosts a session starts engines on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,9 @@ pub(crate) struct Cluster {
     /// n1, n2, n3, n7). A host appears once: names are compared ignoring
     /// ASCII case, as DNS does.
     pub hosts: Vec<HostSpec>,
+    /// Nodes of a Slurm allocation still to be put into `hosts` (see
+    /// `place_allocation`); `hosts` may be empty while this is set.
+    pub slurm: Option<SlurmNodes>,
 }
 
 impl Cluster {
@@ -47,9 +51,11 @@ impl Cluster {
             ));
         }
         let no_hosts = "no hosts: add at least one [[hosts]] table with host = \"name\"".to_owned();
+        let slurm_table = file.slurm.map(|table| table.into_inner());
         let tables = match file.hosts {
+            None if slurm_table.is_some() => Vec::new(),
             None => return Err(at(0, no_hosts)),
-            Some(tables) if tables.get_ref().0.is_empty() => {
+            Some(tables) if tables.get_ref().0.is_empty() && slurm_table.is_none() => {
                 return Err(at(tables.span().start, no_hosts));
             }
             Some(tables) => tables.into_inner().0,
@@ -58,9 +64,40 @@ impl Cluster {
         let mut hosts = Vec::new();
         // Lowercased host name -> offset of the `host` value that first gave it.
         let mut first_seen: HashMap<String, usize> = HashMap::new();
+        // The `launcher = "slurm"` table, and where it starts.
+        let mut slurm: Option<(usize, SlurmNodes)> = None;
+        let table_engines = slurm_table.as_ref().and_then(|t| t.engines).map(|e| e.0);
         for table in tables {
             let table_start = table.span().start;
+            let own_engines = table.get_ref().engines.map(|engines| engines.0);
             let keys = table.into_inner().or(&file.defaults);
+            if keys.launcher == Some(LauncherKind::Slurm) {
+                if let Some((first, _)) = &slurm {
+                    let (line, column) = line_col(text, *first);
+                    return Err(at(
+                        table_start,
+                        format!(
+                            "a second [[hosts]] table with launcher = \"slurm\" (the first is \
+                             at line {line}, column {column}); one table stands for all the \
+                             nodes of the allocation: give it host = \"...\" to pick some"
+                        ),
+                    ));
+                }
+                let only = keys.host.as_ref().map(|host| host.get_ref().0.clone());
+                for name in only.iter().flatten() {
+                    first_seen.insert(name.to_ascii_lowercase(), table_start);
+                }
+                let engines = own_engines.or(table_engines).or(keys.engines.map(|e| e.0));
+                let nodes = SlurmNodes {
+                    at: hosts.len(),
+                    keys: host_spec(String::new(), &keys),
+                    engines,
+                    only,
+                    request: None,
+                };
+                slurm = Some((table_start, nodes));
+                continue;
+            }
             let Some(host) = &keys.host else {
                 return Err(at(
                     table_start,
@@ -90,9 +127,28 @@ impl Cluster {
                 hosts.push(host_spec(name.clone(), &keys));
             }
         }
+        let mut slurm = slurm.map(|(_, nodes)| nodes);
+        if let Some(table) = slurm_table {
+            let nodes = slurm.get_or_insert_with(|| {
+                let keys = HostKeys {
+                    launcher: Some(LauncherKind::Slurm),
+                    ..HostKeys::default()
+                }
+                .or(&file.defaults);
+                SlurmNodes {
+                    at: 0,
+                    keys: host_spec(String::new(), &keys),
+                    engines: table_engines.or(file.defaults.engines.map(|e| e.0)),
+                    only: None,
+                    request: None,
+                }
+            });
+            nodes.request = Some(slurm_request(table));
+        }
         Ok(Cluster {
             name: file.name.map(|name| name.0),
             hosts,
+            slurm,
         })
     }
 
@@ -107,6 +163,7 @@ impl Cluster {
                 engines,
                 ..HostSpec::new("localhost")
             }],
+            slurm: None,
         }
     }
 
@@ -116,6 +173,9 @@ impl Cluster {
         debug_assert!(engines >= 1, "a host needs at least one engine");
         for host in &mut self.hosts {
             host.engines = engines;
+        }
+        if let Some(slurm) = &mut self.slurm {
+            slurm.engines = Some(engines);
         }
         self
     }
@@ -127,6 +187,20 @@ impl Cluster {
         self.hosts
             .iter()
             .fold(0, |total, host| total.saturating_add(host.engines))
+    }
+}
+
+/// The `[slurm]` table as a request; its `engines` also size the
+/// allocation when `tasks_per_node` is left out.
+fn slurm_request(table: SlurmTable) -> SlurmRequest {
+    SlurmRequest {
+        nodes: table.nodes.map(|n| n.0),
+        tasks_per_node: table.tasks_per_node.or(table.engines).map(|n| n.0),
+        time: table.time.map(|t| t.0),
+        partition: table.partition.map(|w| w.0),
+        account: table.account.map(|w| w.0),
+        qos: table.qos.map(|w| w.0),
+        options: table.options.unwrap_or_default(),
     }
 }
 

@@ -20,6 +20,8 @@ pub(crate) enum LauncherKind {
     Ssh,
     /// As local processes, no ssh.
     Local,
+    /// With `srun`, one job step per node of a Slurm allocation.
+    Slurm,
 }
 
 /// Everything needed to start engines on one host: one per expanded host
@@ -54,6 +56,9 @@ pub(crate) struct HostSpec {
     /// Seconds a lost host may take to come back with its state before
     /// it is given up and its engines stopped.
     pub reconnect_grace: u32,
+    /// The Slurm job whose allocation this node belongs to (the `slurm`
+    /// launcher runs its step there); set once the allocation is known.
+    pub slurm_job: Option<String>,
 }
 
 impl HostSpec {
@@ -73,6 +78,7 @@ impl HostSpec {
             setup: None,
             link_timeout: DEFAULT_LINK_TIMEOUT,
             reconnect_grace: DEFAULT_RECONNECT_GRACE,
+            slurm_job: None,
         }
     }
 }

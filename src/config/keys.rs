@@ -32,6 +32,7 @@ pub(crate) fn keys() -> Vec<Key> {
     let launcher = match spec.launcher {
         LauncherKind::Ssh => "ssh",
         LauncherKind::Local => "local",
+        LauncherKind::Slurm => "slurm",
     };
     let key = |name, place, values: &str, default: &str, meaning| Key {
         name,

@@ -10,12 +10,18 @@ mod error;
 mod host_spec;
 mod keys;
 mod schema;
+mod slurm;
 mod values;
 
 pub(crate) use cluster::Cluster;
 pub(crate) use host_spec::{HostSpec, LauncherKind};
 pub(crate) use keys::{Place, keys};
+#[cfg(test)]
+use slurm::AllocatedNode;
+pub(crate) use slurm::{Allocation, AllocationError, SlurmRequest};
 pub(crate) use values::MAX_ENGINES_PER_HOST;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_slurm;

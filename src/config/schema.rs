@@ -10,7 +10,9 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
 use super::host_spec::LauncherKind;
-use super::values::{EngineCount, HostNames, Port, Seconds, SessionName};
+use super::values::{
+    EngineCount, HostNames, NodeCount, Port, Seconds, SessionName, SlurmTime, SlurmWord,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +21,22 @@ pub(super) struct ClusterFile {
     #[serde(default)]
     pub(super) defaults: HostKeys,
     pub(super) hosts: Option<Spanned<HostTables>>,
+    pub(super) slurm: Option<Spanned<SlurmTable>>,
+}
+
+/// `[slurm]`: what to ask Slurm for. Every key is optional; what is left
+/// out is Slurm's own default (one node, the default partition, ...).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct SlurmTable {
+    pub(super) nodes: Option<NodeCount>,
+    pub(super) tasks_per_node: Option<EngineCount>,
+    pub(super) engines: Option<EngineCount>,
+    pub(super) time: Option<SlurmTime>,
+    pub(super) partition: Option<SlurmWord>,
+    pub(super) account: Option<SlurmWord>,
+    pub(super) qos: Option<SlurmWord>,
+    pub(super) options: Option<Vec<String>>,
 }
 
 /// The keys of a `[[hosts]]` table. `[defaults]` takes the same keys but

@@ -66,6 +66,7 @@ launcher = "local"
                 setup: Some("module load gcc".into()),
                 link_timeout: 5,
                 reconnect_grace: 120,
+                slurm_job: None,
             },
             HostSpec {
                 launcher: LauncherKind::Local,
@@ -301,7 +302,8 @@ fn unknown_keys() {
     );
     assert_eq!(
         error("nmae = \"lab\"\n"),
-        "cluster.toml:1:1: unknown field `nmae`, expected one of `name`, `defaults`, `hosts`"
+        "cluster.toml:1:1: unknown field `nmae`, expected one of `name`, `defaults`, `hosts`, \
+         `slurm`"
     );
     assert_eq!(
         error("hosts = [{ host = \"a\", cores = 2 }]\n"),
@@ -332,8 +334,8 @@ fn wrong_types() {
         "cluster.toml:2:8: invalid type: integer `7`, expected a string"
     );
     assert_eq!(
-        error("[[hosts]]\nhost = \"a\"\nlauncher = \"slurm\"\n"),
-        "cluster.toml:3:12: unknown variant `slurm`, expected `ssh` or `local`"
+        error("[[hosts]]\nhost = \"a\"\nlauncher = \"pbs\"\n"),
+        "cluster.toml:3:12: unknown variant `pbs`, expected one of `ssh`, `local`, `slurm`"
     );
     assert_eq!(
         error("defaults = 4\n"),

@@ -21,6 +21,23 @@ pub(crate) const MAX_ENGINES_PER_HOST: u32 = 1024;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Port(pub(super) u16);
 
+/// `[slurm] nodes`: nodes to ask Slurm for, 1 to `MAX_SLURM_NODES`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NodeCount(pub(super) u32);
+
+/// More nodes than any Slurm cluster has: a typo, not a request.
+const MAX_SLURM_NODES: u32 = 100_000;
+
+/// `[slurm] time`: a time limit as Slurm writes one (`30`, `1:30:00`,
+/// `2-00:00:00`, `UNLIMITED`); a whole number is minutes. Slurm itself
+/// judges the value; this only keeps out what could not be one.
+#[derive(Debug, Clone)]
+pub(super) struct SlurmTime(pub(super) String);
+
+/// `[slurm] partition`, `account`, `qos`: one non-empty word.
+#[derive(Debug, Clone)]
+pub(super) struct SlurmWord(pub(super) String);
+
 /// `link_timeout`, `reconnect_grace`: whole seconds, 1 to one day.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Seconds(pub(super) u32);
@@ -98,6 +115,73 @@ impl<'de> Deserialize<'de> for Seconds {
     }
 }
 
+impl<'de> Deserialize<'de> for NodeCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = d.deserialize_i64(WholeNumber)?;
+        match u32::try_from(n) {
+            Ok(nodes) if (1..=MAX_SLURM_NODES).contains(&nodes) => Ok(NodeCount(nodes)),
+            _ => Err(de::Error::custom(format!(
+                "nodes must be between 1 and {MAX_SLURM_NODES}, not {n} (leave it out for 1 node)"
+            ))),
+        }
+    }
+}
+
+/// A whole number of minutes or Slurm's own time syntax.
+struct MinutesOrText;
+
+impl Visitor<'_> for MinutesOrText {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("minutes, or a time limit as Slurm writes one (\"1:30:00\", \"2-00:00:00\")")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        if v < 1 {
+            return Err(E::custom(format!(
+                "time must be at least 1 minute, not {v}"
+            )));
+        }
+        Ok(v.to_string())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        let slurm_like = !v.is_empty()
+            && v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars()
+                .all(|c| c.is_ascii_digit() || c == ':' || c == '-');
+        let unlimited = ["unlimited", "infinite"].contains(&v.to_ascii_lowercase().as_str());
+        if slurm_like || unlimited {
+            Ok(v.to_owned())
+        } else {
+            Err(E::custom(format!(
+                "time {v:?} is not a time limit: write minutes (30), \"HH:MM:SS\" or \
+                 \"DAYS-HH:MM:SS\", as Slurm's --time takes them"
+            )))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SlurmTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MinutesOrText).map(SlurmTime)
+    }
+}
+
+impl<'de> Deserialize<'de> for SlurmWord {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(d)?;
+        if word.is_empty() || word.contains(char::is_whitespace) {
+            return Err(de::Error::custom(format!(
+                "{word:?} is not a Slurm name: give one word, or leave the key out for \
+                 Slurm's default"
+            )));
+        }
+        Ok(SlurmWord(word))
+    }
+}
+
 impl<'de> Deserialize<'de> for SessionName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
@@ -119,7 +203,7 @@ impl<'de> Deserialize<'de> for HostNames {
     }
 }
 
-fn expand(text: &str) -> Result<Vec<String>, String> {
+pub(super) fn expand(text: &str) -> Result<Vec<String>, String> {
     let set: NodeSet = text.parse().map_err(|error| match error {
         // `@` is ClusterShell's group syntax; pcl configures no group source.
         NodeSetParseError::Source(_) => format!(

@@ -22,6 +22,11 @@ pub(crate) enum LaunchError {
         "host is `{remote}` but this pcl is built for `{local}`: install pcl there and set engine_path"
     )]
     Platform { remote: String, local: String },
+    /// srun could not start the node's step; the hint says what to change.
+    #[error("{said}\nwhat to do: {hint}")]
+    StepRefused { said: String, hint: String },
+    #[error(transparent)]
+    Slurm(#[from] super::slurm::SlurmError),
     #[error("I/O with the engine host failed: {0}")]
     Io(#[from] std::io::Error),
 }

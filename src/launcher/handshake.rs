@@ -1,3 +1,4 @@
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -5,15 +6,20 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 use super::bootstrap::{BOOT_PREFIX, answer};
-use super::{LaunchError, Launcher, LocalLauncher, Spawned, SshLauncher};
+use super::slurm::{srun_hint, why_step_ended};
+use super::{LaunchError, Launcher, LocalLauncher, SlurmLauncher, Spawned, SshLauncher};
 use crate::config::{HostSpec, LauncherKind};
 use crate::protocol::engine::{EngineHostConfig, HANDSHAKE_PREFIX};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Enough of an engine host's stderr to explain a failure.
 const STDERR_KEPT: usize = 16 << 10;
+/// The last lines of an engine host's stderr, kept for the words a
+/// launcher prints as the process ends (srun's, on a cancelled step).
+const STDERR_TAIL_LINES: usize = 8;
 /// How long an exited engine host's stderr may take to reach its end.
 const STDERR_DRAIN: Duration = Duration::from_secs(5);
 
@@ -24,6 +30,46 @@ pub(crate) struct EngineHostProcess {
     pub stdin: ChildStdin,
     pub addr: SocketAddr,
     pub fingerprint: String,
+    /// Says why the process ended, once it has.
+    pub exit: ExitNote,
+}
+
+/// An engine host's stderr as far as a failure needs it: its beginning
+/// (why it did not start) and its last lines (why it ended).
+#[derive(Default)]
+struct StderrKept {
+    head: String,
+    tail: VecDeque<String>,
+}
+
+/// What is needed to say why an engine host's local process ended.
+pub(crate) struct ExitNote {
+    /// The Slurm job of the node's step, whose end Slurm explains.
+    slurm_job: Option<String>,
+    stderr: Arc<Mutex<StderrKept>>,
+    drained: Option<JoinHandle<()>>,
+}
+
+impl ExitNote {
+    /// Why the process ended; `how` is its exit status as text.
+    pub(crate) async fn explain(self, how: &str) -> String {
+        let Some(job) = self.slurm_job else {
+            return format!("engine host exited ({how})");
+        };
+        // srun prints Slurm's reason as it exits.
+        if let Some(drained) = self.drained {
+            let _ = tokio::time::timeout(STDERR_DRAIN, drained).await;
+        }
+        let tail: Vec<String> = self
+            .stderr
+            .lock()
+            .expect("stderr buffer lock")
+            .tail
+            .iter()
+            .cloned()
+            .collect();
+        why_step_ended(&job, &tail, how).await
+    }
 }
 
 /// SSH connections being set up at once, as pdsh's default fanout: more
@@ -34,6 +80,8 @@ const SSH_FANOUT: usize = 32;
 /// draws in a row: ten tries, the pause capped, is about 20 s at worst.
 const SSH_ATTEMPTS: u32 = 10;
 const SSH_BACKOFF_CAP: Duration = Duration::from_millis(3200);
+/// Steps being created at once: each is a request to slurmctld.
+const SRUN_FANOUT: usize = 32;
 
 /// Start the engine host for `host` and run the handshake. SSH launches
 /// share a fanout limit, and a connection sshd turned away for load
@@ -42,8 +90,10 @@ pub(crate) async fn launch(
     host: &HostSpec,
     config: &EngineHostConfig,
 ) -> Result<EngineHostProcess, LaunchError> {
-    if host.launcher == LauncherKind::Local {
-        return launch_once(host, config).await;
+    match host.launcher {
+        LauncherKind::Local => return launch_once(host, config).await,
+        LauncherKind::Slurm => return launch_step(host, config).await,
+        LauncherKind::Ssh => {}
     }
     static FANOUT: Semaphore = Semaphore::const_new(SSH_FANOUT);
     let _permit = FANOUT
@@ -70,6 +120,26 @@ pub(crate) async fn launch(
             }
             other => return other,
         }
+    }
+}
+
+/// One node's step inside its allocation; a step srun could not create
+/// gets srun's words and what to do.
+async fn launch_step(
+    host: &HostSpec,
+    config: &EngineHostConfig,
+) -> Result<EngineHostProcess, LaunchError> {
+    static FANOUT: Semaphore = Semaphore::const_new(SRUN_FANOUT);
+    let _permit = FANOUT
+        .acquire()
+        .await
+        .expect("the fanout semaphore is never closed");
+    match launch_once(host, config).await {
+        Err(LaunchError::Exited(said)) => Err(match srun_hint(&said) {
+            Some(hint) => LaunchError::StepRefused { said, hint },
+            None => LaunchError::Exited(said),
+        }),
+        other => other,
     }
 }
 
@@ -123,14 +193,15 @@ async fn launch_once(
     let spawned = match host.launcher {
         LauncherKind::Local => LocalLauncher.spawn(host, &config.session).await?,
         LauncherKind::Ssh => SshLauncher.spawn(host, &config.session).await?,
+        LauncherKind::Slurm => SlurmLauncher.spawn(host, &config.session).await?,
     };
     let Spawned {
         mut child,
         address,
         bootstrap,
     } = spawned;
-    let stderr_kept = Arc::new(Mutex::new(String::new()));
-    let stderr_drained = child.stderr.take().map(|stderr| {
+    let stderr_kept = Arc::new(Mutex::new(StderrKept::default()));
+    let mut stderr_drained = child.stderr.take().map(|stderr| {
         let kept = stderr_kept.clone();
         let label = host.host.clone();
         tokio::spawn(async move {
@@ -138,10 +209,14 @@ async fn launch_once(
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!("[{label}] {line}");
                 let mut kept = kept.lock().expect("stderr buffer lock");
-                if kept.len() < STDERR_KEPT {
-                    kept.push_str(&line);
-                    kept.push('\n');
+                if kept.head.len() < STDERR_KEPT {
+                    kept.head.push_str(&line);
+                    kept.head.push('\n');
                 }
+                if kept.tail.len() == STDERR_TAIL_LINES {
+                    kept.tail.pop_front();
+                }
+                kept.tail.push_back(line);
             }
         })
     });
@@ -176,6 +251,11 @@ async fn launch_once(
             stdin,
             addr: SocketAddr::new(address, port),
             fingerprint,
+            exit: ExitNote {
+                slurm_job: host.slurm_job.clone(),
+                stderr: stderr_kept,
+                drained: stderr_drained.take(),
+            },
         }),
         Ok(Err(LaunchError::Exited(_))) | Ok(Err(LaunchError::Io(_))) => {
             // The process ended before greeting: its own words say why
@@ -190,6 +270,7 @@ async fn launch_once(
             let said = stderr_kept
                 .lock()
                 .expect("stderr buffer lock")
+                .head
                 .trim()
                 .to_string();
             let code = status

@@ -6,6 +6,7 @@ mod bootstrap;
 mod error;
 mod handshake;
 mod local;
+pub(crate) mod slurm;
 mod ssh;
 
 use std::net::IpAddr;
@@ -13,8 +14,9 @@ use std::net::IpAddr;
 use tokio::process::Child;
 
 pub(crate) use error::LaunchError;
-pub(crate) use handshake::{EngineHostProcess, launch};
+pub(crate) use handshake::{EngineHostProcess, ExitNote, launch};
 pub(crate) use local::LocalLauncher;
+pub(crate) use slurm::SlurmLauncher;
 pub(crate) use ssh::SshLauncher;
 
 use crate::config::HostSpec;
@@ -29,7 +31,7 @@ pub(crate) struct Spawned {
     pub bootstrap: bool,
 }
 
-/// Fits `local`, `ssh`, and later `slurm` (`srun` inside an allocation).
+/// Fits `local`, `ssh` and `slurm` (`srun` inside an allocation).
 pub(crate) trait Launcher {
     fn spawn(
         &self,

@@ -29,6 +29,7 @@ pub(crate) fn report(pool: &EnginePool) -> StatusReport {
         .collect();
     StatusReport {
         session: pool.session().to_string(),
+        slurm_job: pool.slurm_job(),
         engines,
     }
 }

@@ -203,6 +203,8 @@ pub struct EngineStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
     pub session: String,
+    /// The Slurm job the engines run in, when they run on Slurm nodes.
+    pub slurm_job: Option<String>,
     pub engines: Vec<EngineStatus>,
 }
 

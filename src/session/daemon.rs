@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use super::jobs::{Job, Jobs};
 use super::{EnginePool, SessionError, SessionPaths};
 use crate::config::Cluster;
+use crate::launcher::slurm::{HeldAllocation, SlurmError};
 use crate::ops::{self, After};
 use crate::protocol::session::{Reply, Request};
 use crate::transport::{read_frame, write_frame};
@@ -95,22 +96,58 @@ pub(crate) fn serve_main(session: &str) -> Result<(), SessionError> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = bind(&paths).await?;
-        let pool = EnginePool::new(&paths, cluster)?;
-        pool.launch_all();
-        let shutdown = Arc::new(Notify::new());
         let mut term = signal(SignalKind::terminate())?;
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            term.recv().await;
-            stop.notify_one();
-        });
-        serve(listener, pool.clone(), shutdown).await;
-        eprintln!("session {session}: stopping engines");
-        pool.shutdown().await;
-        let _ = std::fs::remove_file(&paths.socket);
-        Ok(())
+        // Nodes pcl asks Slurm for must be known before the engines are
+        // numbered; `pcl up` shows the wait. SIGTERM (its Ctrl-C)
+        // withdraws the request.
+        let held = match cluster.slurm_request() {
+            Some(request) => {
+                let withdraw = async {
+                    term.recv().await;
+                };
+                Some(HeldAllocation::request(request, session, withdraw).await?)
+            }
+            None => None,
+        };
+        let cluster = match &held {
+            Some(held) => cluster.place_allocation(&held.allocation),
+            None => Ok(cluster),
+        };
+        let served = match cluster {
+            Ok(cluster) => serve_cluster(&paths, cluster, term).await,
+            Err(e) => Err(SlurmError::from(e).into()),
+        };
+        // Only once the allocation is back does `pcl down` return.
+        if let Some(held) = held {
+            held.release().await;
+        }
+        if served.is_ok() {
+            let _ = std::fs::remove_file(&paths.socket);
+        }
+        served
     })
+}
+
+/// Bind the socket, launch the hosts, serve until `pcl down` or SIGTERM,
+/// then stop every engine.
+async fn serve_cluster(
+    paths: &SessionPaths,
+    cluster: Cluster,
+    mut term: tokio::signal::unix::Signal,
+) -> Result<(), SessionError> {
+    let listener = bind(paths).await?;
+    let pool = EnginePool::new(paths, cluster)?;
+    pool.launch_all();
+    let shutdown = Arc::new(Notify::new());
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        term.recv().await;
+        stop.notify_one();
+    });
+    serve(listener, pool.clone(), shutdown).await;
+    eprintln!("session {}: stopping engines", paths.name);
+    pool.shutdown().await;
+    Ok(())
 }
 
 async fn bind(paths: &SessionPaths) -> Result<UnixListener, SessionError> {

@@ -31,6 +31,8 @@ pub(crate) enum SessionError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Data(#[from] crate::protocol::data::DataError),
+    #[error(transparent)]
+    Slurm(#[from] crate::launcher::slurm::SlurmError),
     /// A request that cannot be carried out as asked (a data request, or
     /// any request from a client the daemon will not serve); says why.
     #[error("{0}")]

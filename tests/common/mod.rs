@@ -35,6 +35,7 @@ mod files;
 mod netns;
 mod procs;
 mod px_output;
+pub mod slurm;
 mod sshd;
 pub mod users;
 

@@ -10,7 +10,7 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::{oneshot, watch};
 
 use super::{EngineCondition, EnginePool, Tether};
-use crate::launcher::{EngineHostProcess, launch};
+use crate::launcher::{EngineHostProcess, ExitNote, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
 use crate::session::setup;
 use crate::transport::{read_frame, write_frame};
@@ -69,8 +69,9 @@ impl EnginePool {
             stdin,
             addr,
             fingerprint,
+            exit,
         } = process;
-        *host.tether.lock().await = Some(self.watch_process(index, generation, child, stdin));
+        *host.tether.lock().await = Some(self.watch_process(index, generation, child, stdin, exit));
         let connection =
             tokio::time::timeout(CONNECT_TIMEOUT, self.dial(index, addr, &fingerprint))
                 .await
@@ -116,6 +117,7 @@ impl EnginePool {
         generation: u64,
         mut child: Child,
         stdin: ChildStdin,
+        exit: ExitNote,
     ) -> Tether {
         let (kill, kill_requested) = oneshot::channel::<()>();
         let (exited_tx, exited) = watch::channel(false);
@@ -131,9 +133,14 @@ impl EnginePool {
                     "stopped by pcl".to_string()
                 }
             };
-            pool.hosts[index]
-                .link()
-                .down(generation, format!("engine host exited ({how})"));
+            // At `down` nobody reads the reason, and asking Slurm for it
+            // would only slow the stop.
+            let why = if pool.is_stopping() {
+                format!("engine host exited ({how})")
+            } else {
+                exit.explain(&how).await
+            };
+            pool.hosts[index].link().down(generation, why);
             let _ = exited_tx.send(true);
         });
         Tether {

@@ -13,6 +13,13 @@ impl EnginePool {
         self.progress.subscribe()
     }
 
+    /// The Slurm job whose nodes the session's engines run on, if any.
+    pub(crate) fn slurm_job(&self) -> Option<String> {
+        self.hosts
+            .iter()
+            .find_map(|host| host.spec.slurm_job.clone())
+    }
+
     /// Hosts whose last launch failed, with the reason.
     pub(crate) fn failures(&self) -> Vec<(String, String)> {
         self.hosts
