@@ -219,8 +219,9 @@ pub(crate) struct PushArgs {
     /// Run in the background: print a job id at once (see jobs, wait, result)
     #[arg(long = "async")]
     pub background: bool,
-    /// Copy LOCAL (`-`: stdin) to each target (once per host) as REMOTE,
-    /// relative to the engine's workdir [default REMOTE: LOCAL's file name]
+    /// Copy LOCAL (`-`: stdin) to each target (once per shared workdir) as
+    /// REMOTE, relative to the engine's workdir; `{id}` and `{host}` in REMOTE
+    /// name the engine and its host [default REMOTE: LOCAL's file name]
     #[arg(long, value_name = "LOCAL")]
     pub file: Option<PathBuf>,
     /// NAME=VALUE assignments, or REMOTE with --file
@@ -243,7 +244,8 @@ pub(crate) struct PullArgs {
     /// The exact bytes of one variable of one target, nothing added
     #[arg(long, conflicts_with = "file")]
     pub raw: bool,
-    /// Fetch REMOTE (relative to the workdir) from each target as DEST/REMOTE.<ID>
+    /// Fetch REMOTE (relative to the workdir; `{id}`, `{host}` expanded) from
+    /// each target as DEST/REMOTE.<ID>, once per shared file
     #[arg(long, value_name = "REMOTE", conflicts_with = "names")]
     pub file: Option<String>,
     /// Directory for --file [default: .]
@@ -265,7 +267,8 @@ pub(crate) struct ScatterArgs {
     /// Run in the background: print a job id at once (see jobs, wait, result)
     #[arg(long = "async")]
     pub background: bool,
-    /// Write each target's block of lines to REMOTE (relative to the workdir)
+    /// Write each target's block of lines to REMOTE (relative to the workdir;
+    /// `{id}`, `{host}` expanded: one file per engine, e.g. 'part.{id}')
     #[arg(long, value_name = "REMOTE", requires = "from")]
     pub file: Option<String>,
     /// Take the items from the lines of FILE (`-`: stdin)
@@ -287,7 +290,8 @@ pub(crate) struct GatherArgs {
     /// Run in the background: print a job id at once (see jobs, wait, result)
     #[arg(long = "async")]
     pub background: bool,
-    /// Concatenate each target's REMOTE (relative to the workdir) instead
+    /// Concatenate each target's REMOTE (relative to the workdir; `{id}`,
+    /// `{host}` expanded) instead
     #[arg(long, value_name = "REMOTE", conflicts_with = "name")]
     pub file: Option<String>,
     /// The array (or variable) to gather

@@ -13,37 +13,30 @@
 //! live or replayed by `pcl result` from an `--async` job.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use indicatif::{
-    BinaryBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle,
-};
 use serde_bytes::ByteBuf;
 use serde_json::{Value, json};
 
 use super::args::{GatherArgs, PullArgs, PushArgs, ScatterArgs};
 use super::call::{Call, Replies, Stdin};
-use super::exit::{self, usage};
+use super::data_view::View;
+use super::exit::usage;
 use super::render::prefixed;
 use crate::protocol::data::{
-    DataError, DataRequest, Items, Source, check_name, check_remote, open_regular, split_assignment,
+    DataError, DataRequest, Items, Source, check_name, open_regular, split_assignment,
 };
-use crate::protocol::session::{EngineDone, Reply, Request};
-use crate::protocol::status::INTERRUPTED;
+use crate::protocol::remote::{check_remote_template, literal};
+use crate::protocol::session::{Reply, Request};
 use crate::session::SessionPaths;
 use crate::whole_file::WholeFile;
 
 /// Exit status of an engine whose pulled file could not be written here.
 const LOCAL_ERROR_STATUS: i32 = 1;
-
-/// Transfers shorter than this show no progress bar.
-const BAR_DELAY: Duration = Duration::from_secs(1);
 
 pub(super) async fn push(session: SessionPaths, args: PushArgs) -> anyhow::Result<ExitCode> {
     let request = push_request(&args);
@@ -69,14 +62,15 @@ fn push_request(args: &PushArgs) -> anyhow::Result<DataRequest> {
     let stdin = local.as_os_str() == "-";
     let remote = match args.args.as_slice() {
         [] if stdin => return Err(usage("push --file - needs a REMOTE name")),
+        // LOCAL's own name, braces and all.
         [] => match local.file_name() {
-            Some(name) => name.to_string_lossy().into_owned(),
+            Some(name) => literal(&name.to_string_lossy()),
             None => return Err(usage(format!("{} names no file", local.display()))),
         },
         [remote] => remote.to_string_lossy().into_owned(),
         _ => return Err(usage("push --file takes LOCAL and at most one REMOTE")),
     };
-    check_remote(&remote).map_err(usage)?;
+    check_remote_template(&remote).map_err(usage)?;
     Ok(DataRequest::PushFile {
         targets: args.targets.clone(),
         from: if stdin {
@@ -103,7 +97,7 @@ pub(super) async fn pull(session: SessionPaths, args: PullArgs) -> anyhow::Resul
 
 fn pull_request(args: &PullArgs) -> anyhow::Result<DataRequest> {
     if let Some(remote) = &args.file {
-        check_remote(remote).map_err(usage)?;
+        check_remote_template(remote).map_err(usage)?;
         return Ok(DataRequest::PullFile {
             targets: args.targets.clone(),
             remote: remote.clone(),
@@ -129,11 +123,18 @@ fn pull_request(args: &PullArgs) -> anyhow::Result<DataRequest> {
 pub(super) async fn render_pull(args: PullArgs, mut replies: Replies) -> anyhow::Result<ExitCode> {
     let mut view = View::new(args.json);
     if args.file.is_some() {
-        let (mut path, mut unwritten) = (None, None);
+        let (mut path, mut from, mut unwritten) = (None, None, None);
         loop {
             match replies.next().await? {
                 Reply::Transfer { done, total } => view.progress(done, total),
-                Reply::Pulled { path: to, kept, .. } => {
+                Reply::Remark(remark) => view.remark(&remark),
+                Reply::Pulled {
+                    path: to,
+                    kept,
+                    from: by,
+                    ..
+                } => {
+                    from = Some(by);
                     if let (Some(kept), true) = (kept, replies.writes_files()) {
                         unwritten = place(&kept, &to)
                             .err()
@@ -147,7 +148,7 @@ pub(super) async fn render_pull(args: PullArgs, mut replies: Replies) -> anyhow:
                         done.note = Some(why);
                     }
                     let path = path.take().map(|p| p.display().to_string());
-                    view.done(done, json!({ "path": path }));
+                    view.done(done, json!({ "path": path, "fetched_from": from.take() }));
                 }
                 Reply::Done => break,
                 Reply::Error(e) => return view.error(e, &replies),
@@ -233,7 +234,7 @@ fn scatter_request(args: &ScatterArgs) -> anyhow::Result<DataRequest> {
         Some(f) => Some(Source::Path(readable(Path::new(f))?)),
     };
     if let Some(remote) = &args.file {
-        check_remote(remote).map_err(usage)?;
+        check_remote_template(remote).map_err(usage)?;
         if !args.args.is_empty() {
             return Err(usage(
                 "scatter --file takes its lines from --from, not from arguments",
@@ -277,13 +278,22 @@ pub(super) async fn render_scatter(
     render_stored(args.json, replies).await
 }
 
-/// Push and scatter: a verdict per engine, nothing else.
+/// Push and scatter: a verdict per engine (and which engine wrote a
+/// pushed file), nothing else.
 async fn render_stored(json: bool, mut replies: Replies) -> anyhow::Result<ExitCode> {
     let mut view = View::new(json);
+    let mut written_by = None;
     loop {
         match replies.next().await? {
             Reply::Transfer { done, total } => view.progress(done, total),
-            Reply::EngineDone(done) => view.done(done, json!({})),
+            Reply::WrittenBy { by, .. } => written_by = Some(by),
+            Reply::EngineDone(done) => {
+                let extra = match written_by.take() {
+                    Some(by) => json!({ "written_by": by }),
+                    None => json!({}),
+                };
+                view.done(done, extra);
+            }
             Reply::Done => break,
             Reply::Error(e) => return view.error(e, &replies),
             other => bail!("unexpected reply {other:?}"),
@@ -303,7 +313,7 @@ pub(super) async fn gather(session: SessionPaths, args: GatherArgs) -> anyhow::R
 fn gather_request(args: &GatherArgs) -> anyhow::Result<DataRequest> {
     match (&args.file, &args.name) {
         (Some(remote), _) => {
-            check_remote(remote).map_err(usage)?;
+            check_remote_template(remote).map_err(usage)?;
             Ok(DataRequest::GatherFile {
                 targets: args.targets.clone(),
                 remote: remote.clone(),
@@ -415,136 +425,4 @@ async fn call<R: Future<Output = anyhow::Result<ExitCode>>>(
 fn readable(path: &Path) -> anyhow::Result<PathBuf> {
     open_regular(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(std::path::absolute(path)?)
-}
-
-/// Bytes and rate; with a known total, also how far and the ETA. The rate
-/// is the average since the bytes began to move, as scp and curl show it:
-/// a bar that appears a second in has no instant rate of its own yet.
-fn transfer_style(total: Option<u64>) -> ProgressStyle {
-    let template = match total {
-        Some(_) => "{bytes}/{total_bytes} [{wide_bar}] {average}/s ETA {time_left}",
-        None => "{spinner} {bytes} {average}/s [{elapsed}]",
-    };
-    let per_sec =
-        |state: &ProgressState| state.pos() as f64 / state.elapsed().as_secs_f64().max(1e-3);
-    ProgressStyle::with_template(template)
-        .expect("valid template")
-        .with_key(
-            "average",
-            move |state: &ProgressState, w: &mut dyn fmt::Write| {
-                let _ = write!(w, "{}", BinaryBytes(per_sec(state) as u64));
-            },
-        )
-        .with_key(
-            "time_left",
-            move |state: &ProgressState, w: &mut dyn fmt::Write| {
-                let left = state.len().unwrap_or(0).saturating_sub(state.pos()) as f64;
-                let secs = left / per_sec(state).max(1.0);
-                let _ = write!(w, "{:#}", HumanDuration(Duration::from_secs_f64(secs)));
-            },
-        )
-}
-
-/// What every data verb shows besides its data: per-engine errors on
-/// stderr, the JSON document, a progress bar, the exit status.
-struct View {
-    json: bool,
-    results: Vec<Value>,
-    worst: i32,
-    started: Instant,
-    bar: Option<ProgressBar>,
-    /// When the bytes the bar counts began to move, and when the last
-    /// count came: a push from stdin first reads it, then sends it.
-    phase_started: Instant,
-    last_count: Instant,
-    tty: bool,
-}
-
-impl View {
-    fn new(json: bool) -> View {
-        View {
-            json,
-            results: Vec::new(),
-            worst: 0,
-            started: Instant::now(),
-            bar: None,
-            phase_started: Instant::now(),
-            last_count: Instant::now(),
-            tty: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn progress(&mut self, done: u64, total: Option<u64>) {
-        let now = Instant::now();
-        let previous = std::mem::replace(&mut self.last_count, now);
-        if !self.tty || now - self.started < BAR_DELAY {
-            return;
-        }
-        // The reading of stdin is over: the sending began about when its
-        // last count came.
-        if let Some(bar) = self
-            .bar
-            .take_if(|bar| total.is_some() && bar.length().is_none())
-        {
-            bar.finish_and_clear();
-            self.phase_started = previous;
-        }
-        let phase = now - self.phase_started;
-        let bar = self.bar.get_or_insert_with(|| {
-            ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr())
-                .with_style(transfer_style(total))
-                .with_elapsed(phase)
-        });
-        bar.set_position(done);
-    }
-
-    fn done(&mut self, done: EngineDone, extra: Value) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-        if let Some(note) = &done.note {
-            eprintln!("pcl: engine {} ({}): {note}", done.id, done.host);
-        }
-        self.worst = self.worst.max(done.status);
-        if self.json {
-            let mut result = json!({
-                "id": done.id,
-                "host": done.host,
-                "status": done.status,
-                "error": done.note,
-            });
-            if let (Value::Object(result), Value::Object(extra)) = (&mut result, extra) {
-                result.extend(extra);
-            }
-            self.results.push(result);
-        }
-    }
-
-    /// The exit status: the worst engine's, or 130 after Ctrl-C.
-    fn finish(self, replies: &Replies) -> anyhow::Result<ExitCode> {
-        if let Some(bar) = self.bar {
-            bar.finish_and_clear();
-        }
-        if self.json {
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer(&mut out, &json!({ "results": self.results }))?;
-            writeln!(out)?;
-        }
-        if replies.interrupted() {
-            return Ok(exit::code(INTERRUPTED));
-        }
-        Ok(exit::code(self.worst))
-    }
-
-    /// The call failed as a whole; after Ctrl-C that is the abort's doing.
-    fn error(self, e: String, replies: &Replies) -> anyhow::Result<ExitCode> {
-        if let Some(bar) = self.bar {
-            bar.finish_and_clear();
-        }
-        if replies.interrupted() {
-            eprintln!("pcl: {e}");
-            return Ok(exit::code(INTERRUPTED));
-        }
-        bail!(e)
-    }
 }

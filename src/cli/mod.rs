@@ -4,6 +4,7 @@
 mod args;
 mod call;
 mod data;
+mod data_view;
 mod exit;
 mod jobs;
 mod live;

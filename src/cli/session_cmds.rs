@@ -317,10 +317,24 @@ pub(super) async fn status(session: SessionPaths, json: bool) -> anyhow::Result<
         if let Some(job) = &report.slurm_job {
             writeln!(out, "slurm job {job}")?;
         }
-        writeln!(out, "{:>4}  {:<20} {:<6} JOB", "ID", "HOST", "STATE")?;
+        writeln!(
+            out,
+            "{:>4}  {:<20} {:<8} {:<8} JOB",
+            "ID", "HOST", "STATE", "SHARES"
+        )?;
         for e in &report.engines {
             let job = e.job.as_deref().or(e.reason.as_deref()).unwrap_or("");
-            writeln!(out, "{:>4}  {:<20} {:<6} {job}", e.id, e.host, e.state)?;
+            // The engines sharing this one's workdir; `-` for none.
+            let own = e.id.to_string();
+            let shares = match e.workdir_group.as_deref() {
+                Some(group) if group != own => group,
+                _ => "-",
+            };
+            writeln!(
+                out,
+                "{:>4}  {:<20} {:<8} {shares:<8} {job}",
+                e.id, e.host, e.state
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

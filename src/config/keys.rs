@@ -125,7 +125,10 @@ pub(crate) fn keys() -> Vec<Key> {
             Place::Host,
             "a directory; a leading ~ is the engine host's home",
             "the home directory",
-            "Created if missing; engines start there, and file transfers are relative to it.",
+            "Created if missing; engines start there, and file transfers are relative to it. \
+             Hosts whose workdirs are one directory (a home on NFS) are found at up: push \
+             --file sends one copy per directory, and scatter or gather --file refuses one \
+             file for two engines (use --file 'part.{id}').",
         ),
         key(
             "engine_path",

@@ -19,6 +19,7 @@ use super::batch::{interrupt, run_batch};
 use super::guard::Guard;
 use super::procs::{become_subreaper, kill_descendants, kill_sessions, reap_adopted};
 use super::scratch::scratch_dir;
+use super::workdir_probe::Marker;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest, HANDSHAKE_PREFIX};
@@ -41,6 +42,8 @@ pub(super) struct Host {
     /// Daemon connections open now.
     connections: watch::Sender<usize>,
     pub(super) guard: Option<Arc<Guard>>,
+    /// The workdir probe's marker while a probe runs.
+    pub(super) marker: std::sync::Mutex<Option<Marker>>,
 }
 
 pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
@@ -69,6 +72,7 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
     let host = Arc::new(Host {
         config,
         engines: OnceCell::new(),
+        marker: std::sync::Mutex::new(None),
         connections: watch::Sender::new(0),
         guard: match Guard::spawn() {
             Ok(guard) => {
@@ -125,6 +129,7 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
         }
     }
     endpoint.close(0u32.into(), b"engine host exiting");
+    host.marker.lock().expect("marker lock").take();
     host.kill_all();
     if let Ok(dir) = scratch_dir() {
         let _ = std::fs::remove_dir_all(dir);
@@ -273,6 +278,10 @@ impl Host {
                 Err(e) => write_frame(&mut send, &EngineReply::Error(e)).await?,
             },
             EngineRequest::Data(op) => super::data::serve(self, op, &mut send, &mut recv).await?,
+            EngineRequest::Workdir(step) => {
+                let reply = super::workdir_probe::serve(self, step);
+                write_frame(&mut send, &reply).await?;
+            }
         }
         let _ = send.finish();
         Ok(())

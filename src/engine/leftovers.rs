@@ -248,17 +248,21 @@ mod tests {
     fn only_pcl_temporary_names_are_removed() {
         let dir = tempfile_dir();
         let temp = dir.join(".data.bin.pcl-00ff.tmp");
+        // A workdir probe's marker is one of pcl's temporary names too.
+        let marker = dir.join(crate::protocol::engine::marker_name(&"0f".repeat(16)));
         let other = dir.join("data.bin");
         std::fs::write(&temp, b"half").unwrap();
+        std::fs::write(&marker, b"").unwrap();
         std::fs::write(&other, b"user data").unwrap();
         let mut pending = Pending::default();
-        for p in [&temp, &other] {
+        for p in [&temp, &marker, &other] {
             let mut line = b"tmp ".to_vec();
             line.extend_from_slice(p.as_os_str().as_bytes());
             pending.apply(&line);
         }
         pending.remove();
         assert!(!temp.exists());
+        assert!(!marker.exists());
         assert!(
             other.exists(),
             "a journal cannot name a user's file for removal"

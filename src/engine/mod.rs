@@ -12,6 +12,7 @@ mod pipe;
 mod procs;
 mod scratch;
 mod shell;
+mod workdir_probe;
 
 pub(crate) use error::EngineError;
 pub(crate) use guard::run as run_guard;

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use super::abort::Abort;
+use super::placement::{refuse_shared, same_files};
 use super::pull::fetch_var;
 use super::transfer::{Download, Failure, Outcome, report};
 use crate::join_all;
-use crate::protocol::data::{CHUNK, EngineData, check_name, check_remote};
+use crate::protocol::data::{CHUNK, EngineData, check_name};
 use crate::protocol::engine::EngineRequest;
 use crate::protocol::session::{Reply, Stream};
 use crate::session::{EnginePool, ReplySink, SessionError};
@@ -55,12 +56,16 @@ pub(super) async fn file(
     remote: &str,
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
-    check_remote(remote)?;
     let ids = out.targets(pool, targets)?;
+    let files = same_files(pool, &ids, remote)?;
+    refuse_shared(pool, &files, remote, |path, n| {
+        format!("{path} is one file for all {n} of them, so gather would print it {n} times")
+    })?;
     let mut abort = Abort::of(out);
-    for id in ids {
+    for file in files {
+        let id = file.first();
         let outcome = abort
-            .or("aborted", stream_file(pool, id, remote, out))
+            .or("aborted", stream_file(pool, id, &file.path, out))
             .await;
         report(out, pool, id, &outcome).await?;
     }

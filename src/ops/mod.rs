@@ -10,6 +10,7 @@ pub(crate) mod ids;
 pub(crate) mod jobs;
 mod lines;
 pub(crate) mod map;
+mod placement;
 mod pull;
 mod push;
 pub(crate) mod px;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 use super::abort::Abort;
+use super::placement::{same_files, sharers};
 use super::transfer::{ABORTED, Download, Failure, Outcome, report, with_progress};
 use crate::join_all;
 use crate::protocol::data::{CHUNK, EngineData, check_name, check_remote};
@@ -113,9 +114,11 @@ pub(super) async fn vars(
     out.send(&Reply::Done).await
 }
 
-/// Each target's REMOTE as `DEST/REMOTE.<ID>`. An async job keeps the
-/// files in the session directory instead, until `pcl result` writes them
-/// where the sync call would have (see `Reply::Pulled`).
+/// Each target's REMOTE as `DEST/REMOTE.<ID>`; a file that engines
+/// sharing a workdir share is fetched once, from the first live one. An
+/// async job keeps the files in the session directory instead, until
+/// `pcl result` writes them where the sync call would have (see
+/// `Reply::Pulled`).
 pub(super) async fn file(
     pool: &Arc<EnginePool>,
     targets: &str,
@@ -123,17 +126,19 @@ pub(super) async fn file(
     dest: &Path,
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
-    let relative = check_remote(remote)?;
     let ids = out.targets(pool, targets)?;
+    let files = same_files(pool, &ids, remote)?;
     let keep_in = match out.job() {
         Some(job) if job.is_async => Some(out.jobs().files_dir(job)),
         _ => None,
     };
     let progress = Arc::new(AtomicU64::new(0));
     let mut places = Vec::new();
-    let fetches = ids.iter().map(|&id| {
+    let mut fetches = Vec::new();
+    for file in &files {
+        let id = file.first();
         let path = {
-            let mut name = dest.join(&relative).into_os_string();
+            let mut name = dest.join(check_remote(&file.path)?).into_os_string();
             name.push(format!(".{id}"));
             PathBuf::from(name)
         };
@@ -143,15 +148,40 @@ pub(super) async fn file(
         };
         places.push((path, target.clone()));
         let (pool, progress, abort) = (pool.clone(), progress.clone(), Abort::of(out));
-        let remote = remote.to_string();
-        async move { fetch_file(&pool, id, &remote, &target, &progress, abort).await }
-    });
-    let fetches: Vec<_> = fetches.collect();
+        let remote = file.path.clone();
+        fetches
+            .push(async move { fetch_file(&pool, id, &remote, &target, &progress, abort).await });
+    }
     let outcomes = with_progress(out, &progress, None, join_all(fetches)).await;
-    for ((id, outcome), (path, target)) in ids.into_iter().zip(outcomes).zip(places) {
-        let kept = (keep_in.is_some() && outcome.is_ok()).then_some(target);
-        out.send(&Reply::Pulled { id, path, kept }).await?;
-        report(out, pool, id, &outcome).await?;
+    for ((file, outcome), (path, _)) in files.iter().zip(&outcomes).zip(&places) {
+        if file.ids.len() > 1 && outcome.is_ok() {
+            let remark = format!(
+                "{}: {} is one file there, fetched once, as {}",
+                sharers(pool, &file.ids),
+                file.path,
+                path.display()
+            );
+            out.send(&Reply::Remark(remark)).await?;
+        }
+    }
+    for id in ids {
+        let ((file, outcome), (path, target)) = files
+            .iter()
+            .zip(&outcomes)
+            .zip(&places)
+            .find(|((file, _), _)| file.ids.contains(&id))
+            .expect("every target has its file");
+        let from = file.first();
+        let kept = (keep_in.is_some() && outcome.is_ok() && id == from).then(|| target.clone());
+        let path = path.clone();
+        out.send(&Reply::Pulled {
+            id,
+            path,
+            kept,
+            from,
+        })
+        .await?;
+        report(out, pool, id, outcome).await?;
     }
     out.send(&Reply::Done).await
 }

@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use super::abort::Abort;
+use super::placement::same_files;
 use super::transfer::{Failure, Outcome, Upload, feed, local_source, report, store, with_progress};
 use crate::join_all;
-use crate::protocol::data::{EngineData, Source, check_name, check_remote, open_regular};
+use crate::protocol::data::{EngineData, Source, check_name, open_regular};
+use crate::protocol::remote::RemoteTemplate;
 use crate::protocol::session::Reply;
 use crate::session::{EnginePool, ReplySink, SessionError};
 
@@ -49,7 +51,7 @@ pub(super) async fn file(
     remote: &str,
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
-    check_remote(remote)?;
+    RemoteTemplate::parse(remote)?;
     // Stdin is spooled first, like scatter's: the same simple fan-out then.
     let (local, _spool) = local_source(pool, from, out).await?;
     let local = local.as_path();
@@ -58,23 +60,22 @@ pub(super) async fn file(
     let mut reader = open_regular(local).map_err(cannot)?;
     let size = reader.metadata().map_err(cannot)?.len();
     let ids = out.targets(pool, targets)?;
+    let files = same_files(pool, &ids, remote)?;
     let abort = Abort::of(out);
-    // Engines of one host share its workdir: one copy per host is enough.
-    let mut slots: Vec<(usize, Upload)> = Vec::new();
-    for &id in &ids {
-        let slot = pool.host_slot(id);
-        if !slots.iter().any(|(s, _)| *s == slot) {
+    // One copy per file: engines sharing a workdir share the file, so the
+    // first of them receives it for all.
+    let uploads: Vec<Upload> = files
+        .iter()
+        .map(|file| {
             let op = EngineData::WriteFile {
-                id,
-                path: remote.to_string(),
+                id: file.first(),
+                path: file.path.clone(),
             };
-            slots.push((
-                slot,
-                Upload::start(pool, id, format!("push --file {remote}"), op, abort.clone()),
-            ));
-        }
-    }
-    let queues: Vec<_> = slots.iter().map(|(_, u)| u.queue.clone()).collect();
+            let job = format!("push --file {remote}");
+            Upload::start(pool, file.first(), job, op, abort.clone())
+        })
+        .collect();
+    let queues: Vec<_> = uploads.iter().map(|u| u.queue.clone()).collect();
     let progress = Arc::new(AtomicU64::new(0));
     let counter = progress.clone();
     let reading =
@@ -85,22 +86,25 @@ pub(super) async fn file(
         Ok(Err(e)) => Err(format!("reading {} failed: {e}", local.display())),
         Err(e) => Err(format!("internal error: {e}")),
     };
-    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
-    for (slot, upload) in slots {
-        let outcome = match (&read, upload.outcome().await) {
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for upload in uploads {
+        outcomes.push(match (&read, upload.outcome().await) {
             // The engines only saw the transfer stop; the reason is here.
             (Err(why), Err(_)) => Err(Failure::Engine(why.clone())),
             (_, outcome) => outcome,
-        };
-        outcomes.push((slot, outcome));
+        });
     }
     for id in ids {
-        let slot = pool.host_slot(id);
-        let outcome = &outcomes
+        let (file, outcome) = files
             .iter()
-            .find(|(s, _)| *s == slot)
-            .expect("every slot")
-            .1;
+            .zip(&outcomes)
+            .find(|(file, _)| file.ids.contains(&id))
+            .expect("every target has its file");
+        out.send(&Reply::WrittenBy {
+            id,
+            by: file.first(),
+        })
+        .await?;
         report(out, pool, id, outcome).await?;
     }
     out.send(&Reply::Done).await

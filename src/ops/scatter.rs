@@ -1,16 +1,18 @@
 //! `pcl scatter`: items or lines split into contiguous blocks in engine
 //! order; engine k gets its block as a bash array, or as a file.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use super::abort::Abort;
 use super::lines::{block_ranges, block_sizes};
+use super::placement::{refuse_shared, same_files};
 use super::transfer::{Failure, Upload, feed, feed_bytes, local_source, report, with_progress};
 use crate::join_all;
 use crate::protocol::data::{
-    DataError, EngineData, Items, Source, check_name, check_remote, count_lines, open_regular,
+    DataError, EngineData, Items, Source, check_name, count_lines, open_regular,
 };
 use crate::protocol::session::Reply;
 use crate::session::{EnginePool, ReplySink, SessionError};
@@ -69,27 +71,18 @@ pub(super) async fn file(
     from: Source,
     out: &mut ReplySink,
 ) -> Result<(), SessionError> {
-    check_remote(remote)?;
     let ids = out.targets(pool, targets)?;
-    // Engines of one host share a workdir, so their blocks would overwrite
-    // each other's file.
-    for (i, &a) in ids.iter().enumerate() {
-        if let Some(&b) = ids[i + 1..]
-            .iter()
-            .find(|&&b| pool.host_slot(b) == pool.host_slot(a))
-        {
-            return Err(SessionError::Refused(format!(
-                "engines {a} and {b} share the workdir of host {}, so their blocks would \
-                 overwrite one another in {remote}; target one engine per host (e.g. -t {a},...)",
-                pool.host_of(a)
-            )));
-        }
-    }
+    let files = same_files(pool, &ids, remote)?;
+    refuse_shared(pool, &files, remote, |path, _| {
+        format!("their blocks would overwrite one another in {path}")
+    })?;
+    // One engine per file now.
+    let paths: HashMap<u32, String> = files.into_iter().map(|f| (f.first(), f.path)).collect();
     let (path, _spool) = local_source(pool, from, out).await?;
     let ranges = split(&path, ids.len(), false).await?;
     let first = |id| EngineData::WriteFile {
         id,
-        path: remote.to_string(),
+        path: paths[&id].clone(),
     };
     let job = format!("scatter --file {remote}");
     send_blocks(pool, &ids, &path, ranges, job, first, out).await

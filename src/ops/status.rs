@@ -1,6 +1,6 @@
 use super::After;
 use crate::protocol::session::{EngineState, EngineStatus, Reply, StatusReport};
-use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError};
+use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError, fold_ids};
 
 pub(crate) async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After, SessionError> {
     out.send(&Reply::Status(report(pool))).await?;
@@ -24,6 +24,7 @@ pub(crate) fn report(pool: &EnginePool) -> StatusReport {
                 state,
                 job,
                 reason,
+                workdir_group: pool.sharing(id).map(|ids| fold_ids(&ids)),
             }
         })
         .collect();

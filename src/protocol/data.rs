@@ -24,6 +24,10 @@ pub enum DataError {
     ParentDir(String),
     #[error("remote path `{0}` names no file")]
     EmptyPath(String),
+    #[error(
+        "remote path `{0}`: {1}; `{{id}}` and `{{host}}` name the engine and its host, `{{{{` and `}}}}` are literal braces"
+    )]
+    BadTemplate(String, String),
     #[error("{0} contains a NUL byte, which no shell variable can hold")]
     Nul(String),
 }

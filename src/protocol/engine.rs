@@ -56,6 +56,35 @@ pub enum EngineRequest {
     /// Data movement (push, pull, scatter, gather); the bulk kinds are
     /// followed by `Bulk` frames.
     Data(EngineData),
+    /// A step of the probe for workdirs shared between hosts.
+    Workdir(WorkdirProbe),
+}
+
+/// Which hosts' workdirs are one directory (an NFS home seen by every
+/// node) cannot be told from device and inode numbers, which coincide
+/// across file servers. So each host makes a marker file of a random
+/// name in its workdir, every host looks for every marker by name, and
+/// the markers are removed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WorkdirProbe {
+    /// Make a fresh marker (replacing an earlier one); answered by
+    /// `Marked`.
+    Mark,
+    /// Which of these markers (`Marked` tokens) the workdir holds;
+    /// answered by `Seen`, one entry per token.
+    Look(Vec<String>),
+    /// Remove the marker; answered by `Unmarked`.
+    Unmark,
+}
+
+/// Marker tokens are this many hex digits (128 random bits).
+pub const MARKER_TOKEN_LEN: usize = 32;
+
+/// The marker's file name for `token`. Its shape (`.` first, `.pcl-` in
+/// it, `.tmp` last) is that of pcl's temporary files, which the guard and
+/// the journal of a killed engine host remove.
+pub fn marker_name(token: &str) -> String {
+    format!(".pcl-workdir-{token}.tmp")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +125,13 @@ pub enum EngineReply {
     DataEnd(Digest),
     /// A `Data` request that stores something succeeded.
     Stored,
+    /// A marker was made in `workdir` (the engine host's own path to it).
+    Marked {
+        token: String,
+        workdir: String,
+    },
+    Seen(Vec<bool>),
+    Unmarked,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,8 @@ use super::verbs::{MapEnd, MapRequest, MapTask, PxRequest, RestartRequest};
 pub struct LaunchProgress {
     pub settled: usize,
     pub total: usize,
+    /// Every host settled, and which share a workdir is known.
+    pub ready: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,11 +113,22 @@ pub enum Reply {
     /// `pull --file`: engine `id`'s copy goes to `path`, an absolute path
     /// resolved when the call was made. An async job keeps the bytes at
     /// `kept` (in the session directory) for `pcl result` to copy there.
+    /// `from` is the engine whose file it is: another than `id` when the
+    /// two share a workdir and the file was fetched once, from `from`.
     Pulled {
         id: u32,
         path: PathBuf,
         kept: Option<PathBuf>,
+        from: u32,
     },
+    /// `push --file`: engine `id`'s copy was written by engine `by` (one
+    /// copy per shared workdir); comes before `id`'s `EngineDone`.
+    WrittenBy {
+        id: u32,
+        by: u32,
+    },
+    /// Something pcl has to say about the call as a whole, for stderr.
+    Remark(String),
     /// Bytes moved so far by a transfer, out of `total` when known.
     Transfer {
         done: u64,
@@ -198,6 +211,10 @@ pub struct EngineStatus {
     pub job: Option<String>,
     /// Why a dead engine is dead.
     pub reason: Option<String>,
+    /// The engines sharing this one's workdir, itself included, folded
+    /// (`0-3`): the same value for every engine of the group. `None`
+    /// until its host has been probed.
+    pub workdir_group: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

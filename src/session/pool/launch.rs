@@ -10,6 +10,7 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::{oneshot, watch};
 
 use super::{EngineCondition, EnginePool, Tether};
+use crate::join_all;
 use crate::launcher::{EngineHostProcess, ExitNote, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
 use crate::session::setup;
@@ -18,15 +19,21 @@ use crate::transport::{read_frame, write_frame};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl EnginePool {
-    /// Start every host in parallel.
+    /// Start every host in parallel, then probe which share a workdir.
     pub(crate) fn launch_all(self: &Arc<Self>) {
-        for index in 0..self.hosts.len() {
-            let pool = self.clone();
-            tokio::spawn(async move {
-                let _ = pool.launch(index).await;
-                pool.progress.send_modify(|p| p.settled += 1);
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let launches = (0..pool.hosts.len()).map(|index| {
+                let pool = pool.clone();
+                async move {
+                    let _ = pool.launch(index).await;
+                    pool.progress.send_modify(|p| p.settled += 1);
+                }
             });
-        }
+            join_all(launches).await;
+            pool.probe_workdirs().await;
+            pool.progress.send_modify(|p| p.ready = true);
+        });
     }
 
     /// (Re)launch host `index` with fresh engines; failures are recorded.
@@ -171,6 +178,10 @@ impl EnginePool {
                 self.hosts[index].spec.host.clone(),
                 self.launch(index).await,
             ));
+        }
+        if !outcomes.is_empty() {
+            // The fresh engine hosts' workdirs may be shared like any.
+            self.probe_workdirs().await;
         }
         outcomes
     }

@@ -3,13 +3,15 @@
 //! engine's own state. By concern: `launch` starts hosts and owns their
 //! local processes (the tethers), `link` is the link's state machine and
 //! `reconnect` the task that drives it when a connection drops, `roster`
-//! says who is where and in what state, `call` sends engines requests.
+//! says who is where and in what state, `call` sends engines requests,
+//! `workdirs` finds out which engines share a workdir.
 
 mod call;
 mod launch;
 mod link;
 mod reconnect;
 mod roster;
+mod workdirs;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,6 +79,7 @@ pub(crate) struct EnginePool {
     hosts: Vec<HostSlot>,
     progress: watch::Sender<LaunchProgress>,
     stopping: AtomicBool,
+    workdirs: workdirs::Workdirs,
 }
 
 impl EnginePool {
@@ -110,8 +113,13 @@ impl EnginePool {
             endpoint: client_endpoint()?,
             engines,
             hosts,
-            progress: watch::Sender::new(LaunchProgress { settled: 0, total }),
+            progress: watch::Sender::new(LaunchProgress {
+                settled: 0,
+                total,
+                ready: false,
+            }),
             stopping: AtomicBool::new(false),
+            workdirs: Default::default(),
         }))
     }
 

@@ -54,12 +54,6 @@ impl EnginePool {
             .clone()
     }
 
-    /// Engines with the same host slot share one engine host process, and
-    /// so one workdir.
-    pub(crate) fn host_slot(&self, id: u32) -> usize {
-        self.engines[id as usize].host_index
-    }
-
     /// The engine's state as a user sees it: a host that is not connected
     /// makes all its engines dead (saying whether it is coming back).
     pub(crate) fn state(&self, id: u32) -> EngineCondition {
