@@ -102,6 +102,16 @@ pub(crate) enum Command {
     /// Write the manual pages (roff) into DIR, one per verb and pcl-cluster(5)
     #[command(hide = true)]
     Man { dir: PathBuf },
+    /// Expand a host range as the cluster file and --targets read it, like `nodeset -e`
+    #[command(hide = true)]
+    Nodeset {
+        /// Print the folded form instead, like `nodeset -f`
+        #[arg(short = 'f', long)]
+        fold: bool,
+        /// Node set, such as `node[01-16]!node13`
+        #[arg(allow_hyphen_values = true)]
+        set: String,
+    },
     /// Engine host (started by the session daemon)
     #[command(hide = true)]
     Engine {

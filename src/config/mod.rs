@@ -9,12 +9,14 @@ mod cluster;
 mod error;
 mod host_spec;
 mod keys;
+mod nodeset;
 mod schema;
 mod values;
 
 pub(crate) use cluster::Cluster;
 pub(crate) use host_spec::{HostSpec, LauncherKind};
 pub(crate) use keys::{Place, keys};
+pub(crate) use nodeset::NodeSet;
 pub(crate) use values::MAX_ENGINES_PER_HOST;
 
 #[cfg(test)]
