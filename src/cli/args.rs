@@ -177,7 +177,7 @@ pub(crate) struct MapArgs {
     /// Run a failing item up to N times in all
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub retries: u32,
-    /// Write a GNU parallel style job log (TSV) to FILE
+    /// Write a GNU parallel style job log (TSV) to FILE (`+FILE`: append to it)
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<PathBuf>,
     /// Kill a task (not the shell) after S seconds; its status is 124
