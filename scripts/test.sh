@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test. Installs what the tests need first (an OpenSSH server for
-# the SSH launcher tests, iproute2 for the network-namespace hosts), so it
-# works on a fresh Debian machine.
+# the SSH launcher tests, iproute2 for the network-namespace hosts, and the
+# peer tools pcl is compared with: ClusterShell, pdsh's dshbak, GNU
+# parallel), so it works on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,9 @@ command -v ps >/dev/null || need+=(procps)
 command -v useradd >/dev/null || need+=(passwd)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v hostname >/dev/null || need+=(hostname)
+command -v nodeset >/dev/null || need+=(clustershell)
+command -v dshbak >/dev/null || need+=(pdsh)
+command -v parallel >/dev/null || need+=(parallel)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -7,7 +7,8 @@
 mod common;
 
 use common::*;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// The node set cases the unit tests hold ClusterShell's answers for.
 const CASES: &str = concat!(
@@ -321,4 +322,182 @@ fn px_b_tells_a_missing_final_newline() {
         .success()
         .stdout_str();
     assert_eq!(theirs, format!("{div}\ne[0-2]\n{div}\nx\n"));
+}
+
+/// A joblog's header and its rows by Seq, each split into its 9 fields.
+fn read_joblog(path: &Path) -> (Option<String>, BTreeMap<u64, Vec<String>>) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let mut header = None;
+    let mut rows = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with("Seq\t") {
+            header = Some(line.to_string());
+            continue;
+        }
+        let fields: Vec<String> = line.splitn(9, '\t').map(str::to_string).collect();
+        assert_eq!(fields.len(), 9, "{path:?}: {line:?}");
+        rows.insert(fields[0].parse().unwrap(), fields);
+    }
+    (header, rows)
+}
+
+/// Starttime is `%.3f` seconds and JobRuntime `%10.3f`, as GNU writes them.
+fn assert_time_formats(row: &[String]) {
+    let three_decimals = |s: &str| {
+        s.split_once('.').is_some_and(|(whole, frac)| {
+            !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit()) && frac.len() == 3
+        })
+    };
+    assert!(three_decimals(&row[2]), "Starttime {:?}", row[2]);
+    assert_eq!(row[3].len(), 10, "JobRuntime {:?}", row[3]);
+    assert!(three_decimals(row[3].trim_start()), "JobRuntime {:?}", row[3]);
+}
+
+/// What GNU parallel and `pcl map` each log for the same command and items,
+/// compared field by field (the times only by format).
+#[test]
+fn joblog_agrees_with_gnu_parallel() {
+    let Some(parallel) = peer_tool("parallel", "parallel") else {
+        return;
+    };
+    let env = Env::new();
+    let cluster = env.cluster_local(2);
+    env.up([&cluster]);
+    let scenarios: [(&str, &[&str], &[&str]); 6] = [
+        ("echo {}", &["1", "2", "3"], &[]),
+        // Killed by a signal: Exitval 0, the signal in Signal.
+        ("sh -c 'kill -{} $$'", &["TERM", "KILL", "INT", "HUP"], &[]),
+        ("exit {}", &["0", "1", "3"], &[]),
+        // Stopped by --timeout: Exitval -1, Signal 15.
+        ("sleep {}", &["5"], &["--timeout", "1"]),
+        // One row per item, its last try's.
+        ("echo x; exit {}", &["3", "0"], &["--retries", "3"]),
+        // A newline in the command is written as NUL.
+        ("echo start {}\nexit {}", &["0", "1"], &[]),
+    ];
+    for (i, (template, items, options)) in scenarios.iter().enumerate() {
+        let (gnu_log, pcl_log) = (env.path().join(format!("gnu{i}")), env.path().join(format!("pcl{i}")));
+        env.cmd(&parallel)
+            .arg("--will-cite")
+            .arg("--joblog")
+            .arg(&gnu_log)
+            .args(*options)
+            .arg(template)
+            .arg(":::")
+            .args(*items)
+            .run();
+        env.pcl(["map", "--joblog"])
+            .arg(&pcl_log)
+            .args(*options)
+            .arg(template)
+            .args(*items)
+            .run();
+        let (gnu_header, gnu) = read_joblog(&gnu_log);
+        let (pcl_header, pcl) = read_joblog(&pcl_log);
+        assert_eq!(pcl_header, gnu_header);
+        assert_eq!(pcl.len(), items.len(), "{template}: {pcl:?}");
+        assert_eq!(
+            pcl.keys().collect::<Vec<_>>(),
+            gnu.keys().collect::<Vec<_>>(),
+            "{template}"
+        );
+        for (seq, theirs) in &gnu {
+            let ours = &pcl[seq];
+            assert_time_formats(ours);
+            for field in [1, 4, 5, 6, 7, 8] {
+                assert_eq!(
+                    ours[field], theirs[field],
+                    "{template:?} item {seq}, field {field}\n  GNU: {theirs:?}\n  pcl: {ours:?}"
+                );
+            }
+        }
+    }
+
+    // parallel --retry-failed on pcl's log reruns the failed item's
+    // command, newline and all.
+    let out = env
+        .cmd(&parallel)
+        .arg("--will-cite")
+        .arg("--retry-failed")
+        .arg("--joblog")
+        .arg(env.path().join("pcl5"))
+        .run()
+        .assert_exit(1);
+    assert_eq!(out.stdout_str(), "start 1\n");
+}
+
+/// Where a shell's status cannot tell: a task that exits 128+N itself is
+/// logged as killed by signal N (see the README).
+#[test]
+fn joblog_reads_status_above_128_as_a_signal() {
+    let Some(parallel) = peer_tool("parallel", "parallel") else {
+        return;
+    };
+    let env = Env::new();
+    let cluster = env.cluster_local(1);
+    env.up([&cluster]);
+    let (gnu_log, pcl_log) = (env.path().join("gnu"), env.path().join("pcl"));
+    env.cmd(&parallel)
+        .args(["--will-cite", "--joblog"])
+        .arg(&gnu_log)
+        .args(["exit {}", ":::", "130"])
+        .run();
+    env.pcl(["map", "--joblog"])
+        .arg(&pcl_log)
+        .args(["exit {}", "130"])
+        .run();
+    let gnu = &read_joblog(&gnu_log).1[&1];
+    let pcl = &read_joblog(&pcl_log).1[&1];
+    assert_eq!((gnu[6].as_str(), gnu[7].as_str()), ("130", "0"));
+    assert_eq!((pcl[6].as_str(), pcl[7].as_str()), ("0", "2"));
+}
+
+/// `--joblog +FILE` appends, with no header of its own, as GNU's does.
+#[test]
+fn joblog_plus_file_appends_like_gnu_parallel() {
+    let Some(parallel) = peer_tool("parallel", "parallel") else {
+        return;
+    };
+    let env = Env::new();
+    let cluster = env.cluster_local(1);
+    env.up([&cluster]);
+    let shape = |path: &Path| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                format!("{} {} {}", f[0], f[1], f[8])
+            })
+            .collect()
+    };
+    let (gnu, pcl) = (env.path().join("gnu.log"), env.path().join("pcl.log"));
+    let plus = |p: &PathBuf| format!("+{}", p.display());
+    for (append, item) in [(false, "1"), (true, "2"), (true, "3")] {
+        let (g, p) = if append {
+            (plus(&gnu), plus(&pcl))
+        } else {
+            (gnu.display().to_string(), pcl.display().to_string())
+        };
+        env.cmd(&parallel)
+            .args(["--will-cite", "--joblog", &g, "echo {}", ":::", item])
+            .run()
+            .success();
+        env.pcl(["map", "--joblog", &p, "echo {}", item])
+            .run()
+            .success();
+    }
+    assert_eq!(shape(&pcl), shape(&gnu));
+    assert_eq!(shape(&pcl).len(), 4, "a header and three rows");
+
+    // On a file that does not exist yet: rows only, no header.
+    let (gnu, pcl) = (env.path().join("gnu2.log"), env.path().join("pcl2.log"));
+    env.cmd(&parallel)
+        .args(["--will-cite", "--joblog", &plus(&gnu), "echo {}", ":::", "1"])
+        .run()
+        .success();
+    env.pcl(["map", "--joblog", &plus(&pcl), "echo {}", "1"])
+        .run()
+        .success();
+    assert_eq!(shape(&pcl), shape(&gnu));
 }
