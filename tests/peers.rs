@@ -350,7 +350,11 @@ fn assert_time_formats(row: &[String]) {
     };
     assert!(three_decimals(&row[2]), "Starttime {:?}", row[2]);
     assert_eq!(row[3].len(), 10, "JobRuntime {:?}", row[3]);
-    assert!(three_decimals(row[3].trim_start()), "JobRuntime {:?}", row[3]);
+    assert!(
+        three_decimals(row[3].trim_start()),
+        "JobRuntime {:?}",
+        row[3]
+    );
 }
 
 /// What GNU parallel and `pcl map` each log for the same command and items,
@@ -376,7 +380,10 @@ fn joblog_agrees_with_gnu_parallel() {
         ("echo start {}\nexit {}", &["0", "1"], &[]),
     ];
     for (i, (template, items, options)) in scenarios.iter().enumerate() {
-        let (gnu_log, pcl_log) = (env.path().join(format!("gnu{i}")), env.path().join(format!("pcl{i}")));
+        let (gnu_log, pcl_log) = (
+            env.path().join(format!("gnu{i}")),
+            env.path().join(format!("pcl{i}")),
+        );
         env.cmd(&parallel)
             .arg("--will-cite")
             .arg("--joblog")
@@ -493,7 +500,14 @@ fn joblog_plus_file_appends_like_gnu_parallel() {
     // On a file that does not exist yet: rows only, no header.
     let (gnu, pcl) = (env.path().join("gnu2.log"), env.path().join("pcl2.log"));
     env.cmd(&parallel)
-        .args(["--will-cite", "--joblog", &plus(&gnu), "echo {}", ":::", "1"])
+        .args([
+            "--will-cite",
+            "--joblog",
+            &plus(&gnu),
+            "echo {}",
+            ":::",
+            "1",
+        ])
         .run()
         .success();
     env.pcl(["map", "--joblog", &plus(&pcl), "echo {}", "1"])

@@ -89,6 +89,10 @@ impl RangeSetNd {
         }
     }
 
+    /// Each vector is cut by each excluded one in turn: a piece disjoint
+    /// from it in some number stays whole, one inside it in every number
+    /// goes, any other is cut along each number where they overlap (the
+    /// cuts may overlap; the next fold merges them).
     pub(super) fn difference_update(&mut self, other: &RangeSetNd) {
         let mut kept = Vec::new();
         for vector in &self.vectors {
@@ -99,7 +103,9 @@ impl RangeSetNd {
                     let mut split = Vec::new();
                     for (pos, (rg1, rg2)) in piece.iter().zip(exclude).enumerate() {
                         if rg1.is_subset(rg2) {
-                        } else if !rg1.is_disjoint(rg2) {
+                            continue;
+                        }
+                        if !rg1.is_disjoint(rg2) {
                             let mut cut = piece.clone();
                             cut[pos] = rg1.difference(rg2);
                             split.push(cut);
