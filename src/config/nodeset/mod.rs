@@ -8,7 +8,8 @@
 //! `%` written `%%`), then by their numbers (shorter first, so `9`
 //! before `07` before `10`). What pcl does not take from ClusterShell:
 //! node groups (`@name`), which need a group source pcl does not have,
-//! and sets of more than `MAX_NAMES` names.
+//! sets of more than `MAX_NAMES` names, and sets of names with several
+//! numbers that ClusterShell would spend minutes folding.
 
 mod index;
 mod nd;
@@ -31,6 +32,12 @@ pub enum NodeSetError {
     Group,
     #[error("more than {MAX_NAMES} names")]
     TooMany,
+    #[error(
+        "more than {} names with several numbers whose ranges overlap unevenly; \
+         write them as fewer, larger ranges",
+        nd::MAX_FULL_FOLD
+    )]
+    TooTangled,
 }
 
 /// How an operand joins what is left of it.
@@ -135,6 +142,13 @@ impl NodeSet {
                 Op::Difference => set.difference_update(&operand),
                 Op::Intersection => set.intersection_update(&operand),
                 Op::Xor => set.symmetric_difference_update(&mut operand),
+            }
+        }
+        for ranges in set.patterns.values_mut() {
+            if let Ranges::Many(nd) = ranges {
+                if nd.too_large() {
+                    return Err(NodeSetError::TooTangled);
+                }
             }
         }
         Ok(set)

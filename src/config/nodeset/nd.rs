@@ -21,16 +21,19 @@ pub(super) struct RangeSetNd {
     dirty: bool,
     /// Several numbers vary: skip the cheap fold on update.
     multivar: bool,
+    /// A full fold was needed over more than `MAX_FULL_FOLD` names and was
+    /// not done; the set is refused.
+    too_large: bool,
 }
+
+/// Names a full fold takes at most: it handles every name on its own, and
+/// past this it would take seconds and hundreds of MiB.
+pub(super) const MAX_FULL_FOLD: usize = 1 << 17;
 
 impl RangeSetNd {
     /// The names of one written pattern, such as `a[1-2]b[3-4]`.
     pub(super) fn new(vector: Vector) -> RangeSetNd {
-        RangeSetNd {
-            vectors: vec![vector],
-            dirty: true,
-            multivar: false,
-        }
+        RangeSetNd::with_vectors(vec![vector])
     }
 
     fn with_vectors(vectors: Vec<Vector>) -> RangeSetNd {
@@ -38,6 +41,7 @@ impl RangeSetNd {
             vectors,
             dirty: true,
             multivar: false,
+            too_large: false,
         }
     }
 
@@ -49,6 +53,7 @@ impl RangeSetNd {
             vectors: self.vectors.clone(),
             dirty: self.dirty,
             multivar: false,
+            too_large: self.too_large,
         }
     }
 
@@ -76,8 +81,16 @@ impl RangeSetNd {
         all
     }
 
+    /// Whether a fold this set needed was refused as too large.
+    pub(super) fn too_large(&mut self) -> bool {
+        self.fold();
+        self.too_large
+    }
+
     /// Adds `other`'s vectors as they are (unfolded).
     pub(super) fn update(&mut self, other: &RangeSetNd) {
+        // A fold refused on the way taints every set built from it.
+        self.too_large |= other.too_large;
         self.extend(other.vectors.iter().cloned());
     }
 
@@ -94,6 +107,7 @@ impl RangeSetNd {
     /// goes, any other is cut along each number where they overlap (the
     /// cuts may overlap; the next fold merges them).
     pub(super) fn difference_update(&mut self, other: &RangeSetNd) {
+        self.too_large |= other.too_large;
         let mut kept = Vec::new();
         for vector in &self.vectors {
             let mut pieces = vec![vector.clone()];
@@ -141,6 +155,7 @@ impl RangeSetNd {
             }
         }
         self.vectors = common.vectors().to_vec();
+        self.too_large |= common.too_large || other.too_large;
         self.dirty = true;
     }
 
@@ -198,6 +213,16 @@ impl RangeSetNd {
     /// Every name as its own vector, then merge pairs that differ in one
     /// number, largest first, until nothing merges.
     fn fold_multivariate(&mut self) {
+        let count: usize = self
+            .vectors
+            .iter()
+            .map(|v| v.iter().map(RangeSet::len).product::<usize>())
+            .sum();
+        if count > MAX_FULL_FOLD {
+            self.too_large = true;
+            self.dirty = false;
+            return;
+        }
         let mut names = Vec::new();
         for vector in &self.vectors {
             product(vector, &mut names);
@@ -208,38 +233,53 @@ impl RangeSetNd {
             .into_iter()
             .map(|name| name.into_iter().map(RangeSet::one).collect())
             .collect();
+        // Cheap passes (each vector tried against the next ones until one
+        // does not merge) while they change something, then full ones.
         let mut full = false;
-        let mut changed = true;
-        while changed {
-            changed = false;
+        loop {
             self.sort();
-            let mut i = 0;
-            while i + 1 < self.vectors.len() {
-                let mut item1 = self.vectors[i].clone();
-                let mut j = i + 1;
-                i += 1;
-                while j < self.vectors.len() {
-                    let merged = merge(&item1, &self.vectors[j]);
-                    j += 1;
-                    match merged {
-                        Some(new) => {
-                            changed = true;
-                            self.vectors[i - 1] = new.clone();
-                            item1 = new;
-                            j -= 1;
-                            self.vectors.remove(j);
-                        }
-                        None if !full => break,
-                        None => {}
-                    }
+            if !self.merge_pass(full) {
+                if full {
+                    break;
                 }
-            }
-            if !changed && !full {
-                changed = true;
                 full = true;
             }
         }
         self.dirty = false;
+    }
+
+    /// Merges each vector with the ones after it, in order. A merged
+    /// vector takes the first one's place and the second is dropped.
+    fn merge_pass(&mut self, full: bool) -> bool {
+        let mut slots: Vec<Option<Vector>> = self.vectors.drain(..).map(Some).collect();
+        let mut changed = false;
+        for i in 0..slots.len() {
+            if slots[i].is_none() {
+                continue;
+            }
+            for j in i + 1..slots.len() {
+                let (Some(first), Some(second)) = (&slots[i], &slots[j]) else {
+                    continue;
+                };
+                match mergeable(first, second) {
+                    Some(differing) => {
+                        changed = true;
+                        let second = slots[j].take().expect("checked above");
+                        let first = slots[i].as_mut().expect("checked above");
+                        if let Some(pos) = differing {
+                            join(
+                                &mut first[pos],
+                                second.into_iter().nth(pos).expect("same length"),
+                            );
+                        }
+                    }
+                    None if !full => break,
+                    None => {}
+                }
+            }
+        }
+        self.vectors = slots.into_iter().flatten().collect();
+        changed
     }
 
     /// Larger vectors first, then larger sets first along each number,
@@ -259,33 +299,32 @@ impl RangeSetNd {
     }
 }
 
-/// Two vectors as one, when they differ in at most one number and there
-/// either do not overlap or one holds the other.
-fn merge(a: &[RangeSet], b: &[RangeSet]) -> Option<Vector> {
-    let mut differing = 0;
-    let mut merged = Vec::with_capacity(a.len());
-    for (rg1, rg2) in a.iter().zip(b) {
+/// Whether two vectors can be one: when they differ in at most one number
+/// (`Some` of where), and there either do not overlap or one holds the
+/// other.
+fn mergeable(a: &[RangeSet], b: &[RangeSet]) -> Option<Option<usize>> {
+    let mut differing = None;
+    for (pos, (rg1, rg2)) in a.iter().zip(b).enumerate() {
         if rg1 == rg2 {
-            merged.push(rg1.clone());
             continue;
         }
-        differing += 1;
-        if differing > 1 {
+        let joinable =
+            rg1.is_disjoint(rg2) || rg1.is_proper_superset(rg2) || rg2.is_proper_superset(rg1);
+        if differing.is_some() || !joinable {
             return None;
         }
-        if rg1.is_disjoint(rg2) {
-            let mut union = rg1.clone();
-            union.update(rg2);
-            merged.push(union);
-        } else if rg2.is_proper_superset(rg1) {
-            merged.push(rg2.clone());
-        } else if rg1.is_proper_superset(rg2) {
-            merged.push(rg1.clone());
-        } else {
-            return None;
-        }
+        differing = Some(pos);
     }
-    Some(merged)
+    Some(differing)
+}
+
+/// The union of two sets that are disjoint or nested.
+fn join(set: &mut RangeSet, other: RangeSet) {
+    if set.is_disjoint(&other) {
+        set.update(&other);
+    } else if other.is_proper_superset(set) {
+        *set = other;
+    }
 }
 
 /// Appends every combination, the last number varying fastest.

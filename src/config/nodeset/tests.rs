@@ -154,6 +154,12 @@ fn groups_and_huge_sets_are_refused() {
         NodeSet::parse("a[1-1024]b[1-1024]c[1-2]").unwrap_err(),
         NodeSetError::TooMany
     );
+    // Fine as one block, refused once a hole means folding name by name.
+    assert_eq!(fold("a[1-1000]b[1-1000]"), "a[1-1000]b[1-1000]");
+    assert_eq!(
+        NodeSet::parse("a[1-1000]b[1-1000]!a1b1").unwrap_err(),
+        NodeSetError::TooTangled
+    );
 }
 
 #[test]
