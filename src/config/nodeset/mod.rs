@@ -215,10 +215,6 @@ impl NodeSet {
         parts.join(",")
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
-    }
-
     fn update(&mut self, other: &mut NodeSet) {
         for (pattern, ranges) in &mut other.patterns {
             match (self.patterns.get_mut(pattern), ranges) {
