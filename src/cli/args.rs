@@ -144,7 +144,7 @@ pub(crate) struct PxArgs {
     /// Kill the command (not the shell) after S seconds; its status is 124
     #[arg(long, value_name = "S", value_parser = timeout_ms)]
     pub timeout: Option<u64>,
-    /// Group engines with identical stdout, like `dshbak -c`
+    /// Group engines with identical stdout, like `dshbak -c`, each block headed by its ids and hosts
     #[arg(short = 'b', long = "gather")]
     pub gather: bool,
     /// Each engine's exact stdout bytes, in engine order, without prefixes

@@ -70,10 +70,12 @@ pub(crate) fn keys() -> Vec<Key> {
         key(
             "host",
             Place::Host,
-            "a host name, or ClusterShell/pdsh ranges such as node[01-16] or n[1-3,7],login1",
+            "a host name, or a ClusterShell node set such as node[01-16], n[1-3,7],login1 or \
+             node[01-64]!node13 (! removes, & intersects, ^ keeps what one side names)",
             "none: required in every [[hosts]] table, not allowed in [defaults]",
-            "The hosts of this table. Names are sorted with repeats merged, as ClusterShell \
-             does; a host may appear once in the file (compared ignoring case).",
+            "The hosts of this table, read as ClusterShell 1.9 reads a node set: its names in \
+             the order nodeset -e gives them (sorted, repeats merged); @groups and names with \
+             spaces are refused. A host may appear once in the file (compared ignoring case).",
         ),
         key(
             "engines",

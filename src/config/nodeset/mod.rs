@@ -22,10 +22,10 @@ use nd::RangeSetNd;
 use rangeset::RangeSet;
 
 /// A set of more names than this is refused.
-pub const MAX_NAMES: usize = rangeset::MAX_INDEXES;
+const MAX_NAMES: usize = rangeset::MAX_INDEXES;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NodeSetError {
+pub(crate) enum NodeSetError {
     #[error("{why} at {part:?}")]
     Parse { part: String, why: String },
     #[error("'@' node groups are not supported")]
@@ -112,7 +112,7 @@ impl Ranges {
 
 /// A set of host names.
 #[derive(Debug, Clone, Default)]
-pub struct NodeSet {
+pub(crate) struct NodeSet {
     /// By pattern, in the order names come out.
     patterns: BTreeMap<String, Ranges>,
 }
@@ -120,7 +120,7 @@ pub struct NodeSet {
 impl NodeSet {
     /// Reads a node set string such as `node[01-16],login1` or
     /// `node[01-64]!node13`.
-    pub fn parse(text: &str) -> Result<NodeSet, NodeSetError> {
+    pub(crate) fn parse(text: &str) -> Result<NodeSet, NodeSetError> {
         let escaped = index::py_strip(text).replace('%', "%%");
         let mut set = NodeSet::default();
         let mut total = 0usize;
@@ -156,7 +156,7 @@ impl NodeSet {
 
     /// The set of `names`, each read as one name (no ranges, no
     /// operators), for folding names pcl already has.
-    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> NodeSet {
+    pub(crate) fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> NodeSet {
         let mut set = NodeSet::default();
         for name in names {
             let escaped = name.replace('%', "%%");
@@ -171,7 +171,7 @@ impl NodeSet {
     }
 
     /// Every name, in `nodeset -e` order.
-    pub fn names(&mut self) -> Vec<String> {
+    pub(crate) fn names(&mut self) -> Vec<String> {
         let mut names = Vec::new();
         for (pattern, ranges) in &mut self.patterns {
             match ranges {
@@ -191,7 +191,7 @@ impl NodeSet {
     }
 
     /// The folded form, as `nodeset -f` writes it: `node[01-04,07],login1`.
-    pub fn fold(&mut self) -> String {
+    pub(crate) fn fold(&mut self) -> String {
         let bracket = |set: &RangeSet| {
             if set.len() > 1 {
                 format!("[{set}]")

@@ -9,7 +9,7 @@ use super::index::{Index, py_int, py_strip};
 
 /// More indexes than this in one set is refused: pcl expands every name,
 /// and no cluster it can drive has that many hosts.
-pub const MAX_INDEXES: usize = 1 << 20;
+pub(super) const MAX_INDEXES: usize = 1 << 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct RangeSet(BTreeSet<Index>);

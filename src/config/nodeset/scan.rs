@@ -17,9 +17,9 @@ fn bad(part: &str, why: &str) -> NodeSetError {
 /// One operand: the operator before it, its pattern (the name with `%s`
 /// for each number and `%` written `%%`) and one index set per number.
 pub(super) struct Part {
-    pub op: Op,
-    pub pattern: String,
-    pub ranges: Vec<RangeSet>,
+    pub(super) op: Op,
+    pub(super) pattern: String,
+    pub(super) ranges: Vec<RangeSet>,
 }
 
 /// The first operator in `s` and where it is.

@@ -49,7 +49,7 @@ impl EnginePool {
     }
 
     /// Whether the engine runs on this machine, started without ssh.
-    pub fn is_local(&self, id: u32) -> bool {
+    pub(crate) fn is_local(&self, id: u32) -> bool {
         self.hosts[self.engines[id as usize].host_index]
             .spec
             .launcher
