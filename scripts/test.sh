@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run every test. Installs what the tests need first (an OpenSSH server for
 # the SSH launcher tests, iproute2 for the network-namespace hosts, Slurm
-# and munge for the Slurm launcher tests, which start their own daemons),
-# so it works on a fresh Debian machine.
+# and munge for the Slurm launcher tests, which start their own daemons,
+# and the peer tools pcl is compared with: ClusterShell, pdsh's dshbak,
+# GNU parallel), so it works on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,9 @@ command -v setpriv >/dev/null || need+=(util-linux)
 command -v hostname >/dev/null || need+=(hostname)
 [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && command -v srun >/dev/null || need+=(slurm-wlm)
 [ -x /usr/sbin/munged ] || need+=(munge)
+command -v nodeset >/dev/null || need+=(clustershell)
+command -v dshbak >/dev/null || need+=(pdsh)
+command -v parallel >/dev/null || need+=(parallel)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -267,8 +267,9 @@ fn joblog_rows_match_the_items() {
         let f: Vec<&str> = line.split('\t').collect();
         assert_eq!(f.len(), 9, "{line}");
         let seq: u64 = f[0].parse().unwrap();
-        assert_eq!(f[1], "localhost");
+        assert_eq!(f[1], ":", "local jobs, as GNU parallel writes them");
         assert!(f[2].parse::<f64>().unwrap() > 1.0e9, "{line}");
+        assert_eq!(f[3].len(), 10, "JobRuntime is %10.3f: {line}");
         assert_eq!(f[5], (seq.to_string().len() + 1).to_string(), "{line}");
         assert_eq!(f[6], if seq % 7 == 0 { "1" } else { "0" }, "{line}");
         assert_eq!(f[8], format!("echo {seq}; exit $(( {seq} % 7 == 0 ))"));

@@ -105,6 +105,16 @@ pub(crate) enum Command {
     /// Write the manual pages (roff) into DIR, one per verb and pcl-cluster(5)
     #[command(hide = true)]
     Man { dir: PathBuf },
+    /// Expand a host range as the cluster file and --targets read it, like `nodeset -e`
+    #[command(hide = true)]
+    Nodeset {
+        /// Print the folded form instead, like `nodeset -f`
+        #[arg(short = 'f', long)]
+        fold: bool,
+        /// Node set, such as `node[01-16]!node13`
+        #[arg(allow_hyphen_values = true)]
+        set: String,
+    },
     /// Engine host (started by the session daemon)
     #[command(hide = true)]
     Engine {
@@ -137,7 +147,7 @@ pub(crate) struct PxArgs {
     /// Kill the command (not the shell) after S seconds; its status is 124
     #[arg(long, value_name = "S", value_parser = timeout_ms)]
     pub timeout: Option<u64>,
-    /// Group engines with identical stdout, like `dshbak -c`
+    /// Group engines with identical stdout, like `dshbak -c`, each block headed by its ids and hosts
     #[arg(short = 'b', long = "gather")]
     pub gather: bool,
     /// Each engine's exact stdout bytes, in engine order, without prefixes
@@ -176,7 +186,7 @@ pub(crate) struct MapArgs {
     /// Run a failing item up to N times in all
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub retries: u32,
-    /// Write a GNU parallel style job log (TSV) to FILE
+    /// Write a GNU parallel style job log (TSV) to FILE (`+FILE`: append to it)
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<PathBuf>,
     /// Kill a task (not the shell) after S seconds; its status is 124

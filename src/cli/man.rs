@@ -119,6 +119,7 @@ fn cluster_page() -> Roff {
     for (place, heading) in [
         (Place::Top, "TOP-LEVEL KEYS"),
         (Place::Host, "HOST KEYS ([[hosts]] AND [defaults])"),
+        (Place::Slurm, "SLURM KEYS ([slurm])"),
     ] {
         roff.control("SH", [heading]);
         for key in keys().into_iter().filter(|k| k.place == place) {

@@ -1,6 +1,7 @@
 //! `pcl map` on the CLI side: gather the items (or stream them), print each
 //! item's stdout, report failures with item and engine, show progress.
 
+use std::ffi::OsStr;
 use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,14 @@ pub(super) async fn run(session: SessionPaths, args: MapArgs) -> anyhow::Result<
                 .collect(),
         )
     };
+    // `+FILE`: append, as GNU parallel's `--joblog +FILE` does.
+    let (joblog, joblog_append) = match args.joblog.as_deref().map(Path::as_os_str) {
+        Some(path) if path.as_bytes().starts_with(b"+") => (
+            Some(PathBuf::from(OsStr::from_bytes(&path.as_bytes()[1..]))),
+            true,
+        ),
+        _ => (args.joblog.clone(), false),
+    };
     let request = Request::Map(MapRequest {
         targets: args.targets.clone(),
         command: args.command.clone(),
@@ -78,7 +87,8 @@ pub(super) async fn run(session: SessionPaths, args: MapArgs) -> anyhow::Result<
         unordered: args.unordered,
         retries: args.retries,
         timeout_ms,
-        joblog: args.joblog.as_deref().map(absolute).transpose()?,
+        joblog: joblog.as_deref().map(absolute).transpose()?,
+        joblog_append,
     });
     let streaming = matches!(&request, Request::Map(m) if matches!(m.input, MapInput::Stream));
     let stdin = if streaming { Stdin::Lines } else { Stdin::None };

@@ -76,6 +76,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Nodeset { fold, set } => {
+            let mut nodes = crate::config::NodeSet::parse(&set)?;
+            let text = if fold {
+                nodes.fold()
+            } else {
+                nodes.names().join(" ")
+            };
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Up {
             cluster,
             engines,
@@ -112,7 +122,8 @@ async fn reach(session: SessionPaths, command: Command) -> anyhow::Result<ExitCo
         | Command::Engine { .. }
         | Command::Session { .. }
         | Command::Completions { .. }
-        | Command::Man { .. } => unreachable!("handled before a session is chosen"),
+        | Command::Man { .. }
+        | Command::Nodeset { .. } => unreachable!("handled before a session is chosen"),
     }
 }
 

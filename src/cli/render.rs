@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::config::NodeSet;
 use crate::session::fold_ids;
 
 /// One engine's finished result, as the CLI shows it.
@@ -46,26 +47,37 @@ pub(super) fn note(result: &EngineResult) {
     }
 }
 
-/// `-b`: engines with the same stdout share one block, headed by their
-/// folded ids, like `dshbak -c`.
+/// dshbak's divider: 16 dashes.
+const DIVIDER: &str = "----------------";
+
+/// `-b`: engines with the same stdout share one block, like `dshbak -c`:
+/// a divider, the engines' ids (`7`, or folded as `[0-3,5]`) and their
+/// hosts folded as `nodeset -f` folds them, a divider, then the output.
+/// Engines that printed nothing get no block. Output that does not end in
+/// a newline is followed by a `(no newline at end)` line, so `x` and
+/// `x\n` do not look alike.
 pub(super) fn grouped(out: &mut impl Write, results: &[EngineResult]) -> io::Result<()> {
-    let mut groups: Vec<(&[u8], Vec<u32>)> = Vec::new();
-    for r in results {
+    let mut groups: Vec<(&[u8], Vec<&EngineResult>)> = Vec::new();
+    for r in results.iter().filter(|r| !r.stdout.is_empty()) {
         match groups
             .iter_mut()
             .find(|(stdout, _)| *stdout == r.stdout.as_slice())
         {
-            Some((_, ids)) => ids.push(r.id),
-            None => groups.push((&r.stdout, vec![r.id])),
+            Some((_, members)) => members.push(r),
+            None => groups.push((&r.stdout, vec![r])),
         }
     }
-    for (stdout, ids) in groups {
-        writeln!(out, "---------------")?;
-        writeln!(out, "[{}]", fold_ids(&ids))?;
-        writeln!(out, "---------------")?;
+    for (stdout, members) in groups {
+        let ids: Vec<u32> = members.iter().map(|r| r.id).collect();
+        let ids = match ids[..] {
+            [id] => id.to_string(),
+            _ => format!("[{}]", fold_ids(&ids)),
+        };
+        let hosts = NodeSet::from_names(members.iter().map(|r| r.host.as_str())).fold();
+        writeln!(out, "{DIVIDER}\n{ids} {hosts}\n{DIVIDER}")?;
         out.write_all(stdout)?;
-        if !stdout.is_empty() && !stdout.ends_with(b"\n") {
-            out.write_all(b"\n")?;
+        if !stdout.ends_with(b"\n") {
+            out.write_all(b"\n(no newline at end)\n")?;
         }
     }
     Ok(())
@@ -75,10 +87,10 @@ pub(super) fn grouped(out: &mut impl Write, results: &[EngineResult]) -> io::Res
 mod tests {
     use super::*;
 
-    fn result(id: u32, stdout: &str) -> EngineResult {
+    fn result(id: u32, host: &str, stdout: &str) -> EngineResult {
         EngineResult {
             id,
-            host: "h".into(),
+            host: host.into(),
             status: 0,
             stdout: stdout.into(),
             stderr: Vec::new(),
@@ -94,14 +106,34 @@ mod tests {
     }
 
     #[test]
-    fn groups_identical_outputs() {
+    fn groups_identical_outputs_like_dshbak() {
         let mut out = Vec::new();
-        let results = [result(0, "x\n"), result(1, "y\n"), result(2, "x\n")];
+        let results = [
+            result(0, "node01", "x\n"),
+            result(1, "node01", "y\n"),
+            result(2, "node02", "x\n"),
+            result(3, "node02", ""),
+            result(4, "node03", "x\n"),
+        ];
         grouped(&mut out, &results).unwrap();
         let text = String::from_utf8(out).unwrap();
+        let div = "-".repeat(16);
         assert_eq!(
             text,
-            "---------------\n[0,2]\n---------------\nx\n---------------\n[1]\n---------------\ny\n"
+            format!("{div}\n[0,2,4] node[01-03]\n{div}\nx\n{div}\n1 node01\n{div}\ny\n")
+        );
+    }
+
+    #[test]
+    fn says_when_output_has_no_newline_at_end() {
+        let mut out = Vec::new();
+        let results = [result(0, "a", "x"), result(1, "a", "x\n")];
+        grouped(&mut out, &results).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let div = "-".repeat(16);
+        assert_eq!(
+            text,
+            format!("{div}\n0 a\n{div}\nx\n(no newline at end)\n{div}\n1 a\n{div}\nx\n")
         );
     }
 }

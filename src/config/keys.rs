@@ -13,6 +13,8 @@ pub(crate) enum Place {
     Top,
     /// In `[[hosts]]` tables, and in `[defaults]` (all but `host`).
     Host,
+    /// In the `[slurm]` table: an allocation pcl asks Slurm for.
+    Slurm,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +63,70 @@ pub(crate) fn keys() -> Vec<Key> {
              lists are not joined).",
         ),
         key(
+            "slurm",
+            Place::Top,
+            "a table of Slurm keys, written [slurm]",
+            "none: no allocation is asked for",
+            "An allocation pcl asks Slurm for at pcl up (salloc), holds for the session \
+             and gives back at pcl down; its nodes become the hosts.",
+        ),
+        key(
+            "nodes",
+            Place::Slurm,
+            "a whole number, at least 1",
+            "Slurm's default",
+            "Nodes to ask for (salloc --nodes).",
+        ),
+        key(
+            "tasks_per_node",
+            Place::Slurm,
+            "a whole number, at least 1",
+            "engines, else Slurm's default",
+            "Tasks per node (--ntasks-per-node); engines per node default to it.",
+        ),
+        key(
+            "engines",
+            Place::Slurm,
+            "1 to 1024",
+            "the tasks Slurm gives each node",
+            "Engines per node; also asks for that many tasks when tasks_per_node is not set.",
+        ),
+        key(
+            "time",
+            Place::Slurm,
+            "a Slurm time limit, e.g. \"1:00:00\"",
+            "the partition's default",
+            "The allocation's time limit (--time).",
+        ),
+        key(
+            "partition",
+            Place::Slurm,
+            "a partition name",
+            "Slurm's default partition",
+            "Where to ask (--partition).",
+        ),
+        key(
+            "account",
+            Place::Slurm,
+            "an account name",
+            "the user's default account",
+            "Whose allocation it is (--account).",
+        ),
+        key(
+            "qos",
+            Place::Slurm,
+            "a quality of service name",
+            "Slurm's default",
+            "The quality of service (--qos).",
+        ),
+        key(
+            "options",
+            Place::Slurm,
+            "an array of strings",
+            "none",
+            "More salloc options, passed verbatim after pcl's own.",
+        ),
+        key(
             "hosts",
             Place::Top,
             "an array of tables, written [[hosts]]; at least one",
@@ -71,10 +137,12 @@ pub(crate) fn keys() -> Vec<Key> {
         key(
             "host",
             Place::Host,
-            "a host name, or ClusterShell/pdsh ranges such as node[01-16] or n[1-3,7],login1",
+            "a host name, or a ClusterShell node set such as node[01-16], n[1-3,7],login1 or \
+             node[01-64]!node13 (! removes, & intersects, ^ keeps what one side names)",
             "none: required in every [[hosts]] table, not allowed in [defaults]",
-            "The hosts of this table. Names are sorted with repeats merged, as ClusterShell \
-             does; a host may appear once in the file (compared ignoring case).",
+            "The hosts of this table, read as ClusterShell 1.9 reads a node set: its names in \
+             the order nodeset -e gives them (sorted, repeats merged); @groups and names with \
+             spaces are refused. A host may appear once in the file (compared ignoring case).",
         ),
         key(
             "engines",
@@ -205,5 +273,8 @@ mod tests {
         let mut host = accepted("[[hosts]]\nhost = \"a\"\nzzz = 1\n");
         host.sort();
         assert_eq!(host, documented(Place::Host));
+        let mut slurm = accepted("[slurm]\nzzz = 1\n");
+        slurm.sort();
+        assert_eq!(slurm, documented(Place::Slurm));
     }
 }

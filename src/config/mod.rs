@@ -9,6 +9,7 @@ mod cluster;
 mod error;
 mod host_spec;
 mod keys;
+mod nodeset;
 mod schema;
 mod slurm;
 mod values;
@@ -16,6 +17,7 @@ mod values;
 pub(crate) use cluster::Cluster;
 pub(crate) use host_spec::{HostSpec, LauncherKind};
 pub(crate) use keys::{Place, keys};
+pub(crate) use nodeset::NodeSet;
 #[cfg(test)]
 use slurm::AllocatedNode;
 pub(crate) use slurm::{Allocation, AllocationError, SlurmRequest};

@@ -153,6 +153,24 @@ host = "alpha"
 }
 
 #[test]
+fn host_values_take_clustershell_operators() {
+    let cluster = parse(
+        r#"
+[[hosts]]
+host = "node[01-05]!node03"
+[[hosts]]
+host = "gpu[1-4]&gpu[3-9],cors,cors1"
+"#,
+    );
+    assert_eq!(
+        names(&cluster),
+        [
+            "node01", "node02", "node04", "node05", "cors", "cors1", "gpu3", "gpu4"
+        ]
+    );
+}
+
+#[test]
 fn inline_array_of_host_tables_works_too() {
     let cluster = parse(r#"hosts = [{ host = "a" }, { host = "b", engines = 2 }]"#);
     assert_eq!(names(&cluster), ["a", "b"]);
@@ -178,7 +196,9 @@ fn example_file_parses() {
                 .split_once(" = ")
                 .is_some_and(|(key, _)| key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
     };
-    let full: String = text
+    // The Slurm tables at its end are other ways in, not part of it.
+    let ssh_cluster = &text[..text.find("# On a Slurm cluster").expect("the Slurm part")];
+    let full: String = ssh_cluster
         .lines()
         .map(|line| match line.strip_prefix("# ") {
             Some(rest) if is_key(rest) => format!("{rest}\n"),
@@ -368,13 +388,15 @@ fn toml_syntax_errors_stay_on_one_line() {
 fn bad_ranges() {
     assert_eq!(
         error("[[hosts]]\nhost = \"node[01-\"\n"),
-        "cluster.toml:2:8: host \"node[01-\" is not a valid host list (unable to parse '[01-'); \
-         write names and ranges like \"node[01-16]\" or \"n[1-3,7],login1\""
+        "cluster.toml:2:8: host \"node[01-\" is not a valid host list (missing bracket at \
+         \"node[01-\"); write names and ranges like \"node[01-16]\", \"n[1-3,7],login1\" or \
+         \"node[01-64]!node13\""
     );
     assert_eq!(
         error("[[hosts]]\nengines = 2\nhost = \"n[5-1]\"\n"),
-        "cluster.toml:3:8: host \"n[5-1]\" is not a valid host list (invalid range); \
-         write names and ranges like \"node[01-16]\" or \"n[1-3,7],login1\""
+        "cluster.toml:3:8: host \"n[5-1]\" is not a valid host list (invalid values in range \
+         at \"5-1\"); write names and ranges like \"node[01-16]\", \"n[1-3,7],login1\" or \
+         \"node[01-64]!node13\""
     );
     assert_eq!(
         error("[[hosts]]\nhost = \"alice@node1\"\n"),
@@ -384,6 +406,16 @@ fn bad_ranges() {
     assert_eq!(
         error("[[hosts]]\nhost = \" \"\n"),
         "cluster.toml:2:8: host is empty; give a host name or a range like \"node[01-16]\""
+    );
+    assert_eq!(
+        error("[[hosts]]\nhost = \"n[1-2]!n[1-2]\"\n"),
+        "cluster.toml:2:8: host \"n[1-2]!n[1-2]\" leaves no host; give a host name or a range \
+         like \"node[01-16]\""
+    );
+    assert_eq!(
+        error("[[hosts]]\nhost = \"tigrou 0, tigrou1\"\n"),
+        "cluster.toml:2:8: host name \"tigrou 0\" contains a space or control character, which \
+         no host name can; separate hosts with ','"
     );
     assert_eq!(
         error("[[hosts]]\nhost = \"a,-oProxyCommand\"\n"),

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use nodeset::{NodeSet, NodeSetParseError};
+use super::nodeset::{NodeSet, NodeSetError};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 /// `engines`: engines on one host, 1 to `MAX_ENGINES_PER_HOST`.
@@ -50,13 +50,13 @@ pub(super) const MAX_SECONDS: u32 = 86_400;
 #[derive(Debug)]
 pub(super) struct SessionName(pub(super) String);
 
-/// `host`: one host name or a ClusterShell/pdsh range such as
-/// `node[01-16]` or `n[1-3,7],login1`, expanded.
+/// `host`: one host name or a ClusterShell node set such as `node[01-16]`,
+/// `n[1-3,7],login1` or `node[01-64]!node13`, expanded.
 ///
-/// Like ClusterShell's `nodeset -e`, a `host` value is a set: its names come
-/// out sorted (by prefix, then numerically) with repeats merged, so
-/// `n[1-3,7],login1` gives login1, n1, n2, n3, n7. Order across `[[hosts]]`
-/// tables is the file's order.
+/// A `host` value is a set, and its names come out as ClusterShell's
+/// `nodeset -e` gives them (sorted, repeats merged), so `n[1-3,7],login1`
+/// gives login1, n1, n2, n3, n7. Order across `[[hosts]]` tables is the
+/// file's order.
 #[derive(Debug)]
 pub(super) struct HostNames(pub(super) Vec<String>);
 
@@ -204,26 +204,50 @@ impl<'de> Deserialize<'de> for HostNames {
 }
 
 pub(super) fn expand(text: &str) -> Result<Vec<String>, String> {
-    let set: NodeSet = text.parse().map_err(|error| match error {
-        // `@` is ClusterShell's group syntax; pcl configures no group source.
-        NodeSetParseError::Source(_) => format!(
+    // `@` starts a ClusterShell group, for which pcl has no source; inside
+    // a name it would make ssh read a user name.
+    let groups = || {
+        format!(
             "host {text:?}: '@' node groups are not supported; list the hosts \
              (and give a user name with user = \"...\")"
-        ),
+        )
+    };
+    let mut set = NodeSet::parse(text).map_err(|error| match error {
+        NodeSetError::Group => groups(),
         error => format!(
             "host {text:?} is not a valid host list ({error}); write names and ranges \
-             like \"node[01-16]\" or \"n[1-3,7],login1\""
+             like \"node[01-16]\", \"n[1-3,7],login1\" or \"node[01-64]!node13\""
         ),
     })?;
-    if set.is_empty() {
-        return Err("host is empty; give a host name or a range like \"node[01-16]\"".into());
+    let names = set.names();
+    if names.is_empty() {
+        return Err(if text.trim().is_empty() {
+            "host is empty; give a host name or a range like \"node[01-16]\"".into()
+        } else {
+            format!(
+                "host {text:?} leaves no host; give a host name or a range like \"node[01-16]\""
+            )
+        });
     }
-    let names: Vec<String> = set.iter().collect();
+    if names.iter().any(|name| name.contains('@')) {
+        return Err(groups());
+    }
     // ssh would read such a name as an option.
     if let Some(name) = names.iter().find(|name| name.starts_with('-')) {
         return Err(format!(
             "host name {name:?} starts with '-', which ssh would take as an option; \
              fix the host name"
+        ));
+    }
+    // ClusterShell keeps spaces inside names (`tigrou 0`); no host is
+    // called that, so it is a typo here.
+    if let Some(name) = names
+        .iter()
+        .find(|name| name.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(format!(
+            "host name {name:?} contains a space or control character, which no host \
+             name can; separate hosts with ','"
         ));
     }
     Ok(names)

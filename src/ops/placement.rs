@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use crate::config::NodeSet;
 use crate::protocol::data::check_remote;
 use crate::protocol::remote::RemoteTemplate;
 use crate::session::{EngineCondition, EnginePool, SessionError, fold_ids};
@@ -100,9 +101,10 @@ pub(super) fn sharers(pool: &EnginePool, ids: &[u32]) -> String {
 /// Host names folded into ranges as `nodeset -f` does: `node[01-04]`.
 fn fold_hosts(hosts: &[String]) -> String {
     let listed = hosts.join(",");
-    listed
-        .parse::<nodeset::NodeSet>()
-        .map_or(listed, |set| set.to_string())
+    match NodeSet::parse(&listed) {
+        Ok(mut set) => set.fold(),
+        Err(_) => listed,
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub struct MapRequest {
     pub timeout_ms: Option<u64>,
     /// Absolute path of a GNU parallel style joblog to write.
     pub joblog: Option<PathBuf>,
+    /// Add to the joblog rather than start it afresh (`--joblog +FILE`).
+    pub joblog_append: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

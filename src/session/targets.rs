@@ -1,9 +1,11 @@
 use std::str::FromStr;
 
 use super::SessionError;
+use crate::config::NodeSet;
 
 /// Which engines a call addresses: `all`, ids like `0,2,5-7`, or host
-/// names and ranges like `node[01-04]` (every engine on those hosts).
+/// names and ranges like `node[01-04]` or `node[01-64]!node13` (every
+/// engine on those hosts), read as the cluster file's `host` is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Targets {
     All,
@@ -40,10 +42,11 @@ impl FromStr for Targets {
             ids.dedup();
             return Ok(Targets::Ids(ids));
         }
-        let set: nodeset::NodeSet = s
-            .parse()
-            .map_err(|e: nodeset::NodeSetParseError| bad(&e.to_string()))?;
-        Ok(Targets::Hosts(set.iter().collect()))
+        let hosts = NodeSet::parse(s).map_err(|e| bad(&e.to_string()))?.names();
+        if hosts.is_empty() {
+            return Err(bad("no host is left"));
+        }
+        Ok(Targets::Hosts(hosts))
     }
 }
 
@@ -126,6 +129,17 @@ mod tests {
             .resolve(&engines())
             .unwrap_err();
         assert!(err.contains("node09"), "{err}");
+    }
+
+    #[test]
+    fn host_operators() {
+        let t: Targets = "node[01-03]!node02".parse().unwrap();
+        assert_eq!(t.resolve(&engines()).unwrap(), vec![0, 1, 4, 5]);
+        let t: Targets = "node[01-02]&node[02-09]".parse().unwrap();
+        assert_eq!(t.resolve(&engines()).unwrap(), vec![2, 3]);
+        assert!("node01!node01".parse::<Targets>().is_err());
+        assert!("node01!".parse::<Targets>().is_err());
+        assert!("@all".parse::<Targets>().is_err());
     }
 
     #[test]

@@ -99,6 +99,20 @@ pub(crate) fn skip(reason: &str) {
     eprintln!("SKIPPED: {} ({reason})", test_name());
 }
 
+/// A peer tool that comparison tests run (ClusterShell's `nodeset`, pdsh's
+/// `dshbak`, GNU `parallel`), from `PATH`; `None`, after printing
+/// `SKIPPED: ...`, when it is not installed (`scripts/test.sh` installs
+/// `package`).
+pub fn peer_tool(name: &str, package: &str) -> Option<PathBuf> {
+    let found = find_program(name, &[]);
+    if found.is_none() {
+        skip(&format!(
+            "{name} is not installed (Debian package {package})"
+        ));
+    }
+    found
+}
+
 pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }

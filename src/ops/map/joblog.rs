@@ -1,30 +1,45 @@
-//! `--joblog`: one row per finished run, in GNU parallel's format, so the
-//! tools that read parallel's joblogs read pcl's.
+//! `--joblog`: one row per item, in GNU parallel's format, so the tools
+//! that read parallel's joblogs (parallel's own `--resume`,
+//! `--resume-failed`, `--retry-failed`) read pcl's.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::protocol::engine::TaskEnd;
+use crate::protocol::engine::{ExecOutcome, TaskEnd};
 use crate::quoting::substitute;
+
+const HEADER: &[u8] =
+    b"Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
+
+/// GNU parallel's Host for a job run on this machine.
+pub(super) const LOCAL_HOST: &str = ":";
 
 pub(super) struct Joblog {
     file: BufWriter<File>,
 }
 
 impl Joblog {
-    pub(super) fn create(path: &Path) -> std::io::Result<Self> {
-        let file = File::create(path)
+    /// Creates (or empties) the log and writes its header; with `append`
+    /// (parallel's `--joblog +FILE`), adds to it as it is, header and all.
+    pub(super) fn open(path: &Path, append: bool) -> std::io::Result<Self> {
+        let mut options = OpenOptions::new();
+        if append {
+            options.append(true).create(true);
+        } else {
+            options.write(true).create(true).truncate(true);
+        }
+        let file = options
+            .open(path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let mut file = BufWriter::new(file);
-        file.write_all(
-            b"Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n",
-        )?;
+        if !append {
+            file.write_all(HEADER)?;
+        }
         Ok(Self { file })
     }
 
-    /// Seq counts from 1, as in parallel. A shell reports death by signal
-    /// N as status 128+N, which is all pcl can see of it.
+    /// The row of an item's last run. Seq counts from 1, as in parallel.
     pub(super) fn row(
         &mut self,
         host: &str,
@@ -32,16 +47,13 @@ impl Joblog {
         item: &[u8],
         end: &TaskEnd,
     ) -> std::io::Result<()> {
-        let status = end.end.status;
-        let signal = if (129..=128 + 64).contains(&status) {
-            status - 128
-        } else {
-            0
-        };
-        let command = substitute(template, item).replace(['\t', '\n'], " ");
+        let (exitval, signal) = exit_and_signal(end);
+        // Newlines would break the row; parallel writes them as NUL and
+        // turns them back when it reads the log.
+        let command = substitute(template, item).replace('\n', "\0");
         writeln!(
             self.file,
-            "{}\t{host}\t{:.3}\t{:.3}\t0\t{}\t{status}\t{signal}\t{command}",
+            "{}\t{host}\t{:.3}\t{:10.3}\t0\t{}\t{exitval}\t{signal}\t{command}",
             end.seq + 1,
             end.start_ms as f64 / 1000.0,
             end.runtime_ms as f64 / 1000.0,
@@ -51,5 +63,19 @@ impl Joblog {
 
     pub(super) fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
+    }
+}
+
+/// Exitval and Signal as parallel reports them: a task killed by signal N
+/// exited 0 with signal N, and one stopped by `--timeout` has -1 and
+/// SIGTERM. A shell shows death by signal N only as status 128+N, so that
+/// is what pcl reads as a signal (a task that itself exits 128+N looks
+/// the same).
+fn exit_and_signal(end: &TaskEnd) -> (i32, i32) {
+    let status = end.end.status;
+    match end.end.outcome {
+        ExecOutcome::TimedOut => (-1, libc::SIGTERM),
+        _ if (129..=128 + 64).contains(&status) => (0, status - 128),
+        _ => (status, 0),
     }
 }

@@ -85,7 +85,7 @@ pub(crate) async fn run(
         out.send(&Reply::MapTotal(total)).await?;
     }
     let joblog = match &request.joblog {
-        Some(path) => Some(Joblog::create(path)?),
+        Some(path) => Some(Joblog::open(path, request.joblog_append)?),
         None => None,
     };
     let cancel = Abort::of(out);
@@ -275,13 +275,19 @@ impl Map {
                 };
                 pending.runs += 1;
                 let host = self.pool.host_of(engine);
-                if let Some(joblog) = &mut self.joblog {
-                    joblog.row(&host, &self.request.command, &pending.item, &end)?;
-                }
                 let status = end.end.status;
                 if status != 0 && pending.runs < self.request.retries && !self.end.aborted {
                     self.queue.push_front(pending);
                     return Ok(());
+                }
+                // One row per item, its last run's, as parallel writes.
+                if let Some(joblog) = &mut self.joblog {
+                    let label = if self.pool.is_local(engine) {
+                        joblog::LOCAL_HOST
+                    } else {
+                        &host
+                    };
+                    joblog.row(label, &self.request.command, &pending.item, &end)?;
                 }
                 self.end.done += 1;
                 if status != 0 {

@@ -5,6 +5,7 @@ use tokio::sync::watch;
 
 use super::link::Link;
 use super::{EngineCondition, EnginePool};
+use crate::config::LauncherKind;
 use crate::protocol::session::LaunchProgress;
 use crate::session::{SessionError, Targets};
 
@@ -52,6 +53,14 @@ impl EnginePool {
             .spec
             .host
             .clone()
+    }
+
+    /// Whether the engine runs on this machine, started without ssh.
+    pub(crate) fn is_local(&self, id: u32) -> bool {
+        self.hosts[self.engines[id as usize].host_index]
+            .spec
+            .launcher
+            == LauncherKind::Local
     }
 
     /// The engine's state as a user sees it: a host that is not connected
