@@ -83,6 +83,12 @@ pub(crate) enum Command {
         /// Job id, as `--async` printed it
         job: u64,
     },
+    /// An interactive prompt: each line runs on the targets as a streamed px
+    Console {
+        /// Engines to run on, until `:targets` changes them
+        #[arg(short = 't', long, default_value = "all", value_name = "T", value_parser = targets_arg)]
+        targets: String,
+    },
     /// Send SIGINT to the commands running on the target engines
     Interrupt {
         /// Engines: `all`, ids `0,2,5-7`, or hosts `node[01-04]`

@@ -40,6 +40,8 @@ pub(super) struct Call {
     request: Request,
     stdin: Stdin,
     background: bool,
+    /// A second Ctrl-C does not end the process (the console's calls).
+    keep_running: bool,
 }
 
 /// A call whose replies are coming.
@@ -61,7 +63,15 @@ impl Call {
             request,
             stdin: Stdin::None,
             background: false,
+            keep_running: false,
         }
+    }
+
+    /// Ctrl-C, however often, interrupts the call and nothing else: the
+    /// console stays.
+    pub(crate) fn keep_running(mut self) -> Call {
+        self.keep_running = true;
+        self
     }
 
     pub(super) fn stdin(mut self, stdin: Stdin) -> Call {
@@ -100,10 +110,9 @@ impl Call {
                 lines = Some(tokio::spawn(stream_lines(writer)));
             }
         }
-        Ok(Some(Started {
-            replies: Replies::new(client, true)?,
-            lines,
-        }))
+        let mut replies = Replies::new(client, true)?;
+        replies.keep_running = self.keep_running;
+        Ok(Some(Started { replies, lines }))
     }
 
     /// Send the request and render its replies with `render`.
@@ -163,6 +172,7 @@ pub(super) struct Replies {
     write_files: bool,
     interrupted: bool,
     abort_sent: bool,
+    keep_running: bool,
 }
 
 impl Replies {
@@ -174,6 +184,7 @@ impl Replies {
             write_files: true,
             interrupted: false,
             abort_sent: false,
+            keep_running: false,
         })
     }
 
@@ -196,7 +207,7 @@ impl Replies {
                     tokio::select! {
                         reply = &mut next => break reply?,
                         _ = self.sigint.recv() => {
-                            if self.interrupted || !self.live {
+                            if (self.interrupted || !self.live) && !self.keep_running {
                                 std::process::exit(INTERRUPTED);
                             }
                             self.interrupted = true;

@@ -3,6 +3,7 @@
 
 mod args;
 mod call;
+mod console;
 mod data;
 mod data_view;
 mod exit;
@@ -91,6 +92,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             engines,
             slurm,
         } => current_thread()?.block_on(session_cmds::up(session, cluster, engines, slurm)),
+        // Its own loop, with a runtime per command it runs.
+        Command::Console { targets } => {
+            let session = crate::session::to_reach(session.as_deref())?;
+            console::run(session, targets)
+        }
         command => {
             let session = crate::session::to_reach(session.as_deref())?;
             current_thread()?.block_on(reach(session, command))
@@ -123,7 +129,8 @@ async fn reach(session: SessionPaths, command: Command) -> anyhow::Result<ExitCo
         | Command::Session { .. }
         | Command::Completions { .. }
         | Command::Man { .. }
-        | Command::Nodeset { .. } => unreachable!("handled before a session is chosen"),
+        | Command::Nodeset { .. }
+        | Command::Console { .. } => unreachable!("handled before a session is chosen"),
     }
 }
 

@@ -28,6 +28,18 @@ const MAX_LINE: usize = 64 << 10;
 const FOOTER_DELAY: Duration = Duration::from_secs(1);
 
 pub(super) async fn run(session: SessionPaths, args: PxArgs) -> anyhow::Result<ExitCode> {
+    call(session, args, false).await
+}
+
+/// A px of the console's: Ctrl-C interrupts it, and the console stays.
+pub(super) async fn run_in_console(
+    session: SessionPaths,
+    args: PxArgs,
+) -> anyhow::Result<ExitCode> {
+    call(session, args, true).await
+}
+
+async fn call(session: SessionPaths, args: PxArgs, keep_running: bool) -> anyhow::Result<ExitCode> {
     let request = Request::Px(PxRequest {
         targets: args.targets.clone(),
         command: args.command.join(" "),
@@ -35,10 +47,13 @@ pub(super) async fn run(session: SessionPaths, args: PxArgs) -> anyhow::Result<E
         // A job's output is shown later, by `pcl result`, in engine order.
         stream: !args.background && streams(&args),
     });
-    Call::new(session, request)
-        .background(args.background)
-        .run(|replies| render(args, replies))
-        .await
+    let call = Call::new(session, request).background(args.background);
+    let call = if keep_running {
+        call.keep_running()
+    } else {
+        call
+    };
+    call.run(|replies| render(args, replies)).await
 }
 
 /// Lines as they come, engines interleaved: on a terminal unless
