@@ -212,7 +212,7 @@ impl Replies {
                             }
                             self.interrupted = true;
                             if let Some(job) = job {
-                                abort(&paths, job).await;
+                                abort(&paths, job, self.keep_running).await;
                                 self.abort_sent = true;
                             }
                         }
@@ -222,7 +222,7 @@ impl Replies {
             // Ctrl-C before the daemon named the job: abort it now.
             if self.interrupted && !self.abort_sent {
                 if let Some(job) = self.client.job() {
-                    abort(&paths, job).await;
+                    abort(&paths, job, self.keep_running).await;
                     self.abort_sent = true;
                 }
             }
@@ -241,8 +241,12 @@ impl Replies {
     }
 }
 
-async fn abort(paths: &SessionPaths, job: u64) {
-    eprintln!("pcl: interrupting (Ctrl-C again to quit at once)");
+async fn abort(paths: &SessionPaths, job: u64, keep_running: bool) {
+    if keep_running {
+        eprintln!("pcl: interrupting");
+    } else {
+        eprintln!("pcl: interrupting (Ctrl-C again to quit at once)");
+    }
     if let Ok(mut client) = Client::connect(paths).await {
         if client.send(&Request::Abort(job)).await.is_ok() {
             while let Ok(reply) = client.next().await {
