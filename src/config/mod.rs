@@ -26,4 +26,6 @@ pub(crate) use values::MAX_ENGINES_PER_HOST;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_errors;
+#[cfg(test)]
 mod tests_slurm;
