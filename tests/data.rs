@@ -8,66 +8,14 @@ mod common;
 use common::*;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-/// A tiny seeded generator, so failures reproduce.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// `len` bytes, none of them NUL (no shell string holds one).
-    fn value(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| (self.below(255) + 1) as u8).collect()
-    }
-
-    /// `len` random bytes, 8 at a time.
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            out.extend_from_slice(&self.next().to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
-}
 
 /// ipyparallel's block sizes (dist='b').
 fn blocks(total: usize, n: usize) -> Vec<usize> {
     (0..n)
         .map(|k| total / n + usize::from(k < total % n))
         .collect()
-}
-
-/// `n` local hosts of one engine each, every one with its own workdir
-/// (`w0`, `w1`, ... in the env), like separate machines.
-fn separate_hosts(env: &Env, n: usize, extra: &[&str]) -> (PathBuf, Vec<PathBuf>) {
-    let dirs: Vec<PathBuf> = (0..n).map(|i| env.path().join(format!("w{i}"))).collect();
-    let hosts: Vec<Host> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, dir)| {
-            let mut h = Host::local(1).workdir(&dir.to_string_lossy());
-            h.host = format!("h{i}");
-            for line in extra {
-                h = h.raw(line);
-            }
-            h
-        })
-        .collect();
-    (env.write_cluster(&hosts), dirs)
 }
 
 fn lines_of(text: &[u8]) -> Vec<&[u8]> {

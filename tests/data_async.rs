@@ -8,19 +8,9 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// `n` local hosts of one engine each, every one with its own workdir.
-fn separate_hosts(env: &Env, n: usize) -> Vec<PathBuf> {
-    let dirs: Vec<PathBuf> = (0..n).map(|i| env.path().join(format!("w{i}"))).collect();
-    let hosts: Vec<Host> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, dir)| {
-            let mut h = Host::local(1).workdir(&dir.to_string_lossy());
-            h.host = format!("h{i}");
-            h
-        })
-        .collect();
-    let cluster = env.write_cluster(&hosts);
+/// `n` local hosts of one engine each, every one with its own workdir, up.
+fn up_separate_hosts(env: &Env, n: usize) -> Vec<PathBuf> {
+    let (cluster, dirs) = separate_hosts(env, n, &[]);
     env.up([&cluster]);
     dirs
 }
@@ -74,7 +64,7 @@ fn words(words: &[&str]) -> Vec<String> {
 #[test]
 fn async_result_equals_the_sync_call_for_every_data_verb() {
     let env = Env::new();
-    let dirs = separate_hosts(&env, 3);
+    let dirs = up_separate_hosts(&env, 3);
     env.px(["a=$PCL_ENGINE_ID"]).success();
     env.px(["-t", "1", "unset a"]).success();
     env.px(["-t", "0", "echo only here > only0.txt"]).success();
@@ -207,20 +197,9 @@ fn assert_whole_or_absent(path: &Path, len: u64) {
 #[test]
 fn ctrl_c_on_a_transfer_exits_130_and_leaves_no_temp_file() {
     let env = Env::new();
-    let dirs = separate_hosts(&env, 2);
+    let dirs = up_separate_hosts(&env, 2);
     let big = env.path().join("big.bin");
-    {
-        let mut x = 0x9e3779b97f4a7c15u64;
-        let data: Vec<u8> = (0..(384usize << 20) / 8)
-            .flat_map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()
-            })
-            .collect();
-        std::fs::write(&big, data).unwrap();
-    }
+    std::fs::write(&big, XorShift(0x9e3779b97f4a7c15).bytes(384 << 20)).unwrap();
     let push = env.spawn(&["push", "--file", &big.to_string_lossy()]);
     assert!(
         wait_until(Duration::from_secs(60), || dirs

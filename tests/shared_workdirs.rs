@@ -377,15 +377,7 @@ fn netns_push_to_two_pairs_of_hosts_writes_one_copy_per_pair() {
         .collect();
     let before: Vec<u64> = engine_hosts.iter().map(|&p| written(p)).collect();
     let size = 16usize << 20;
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let data: Vec<u8> = (0..size / 8)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect();
+    let data = XorShift(0x2545_f491_4f6c_dd1d).bytes(size);
     let file = env.write("data.bin", &data);
     let out = env
         .pcl([

@@ -120,3 +120,22 @@ pub fn cluster_toml(hosts: &[Host]) -> String {
     }
     s
 }
+
+/// `n` local hosts of one engine each, every one with its own workdir
+/// (`w0`, `w1`, ... in the env), like separate machines.
+pub fn separate_hosts(env: &Env, n: usize, extra: &[&str]) -> (PathBuf, Vec<PathBuf>) {
+    let dirs: Vec<PathBuf> = (0..n).map(|i| env.path().join(format!("w{i}"))).collect();
+    let hosts: Vec<Host> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            let mut h = Host::local(1).workdir(&dir.to_string_lossy());
+            h.host = format!("h{i}");
+            for line in extra {
+                h = h.raw(line);
+            }
+            h
+        })
+        .collect();
+    (env.write_cluster(&hosts), dirs)
+}

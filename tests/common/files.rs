@@ -43,3 +43,36 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// A tiny seeded generator, so failures reproduce.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// `len` bytes, none of them NUL (no shell string holds one).
+    pub fn value(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| (self.below(255) + 1) as u8).collect()
+    }
+
+    /// `len` random bytes, 8 at a time.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next().to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+}
