@@ -1,6 +1,7 @@
 //! An engine host serves only the daemon that launched it: a QUIC client
 //! with another certificate, or one that pins another engine certificate,
-//! gets nothing. Drives a real `pcl engine` process over real QUIC.
+//! gets nothing, over UDP and over the channel of its stdin and stdout
+//! alike. Drives a real `pcl engine` process over real QUIC.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -8,7 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use pcl::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
-use pcl::transport::{Identity, client_endpoint, connect, read_frame, write_frame};
+use pcl::transport::{
+    Channel, Identity, Via, client_channel_endpoint, client_endpoint, connect, read_frame,
+    write_frame,
+};
+use quinn::Endpoint;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 struct EngineHost {
     child: Child,
@@ -20,6 +26,22 @@ impl Drop for EngineHost {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn config(trusted: &Identity, workdir: &tempfile::TempDir) -> EngineHostConfig {
+    EngineHostConfig {
+        session: "peer-auth-test".into(),
+        client_fingerprint: trusted.fingerprint(),
+        host: "localhost".into(),
+        first_id: 0,
+        engines: 1,
+        engine_count: 1,
+        workdir: Some(workdir.path().display().to_string()),
+        shell: "bash".into(),
+        setup: None,
+        reconnect_grace_secs: 60,
+        listen_udp: true,
     }
 }
 
@@ -38,18 +60,7 @@ fn start_engine_host(trusted: &Identity) -> EngineHost {
         .spawn()
         .expect("pcl engine starts");
     let workdir = tempfile::tempdir().unwrap();
-    let config = EngineHostConfig {
-        session: "peer-auth-test".into(),
-        client_fingerprint: trusted.fingerprint(),
-        host: "localhost".into(),
-        first_id: 0,
-        engines: 1,
-        engine_count: 1,
-        workdir: Some(workdir.path().display().to_string()),
-        shell: "bash".into(),
-        setup: None,
-        reconnect_grace_secs: 60,
-    };
+    let config = config(trusted, &workdir);
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{}", serde_json::to_string(&config).unwrap()).unwrap();
     // Keep the tether open for the test's lifetime.
@@ -77,11 +88,61 @@ fn start_engine_host(trusted: &Identity) -> EngineHost {
     }
 }
 
+/// An engine host whose only path is its stdin and stdout, and the
+/// daemon side's endpoint over them.
+async fn start_engine_host_over_channel(
+    trusted: &Identity,
+) -> (tokio::process::Child, Endpoint, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pcl"))
+        .args(["engine", "--session", "peer-auth-test"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pcl engine starts");
+    let workdir = tempfile::tempdir().unwrap();
+    let mut config = config(trusted, &workdir);
+    config.listen_udp = false;
+    std::mem::forget(workdir);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut line = serde_json::to_vec(&config).unwrap();
+    line.push(b'\n');
+    stdin.write_all(&line).await.unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut handshake = String::new();
+    stdout.read_line(&mut handshake).await.unwrap();
+    assert!(
+        handshake.starts_with("PCL-ENGINE/1 port=0 "),
+        "no UDP port: {handshake}"
+    );
+    let fingerprint = handshake
+        .trim_end()
+        .rsplit("fp=")
+        .next()
+        .unwrap()
+        .to_string();
+    let channel = Channel::spawn(stdout, stdin);
+    let endpoint = client_channel_endpoint(channel.socket.clone()).unwrap();
+    // Keep the tether open for the test's lifetime.
+    std::mem::forget(channel);
+    (child, endpoint, fingerprint)
+}
+
 /// Connect and ask the engine host to start; Ok only if it answered.
 async fn try_start(client: &Identity, addr: SocketAddr, pinned: &str) -> Result<(), String> {
     let endpoint = client_endpoint().map_err(|e| e.to_string())?;
+    try_start_via(&endpoint, Via::Udp(addr), client, pinned).await
+}
+
+async fn try_start_via(
+    endpoint: &Endpoint,
+    via: Via,
+    client: &Identity,
+    pinned: &str,
+) -> Result<(), String> {
     let attempt = async {
-        let conn = connect(&endpoint, client, addr, pinned, Duration::from_secs(10))
+        let conn = connect(endpoint, client, via, pinned, Duration::from_secs(10))
             .await
             .map_err(|e| e.to_string())?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
@@ -118,6 +179,28 @@ async fn only_the_pinned_daemon_is_served() {
     );
 
     try_start(&daemon, host.addr, &host.fingerprint)
+        .await
+        .expect("the pinned daemon is served");
+}
+
+#[tokio::test]
+async fn only_the_pinned_daemon_is_served_over_the_channel() {
+    let daemon = Identity::generate().unwrap();
+    let (_child, endpoint, fingerprint) = start_engine_host_over_channel(&daemon).await;
+
+    let rogue = Identity::generate().unwrap();
+    let refused = try_start_via(&endpoint, Via::Channel, &rogue, &fingerprint).await;
+    assert!(
+        refused.is_err(),
+        "a client with another certificate was served"
+    );
+    let wrong_pin = "00".repeat(32);
+    let refused = try_start_via(&endpoint, Via::Channel, &daemon, &wrong_pin).await;
+    assert!(
+        refused.is_err(),
+        "the daemon accepted an engine certificate it did not pin"
+    );
+    try_start_via(&endpoint, Via::Channel, &daemon, &fingerprint)
         .await
         .expect("the pinned daemon is served");
 }

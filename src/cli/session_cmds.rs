@@ -170,6 +170,9 @@ fn print_engine_table(report: &UpReport) -> anyhow::Result<ExitCode> {
     {
         writeln!(stdout, "{} {}", engine.id, engine.host)?;
     }
+    for (host, note) in &report.notes {
+        eprintln!("pcl: host {host}: {note}");
+    }
     let mut failed = false;
     for (host, reason) in &report.failures {
         eprintln!("pcl: host {host}: {reason}");
@@ -319,8 +322,8 @@ pub(super) async fn status(session: SessionPaths, json: bool) -> anyhow::Result<
         }
         writeln!(
             out,
-            "{:>4}  {:<20} {:<8} {:<8} JOB",
-            "ID", "HOST", "STATE", "SHARES"
+            "{:>4}  {:<20} {:<8} {:<4} {:<8} JOB",
+            "ID", "HOST", "STATE", "VIA", "SHARES"
         )?;
         for e in &report.engines {
             let job = e.job.as_deref().or(e.reason.as_deref()).unwrap_or("");
@@ -330,9 +333,11 @@ pub(super) async fn status(session: SessionPaths, json: bool) -> anyhow::Result<
                 Some(group) if group != own => group,
                 _ => "-",
             };
+            // How the daemon reaches the engine's host; `-` while it does not.
+            let via = e.transport.map_or("-", |route| route.name());
             writeln!(
                 out,
-                "{:>4}  {:<20} {:<8} {shares:<8} {job}",
+                "{:>4}  {:<20} {:<8} {via:<4} {shares:<8} {job}",
                 e.id, e.host, e.state
             )?;
         }

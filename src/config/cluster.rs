@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigError, line_col};
-use super::host_spec::{HostSpec, LauncherKind};
+use super::host_spec::{HostSpec, LauncherKind, Transport};
 use super::schema::{ClusterFile, HostKeys, SlurmTable};
 use super::slurm::{SlurmNodes, SlurmRequest};
 
@@ -71,6 +71,17 @@ impl Cluster {
             let table_start = table.span().start;
             let own_engines = table.get_ref().engines.map(|engines| engines.0);
             let keys = table.into_inner().or(&file.defaults);
+            let launcher = keys.launcher.unwrap_or_default();
+            if keys.transport == Some(Transport::Ssh) && launcher != LauncherKind::Ssh {
+                return Err(at(
+                    table_start,
+                    format!(
+                        "transport = \"ssh\" needs launcher = \"ssh\": a {} host has no ssh \
+                         channel to carry the session; leave transport out (or write \"quic\")",
+                        launcher.name()
+                    ),
+                ));
+            }
             if keys.launcher == Some(LauncherKind::Slurm) {
                 if let Some((first, _)) = &slurm {
                     let (line, column) = line_col(text, *first);
@@ -210,6 +221,7 @@ fn host_spec(name: String, keys: &HostKeys) -> HostSpec {
     let default = HostSpec::new(name);
     HostSpec {
         launcher: keys.launcher.unwrap_or(default.launcher),
+        transport: keys.transport.unwrap_or(default.transport),
         engines: keys.engines.map_or(default.engines, |engines| engines.0),
         user: keys.user.clone(),
         port: keys.port.map(|port| port.0),

@@ -24,6 +24,44 @@ pub(crate) enum LauncherKind {
     Slurm,
 }
 
+impl LauncherKind {
+    /// As the cluster file writes it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            LauncherKind::Ssh => "ssh",
+            LauncherKind::Local => "local",
+            LauncherKind::Slurm => "slurm",
+        }
+    }
+}
+
+/// Where the session's traffic to a host travels (`transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Transport {
+    /// QUIC straight over UDP when the host answers there within a short
+    /// bound, else the ssh channel. Hosts started without ssh always use
+    /// UDP.
+    #[default]
+    Auto,
+    /// QUIC over UDP only.
+    Quic,
+    /// QUIC's datagrams over the ssh channel the engine host was started
+    /// on: for hosts behind a bastion or a firewall that passes only ssh.
+    Ssh,
+}
+
+impl Transport {
+    /// As the cluster file writes it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Transport::Auto => "auto",
+            Transport::Quic => "quic",
+            Transport::Ssh => "ssh",
+        }
+    }
+}
+
 /// Everything needed to start engines on one host: one per expanded host
 /// name, with `[defaults]` already applied.
 ///
@@ -35,6 +73,7 @@ pub(crate) struct HostSpec {
     /// Host name as ssh will be given it (one name, never a range).
     pub host: String,
     pub launcher: LauncherKind,
+    pub transport: Transport,
     /// Engines on this host, at least 1.
     pub engines: u32,
     pub user: Option<String>,
@@ -67,6 +106,7 @@ impl HostSpec {
         HostSpec {
             host: host.into(),
             launcher: LauncherKind::default(),
+            transport: Transport::default(),
             engines: 1,
             user: None,
             port: None,

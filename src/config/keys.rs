@@ -3,7 +3,7 @@
 //! accepts, and the defaults come from `HostSpec::new`, so the manual
 //! cannot drift from the code.
 
-use super::host_spec::{HostSpec, LauncherKind};
+use super::host_spec::HostSpec;
 use super::values::MAX_SECONDS;
 
 /// Where in the file a key goes.
@@ -31,11 +31,8 @@ pub(crate) struct Key {
 /// The keys, in the order the manual lists them.
 pub(crate) fn keys() -> Vec<Key> {
     let spec = HostSpec::new("");
-    let launcher = match spec.launcher {
-        LauncherKind::Ssh => "ssh",
-        LauncherKind::Local => "local",
-        LauncherKind::Slurm => "slurm",
-    };
+    let launcher = spec.launcher.name();
+    let transport = spec.transport.name();
     let key = |name, place, values: &str, default: &str, meaning| Key {
         name,
         place,
@@ -158,6 +155,18 @@ pub(crate) fn keys() -> Vec<Key> {
             launcher,
             "How engine hosts start: over the system OpenSSH client (~/.ssh/config, agents \
              and ProxyJump work), or as local processes, without ssh.",
+        ),
+        key(
+            "transport",
+            Place::Host,
+            "auto, quic or ssh",
+            transport,
+            "Where the session's traffic to an ssh host travels: QUIC over UDP straight to \
+             the host (quic), or QUIC's datagrams over the ssh channel the engine host was \
+             started on (ssh), for hosts behind a bastion (ProxyJump, ProxyCommand) or a \
+             firewall that passes only ssh. auto uses UDP when the host answers there within \
+             3 seconds, else the ssh channel, and pcl up says so. Hosts of the local and \
+             slurm launchers use UDP.",
         ),
         key(
             "user",

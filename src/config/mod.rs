@@ -15,7 +15,7 @@ mod slurm;
 mod values;
 
 pub(crate) use cluster::Cluster;
-pub(crate) use host_spec::{HostSpec, LauncherKind};
+pub(crate) use host_spec::{HostSpec, LauncherKind, Transport};
 pub(crate) use keys::{Place, keys};
 pub(crate) use nodeset::NodeSet;
 #[cfg(test)]

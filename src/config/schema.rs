@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
-use super::host_spec::LauncherKind;
+use super::host_spec::{LauncherKind, Transport};
 use super::values::{
     EngineCount, HostNames, NodeCount, Port, Seconds, SessionName, SlurmTime, SlurmWord,
 };
@@ -52,6 +52,7 @@ pub(super) struct HostKeys {
     pub(super) identity: Option<PathBuf>,
     pub(super) ssh_options: Option<Vec<String>>,
     pub(super) launcher: Option<LauncherKind>,
+    pub(super) transport: Option<Transport>,
     pub(super) workdir: Option<String>,
     pub(super) engine_path: Option<String>,
     pub(super) shell: Option<String>,
@@ -72,6 +73,7 @@ impl HostKeys {
             identity: self.identity.or_else(|| defaults.identity.clone()),
             ssh_options: self.ssh_options.or_else(|| defaults.ssh_options.clone()),
             launcher: self.launcher.or(defaults.launcher),
+            transport: self.transport.or(defaults.transport),
             workdir: self.workdir.or_else(|| defaults.workdir.clone()),
             engine_path: self.engine_path.or_else(|| defaults.engine_path.clone()),
             shell: self.shell.or_else(|| defaults.shell.clone()),

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use super::{Cluster, HostSpec, LauncherKind};
+use super::{Cluster, HostSpec, LauncherKind, Transport};
 
 pub(super) fn parse(text: &str) -> Cluster {
     Cluster::parse(text, "cluster.toml").unwrap_or_else(|error| panic!("{error}"))
@@ -30,6 +30,7 @@ name = "lab"
 [[hosts]]
 host = "gpu1"
 launcher = "ssh"
+transport = "ssh"
 engines = 3
 user = "alice"
 port = 2222
@@ -53,6 +54,7 @@ launcher = "local"
             HostSpec {
                 host: "gpu1".into(),
                 launcher: LauncherKind::Ssh,
+                transport: Transport::Ssh,
                 engines: 3,
                 user: Some("alice".into()),
                 port: Some(2222),
@@ -84,6 +86,17 @@ fn minimal_host_takes_every_default() {
     assert_eq!(cluster.hosts[0].launcher, LauncherKind::Ssh);
     assert_eq!(cluster.hosts[0].engines, 1);
     assert_eq!(cluster.hosts[0].shell, "bash");
+    assert_eq!(cluster.hosts[0].transport, Transport::Auto);
+}
+
+#[test]
+fn transport_takes_its_default_from_defaults() {
+    let cluster = parse(
+        "[defaults]\ntransport = \"quic\"\n[[hosts]]\nhost = \"a\"\n\
+         [[hosts]]\nhost = \"b\"\ntransport = \"ssh\"\n",
+    );
+    let transports: Vec<Transport> = cluster.hosts.iter().map(|h| h.transport).collect();
+    assert_eq!(transports, [Transport::Quic, Transport::Ssh]);
 }
 
 #[test]
@@ -257,8 +270,8 @@ fn load_reads_the_file_and_names_it() {
         message,
         format!(
             "{}:5:1: unknown field `hsot`, expected one of `host`, `engines`, `user`, `port`, \
-             `identity`, `ssh_options`, `launcher`, `workdir`, `engine_path`, `shell`, `setup`, \
-             `link_timeout`, `reconnect_grace`",
+             `identity`, `ssh_options`, `launcher`, `transport`, `workdir`, `engine_path`, `shell`, \
+             `setup`, `link_timeout`, `reconnect_grace`",
             path.display()
         )
     );

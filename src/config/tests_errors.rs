@@ -48,9 +48,24 @@ fn line_col_counts_characters_from_one() {
 }
 
 #[test]
+fn the_ssh_transport_needs_the_ssh_launcher() {
+    for launcher in ["local", "slurm"] {
+        assert_eq!(
+            error(&format!(
+                "[defaults]\ntransport = \"ssh\"\n[[hosts]]\nhost = \"a\"\nlauncher = \"{launcher}\"\n"
+            )),
+            format!(
+                "cluster.toml:3:1: transport = \"ssh\" needs launcher = \"ssh\": a {launcher} host \
+                 has no ssh channel to carry the session; leave transport out (or write \"quic\")"
+            )
+        );
+    }
+}
+
+#[test]
 fn unknown_keys() {
     const EXPECTED: &str = "expected one of `host`, `engines`, `user`, `port`, `identity`, \
-                            `ssh_options`, `launcher`, `workdir`, `engine_path`, `shell`, `setup`, `link_timeout`, `reconnect_grace`";
+                            `ssh_options`, `launcher`, `transport`, `workdir`, `engine_path`, `shell`, `setup`, `link_timeout`, `reconnect_grace`";
     assert_eq!(
         error("name = \"x\"\n\n[[hosts]]\nhost = \"a\"\n\n[[hosts]]\nhsot = \"b\"\n"),
         format!("cluster.toml:7:1: unknown field `hsot`, {EXPECTED}")
@@ -95,6 +110,10 @@ fn wrong_types() {
     assert_eq!(
         error("[[hosts]]\nhost = \"a\"\nlauncher = \"pbs\"\n"),
         "cluster.toml:3:12: unknown variant `pbs`, expected one of `ssh`, `local`, `slurm`"
+    );
+    assert_eq!(
+        error("[[hosts]]\nhost = \"a\"\ntransport = \"tcp\"\n"),
+        "cluster.toml:3:13: unknown variant `tcp`, expected one of `auto`, `quic`, `ssh`"
     );
     assert_eq!(
         error("defaults = 4\n"),

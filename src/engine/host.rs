@@ -1,8 +1,9 @@
 //! The engine host process (`pcl engine`): reads its configuration from
-//! stdin, listens on QUIC, prints the handshake line, and serves the
-//! daemon until stdin closes. Stdin is the tether: when the SSH channel or
-//! the daemon goes away, it reads end-of-file and takes every shell and
-//! child with it.
+//! stdin, listens on QUIC (over UDP, and over its stdin and stdout for a
+//! daemon that cannot reach it by UDP), prints the handshake line, and
+//! serves the daemon until stdin closes. Stdin is the tether: when the SSH
+//! channel or the daemon goes away, it reads end-of-file and takes every
+//! shell and child with it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use quinn::{Connection, RecvStream, SendStream};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Mutex, Notify, OnceCell, watch};
 use tokio::time::Instant;
 
@@ -23,7 +24,9 @@ use super::workdir_probe::Marker;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest, HANDSHAKE_PREFIX};
-use crate::transport::{Identity, read_frame, server_endpoint, write_frame};
+use crate::transport::{
+    Channel, Identity, read_frame, server_channel_endpoint, server_endpoint, write_frame,
+};
 
 /// One engine: its shell, and the shell's pid readable without waiting
 /// for the lock a running command holds.
@@ -55,12 +58,32 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
 
     let identity = Identity::generate()?;
     let bind = bind.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let endpoint = server_endpoint(&identity, &config.client_fingerprint, bind)?;
-    let port = endpoint.local_addr()?.port();
+    let udp = match config.listen_udp {
+        true => Some(server_endpoint(
+            &identity,
+            &config.client_fingerprint,
+            bind,
+        )?),
+        false => None,
+    };
+    // Port 0: reachable over the channel only.
+    let port = match &udp {
+        Some(endpoint) => endpoint.local_addr()?.port(),
+        None => 0,
+    };
     println!(
         "{HANDSHAKE_PREFIX} port={port} fp={}",
         identity.fingerprint()
     );
+    // From here on stdin and stdout carry the channel's datagrams (none,
+    // when the daemon dials over UDP); stdin's end is still the tether.
+    let channel = Channel::spawn(stdin, tokio::io::stdout());
+    let mut tether_cut = channel.ended.clone();
+    let over_channel = server_channel_endpoint(
+        &identity,
+        &config.client_fingerprint,
+        channel.socket.clone(),
+    )?;
 
     // Commands that leave their shell (setsid, nohup, a double fork)
     // become our children, to be ended with us.
@@ -102,13 +125,10 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
     tokio::task::spawn_blocking(super::leftovers::clean_stale);
     tokio::spawn(watch_adopted(host.guard.clone()));
 
-    let mut tether = [0u8; 512];
     loop {
         tokio::select! {
-            n = stdin.read(&mut tether) => {
-                if matches!(n, Ok(0) | Err(_)) { break; }
-            }
-            incoming = endpoint.accept() => {
+            _ = tether_cut.wait_for(|&cut| cut) => break,
+            incoming = accept(udp.as_ref(), &over_channel) => {
                 let Some(incoming) = incoming else { break };
                 let host = host.clone();
                 tokio::spawn(async move {
@@ -128,13 +148,27 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
             }
         }
     }
-    endpoint.close(0u32.into(), b"engine host exiting");
+    for endpoint in udp.iter().chain([&over_channel]) {
+        endpoint.close(0u32.into(), b"engine host exiting");
+    }
+    drop(channel);
     host.marker.lock().expect("marker lock").take();
     host.kill_all();
     if let Ok(dir) = scratch_dir() {
         let _ = std::fs::remove_dir_all(dir);
     }
     Ok(())
+}
+
+/// The next peer knocking over UDP or over the channel.
+async fn accept(udp: Option<&Endpoint>, channel: &Endpoint) -> Option<quinn::Incoming> {
+    match udp {
+        Some(udp) => tokio::select! {
+            incoming = udp.accept() => incoming,
+            incoming = channel.accept() => incoming,
+        },
+        None => channel.accept().await,
+    }
 }
 
 /// Reap adopted orphans as they end, and tell the guard the sessions of

@@ -1,5 +1,5 @@
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use super::slurm::{srun_hint, why_step_ended};
 use super::{LaunchError, Launcher, LocalLauncher, SlurmLauncher, Spawned, SshLauncher};
 use crate::config::{HostSpec, LauncherKind};
 use crate::protocol::engine::{EngineHostConfig, HANDSHAKE_PREFIX};
+use crate::transport::Channel;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Enough of an engine host's stderr to explain a failure.
@@ -26,9 +27,12 @@ const STDERR_DRAIN: Duration = Duration::from_secs(5);
 /// A running engine host, greeted and ready for a QUIC connection.
 pub(crate) struct EngineHostProcess {
     pub child: Child,
-    /// Held open as the tether: dropping it makes the engine host exit.
-    pub stdin: ChildStdin,
-    pub addr: SocketAddr,
+    /// The process's stdin and stdout, which carry QUIC's datagrams when
+    /// the session goes over the channel. Closing it is the tether: the
+    /// engine host exits.
+    pub channel: Channel,
+    /// Its UDP port, seen from the daemon; else why there is none.
+    pub udp: Result<SocketAddr, String>,
     pub fingerprint: String,
     /// Says why the process ended, once it has.
     pub exit: ExitNote,
@@ -239,17 +243,19 @@ async fn launch_once(
                 answer(&line, &mut stdin).await?;
                 send_config(&mut stdin, config).await?;
             } else if let Some(rest) = line.strip_prefix(HANDSHAKE_PREFIX) {
-                return parse_handshake(rest).ok_or(LaunchError::BadHandshake(line));
+                let (port, fingerprint) =
+                    parse_handshake(rest).ok_or(LaunchError::BadHandshake(line))?;
+                return Ok((port, fingerprint, lines.into_inner()));
             }
         }
         Err(LaunchError::Exited(String::new()))
     };
     let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, greet).await;
     match result {
-        Ok(Ok((port, fingerprint))) => Ok(EngineHostProcess {
+        Ok(Ok((port, fingerprint, stdout))) => Ok(EngineHostProcess {
             child,
-            stdin,
-            addr: SocketAddr::new(address, port),
+            udp: udp_port(address, port),
+            channel: Channel::spawn(stdout, stdin),
             fingerprint,
             exit: ExitNote {
                 slurm_job: host.slurm_job.clone(),
@@ -285,6 +291,14 @@ async fn launch_once(
         }
         Ok(Err(e)) => Err(e),
         Err(_) => Err(LaunchError::HandshakeTimeout(HANDSHAKE_TIMEOUT.as_secs())),
+    }
+}
+
+/// Port 0 is an engine host told not to listen on UDP.
+fn udp_port(address: Result<IpAddr, String>, port: u16) -> Result<SocketAddr, String> {
+    match port {
+        0 => Err("the engine host does not listen on UDP".into()),
+        port => address.map(|ip| SocketAddr::new(ip, port)),
     }
 }
 

@@ -28,7 +28,7 @@ impl Launcher for LocalLauncher {
             })?;
         Ok(Spawned {
             child,
-            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            address: Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             bootstrap: false,
         })
     }

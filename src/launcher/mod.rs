@@ -24,8 +24,9 @@ use crate::config::HostSpec;
 /// An engine host process that has been started but not yet greeted.
 pub(crate) struct Spawned {
     pub child: Child,
-    /// Where the engine host's QUIC port will be, seen from the daemon.
-    pub address: IpAddr,
+    /// Where the engine host's QUIC port will be, seen from the daemon;
+    /// else why the session will not look for it there.
+    pub address: Result<IpAddr, String>,
     /// The remote side first reports whether it needs the binary uploaded
     /// (`PCL-BOOT` line); local engines start directly.
     pub bootstrap: bool,

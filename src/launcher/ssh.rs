@@ -5,7 +5,7 @@ use tokio::process::Command;
 
 use super::bootstrap::remote_script;
 use super::{LaunchError, Launcher, Spawned};
-use crate::config::HostSpec;
+use crate::config::{HostSpec, Transport};
 
 /// Engine hosts over the system OpenSSH client, so `~/.ssh/config`,
 /// agents, ProxyJump and known_hosts behave as the user expects.
@@ -77,7 +77,13 @@ impl SshLauncher {
 
 impl Launcher for SshLauncher {
     async fn spawn(&self, host: &HostSpec, session: &str) -> Result<Spawned, LaunchError> {
-        let address = Self::address(host).await?;
+        let address = match host.transport {
+            Transport::Ssh => Err("transport = \"ssh\"".to_string()),
+            Transport::Quic => Ok(Self::address(host).await?),
+            // A name only the ssh config knows (a ProxyCommand alias) is
+            // still reachable over the channel.
+            Transport::Auto => Self::address(host).await.map_err(|e| e.to_string()),
+        };
         let script = remote_script(host.engine_path.as_deref(), session)?;
         let child = Self::ssh(host)
             .arg("-T")
@@ -87,6 +93,9 @@ impl Launcher for SshLauncher {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // With its ProxyCommand or ProxyJump ssh, which a killed ssh
+            // would leave behind: the tether's kill ends the whole group.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| LaunchError::Spawn {

@@ -19,9 +19,14 @@ pub(crate) async fn run(
         .into_iter()
         .filter(|&id| matches!(pool.state(id), EngineCondition::Dead(_)))
         .collect();
-    let failures = pool
-        .restart(&dead)
-        .await
+    let outcomes = pool.restart(&dead).await;
+    let relaunched: Vec<&String> = outcomes.iter().map(|(host, _)| host).collect();
+    let notes = pool
+        .notes()
+        .into_iter()
+        .filter(|(host, _)| relaunched.contains(&host))
+        .collect();
+    let failures = outcomes
         .into_iter()
         .filter_map(|(host, outcome)| outcome.err().map(|why| (host, why)))
         .collect();
@@ -30,6 +35,7 @@ pub(crate) async fn run(
     out.send(&Reply::Up(UpReport {
         status: report,
         failures,
+        notes,
     }))
     .await?;
     Ok(After::Continue)

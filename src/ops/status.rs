@@ -25,6 +25,7 @@ pub(crate) fn report(pool: &EnginePool) -> StatusReport {
                 job,
                 reason,
                 workdir_group: pool.sharing(id).map(|ids| fold_ids(&ids)),
+                transport: pool.route(id),
             }
         })
         .collect();

@@ -21,6 +21,7 @@ pub(crate) async fn run(pool: &EnginePool, out: &mut ReplySink) -> Result<After,
     let report = UpReport {
         status: status::report(pool),
         failures: pool.failures(),
+        notes: pool.notes(),
     };
     let any_alive = pool
         .roster()

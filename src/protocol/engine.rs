@@ -26,6 +26,9 @@ pub struct EngineHostConfig {
     /// With no daemon connected for this long, the engine host stops
     /// everything and exits: nothing outlives a session that is gone.
     pub reconnect_grace_secs: u32,
+    /// Whether to listen on UDP; the ssh channel it was started on is
+    /// served either way.
+    pub listen_udp: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

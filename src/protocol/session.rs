@@ -150,6 +150,25 @@ pub enum EngineState {
     Dead,
 }
 
+/// Where a connected host's traffic travels, as `pcl status` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// QUIC over UDP, straight to the host.
+    Quic,
+    /// QUIC's datagrams over the ssh channel the host was started on.
+    Ssh,
+}
+
+impl Route {
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Quic => "quic",
+            Route::Ssh => "ssh",
+        }
+    }
+}
+
 /// Where an async job is, as `pcl jobs` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -215,6 +234,9 @@ pub struct EngineStatus {
     /// (`0-3`): the same value for every engine of the group. `None`
     /// until its host has been probed.
     pub workdir_group: Option<String>,
+    /// How the daemon reaches the engine's host; `None` while it is not
+    /// connected.
+    pub transport: Option<Route>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -230,6 +252,9 @@ pub struct UpReport {
     pub status: StatusReport,
     /// (host, reason) for every host that did not come up.
     pub failures: Vec<(String, String)>,
+    /// (host, note) for what a user should know of a host that came up:
+    /// the route `transport = "auto"` chose when it was not UDP.
+    pub notes: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

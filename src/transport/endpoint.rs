@@ -8,6 +8,7 @@ use quinn::{
 };
 use rustls::crypto::CryptoProvider;
 
+use super::channel::{CHANNEL_MTU, CHANNEL_PEER, ChannelSocket};
 use super::pinning::PinnedCert;
 use super::{Identity, TransportError};
 
@@ -17,10 +18,19 @@ const ALPN: &[u8] = b"pcl/1";
 /// takes the smaller of the two); the daemon's `link_timeout` decides.
 const ENGINE_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
+/// Where a connection's datagrams travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// UDP, straight to the engine host's port.
+    Udp(SocketAddr),
+    /// The ssh channel the engine host was started on.
+    Channel,
+}
+
 /// quinn's defaults suit the internet; cluster links are short and fat,
 /// so let a single bulk stream fill a LAN pipe. Keep-alives run well
 /// inside the idle timeout, so only a dead host or a cut link reaches it.
-fn transport_config(idle: Duration) -> Arc<TransportConfig> {
+fn transport_config(idle: Duration, via_channel: bool) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
     // A cluster's round trips are short, so a few MiB in flight fill the
     // link; larger windows only buffer more when a disk is slower than the
@@ -31,6 +41,17 @@ fn transport_config(idle: Duration) -> Arc<TransportConfig> {
         .max_concurrent_bidi_streams(VarInt::from_u32(4096))
         .keep_alive_interval(Some((idle / 4).min(Duration::from_secs(2))))
         .max_idle_timeout(Some(idle.try_into().expect("idle timeout fits")));
+    if via_channel {
+        // A byte stream has no MTU to discover: use large packets at once,
+        // with a first congestion window that holds ten of them, as the
+        // default does for LAN-sized packets (or not even one would fit).
+        let mut cubic = quinn::congestion::CubicConfig::default();
+        cubic.initial_window(10 * u64::from(CHANNEL_MTU));
+        t.initial_mtu(CHANNEL_MTU)
+            .min_mtu(CHANNEL_MTU)
+            .mtu_discovery_config(None)
+            .congestion_controller_factory(Arc::new(cubic));
+    }
     Arc::new(t)
 }
 
@@ -50,25 +71,39 @@ fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, TransportError> {
     Ok(socket.into())
 }
 
+fn runtime() -> Result<Arc<dyn quinn::Runtime>, TransportError> {
+    quinn::default_runtime().ok_or_else(|| TransportError::QuicConfig("no async runtime".into()))
+}
+
 fn endpoint(addr: SocketAddr, server: Option<ServerConfig>) -> Result<Endpoint, TransportError> {
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| TransportError::QuicConfig("no async runtime".into()))?;
     Endpoint::new(
         EndpointConfig::default(),
         server,
         udp_socket(addr)?,
-        runtime,
+        runtime()?,
     )
     .map_err(TransportError::Bind)
 }
 
-/// The engine side: serves only a client whose certificate has the pinned
-/// fingerprint; anyone else fails the TLS handshake before any stream.
-pub fn server_endpoint(
+fn channel_endpoint(
+    socket: Arc<ChannelSocket>,
+    server: Option<ServerConfig>,
+) -> Result<Endpoint, TransportError> {
+    let mut config = EndpointConfig::default();
+    config
+        .max_udp_payload_size(CHANNEL_MTU)
+        .map_err(|e| TransportError::QuicConfig(e.to_string()))?;
+    Endpoint::new_with_abstract_socket(config, server, socket, runtime()?)
+        .map_err(TransportError::Bind)
+}
+
+/// The engine side's TLS: serves only a client whose certificate has the
+/// pinned fingerprint; anyone else fails the handshake before any stream.
+fn server_config(
     identity: &Identity,
     client_fingerprint: &str,
-    bind: SocketAddr,
-) -> Result<Endpoint, TransportError> {
+    via_channel: bool,
+) -> Result<ServerConfig, TransportError> {
     let provider = provider();
     let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -78,22 +113,52 @@ pub fn server_endpoint(
     let crypto =
         QuicServerConfig::try_from(tls).map_err(|e| TransportError::QuicConfig(e.to_string()))?;
     let mut config = ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport_config(ENGINE_IDLE_TIMEOUT));
-    endpoint(bind, Some(config))
+    config.transport_config(transport_config(ENGINE_IDLE_TIMEOUT, via_channel));
+    Ok(config)
 }
 
-/// The daemon side: one endpoint for all engine hosts.
+/// The engine side over UDP, bound to `bind`.
+pub fn server_endpoint(
+    identity: &Identity,
+    client_fingerprint: &str,
+    bind: SocketAddr,
+) -> Result<Endpoint, TransportError> {
+    endpoint(
+        bind,
+        Some(server_config(identity, client_fingerprint, false)?),
+    )
+}
+
+/// The engine side over the channel it was started on.
+pub fn server_channel_endpoint(
+    identity: &Identity,
+    client_fingerprint: &str,
+    socket: Arc<ChannelSocket>,
+) -> Result<Endpoint, TransportError> {
+    channel_endpoint(
+        socket,
+        Some(server_config(identity, client_fingerprint, true)?),
+    )
+}
+
+/// The daemon side: one endpoint for all engine hosts reached over UDP.
 pub fn client_endpoint() -> Result<Endpoint, TransportError> {
     endpoint(SocketAddr::from(([0, 0, 0, 0], 0)), None)
 }
 
+/// The daemon side of one engine host's channel.
+pub fn client_channel_endpoint(socket: Arc<ChannelSocket>) -> Result<Endpoint, TransportError> {
+    channel_endpoint(socket, None)
+}
+
 /// Connect to an engine host, presenting `identity` and accepting only the
 /// certificate named by `server_fingerprint`. After `idle` without a word
-/// from the host the connection fails.
+/// from the host the connection fails. `endpoint` is the one `via` needs:
+/// the shared UDP endpoint, or the host's channel endpoint.
 pub async fn connect(
     endpoint: &Endpoint,
     identity: &Identity,
-    addr: SocketAddr,
+    via: Via,
     server_fingerprint: &str,
     idle: Duration,
 ) -> Result<Connection, TransportError> {
@@ -107,6 +172,63 @@ pub async fn connect(
     let crypto =
         QuicClientConfig::try_from(tls).map_err(|e| TransportError::QuicConfig(e.to_string()))?;
     let mut config = ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport_config(idle));
+    let (addr, via_channel) = match via {
+        Via::Udp(addr) => (addr, false),
+        Via::Channel => (CHANNEL_PEER, true),
+    };
+    config.transport_config(transport_config(idle, via_channel));
     Ok(endpoint.connect_with(config, addr, "pcl")?.await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Channel;
+
+    /// Both ends of one QUIC connection over an in-memory byte stream.
+    async fn over_a_byte_stream(bytes: usize) -> Vec<u8> {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (a_read, a_write) = tokio::io::split(a);
+        let (b_read, b_write) = tokio::io::split(b);
+        let engine_side = Channel::spawn(a_read, a_write);
+        let daemon_side = Channel::spawn(b_read, b_write);
+        let engine = Identity::generate().unwrap();
+        let daemon = Identity::generate().unwrap();
+        let server =
+            server_channel_endpoint(&engine, &daemon.fingerprint(), engine_side.socket.clone())
+                .unwrap();
+        let client = client_channel_endpoint(daemon_side.socket.clone()).unwrap();
+        let serve = tokio::spawn(async move {
+            let connection = server.accept().await.unwrap().await.unwrap();
+            let (mut send, mut recv) = connection.accept_bi().await.unwrap();
+            let data = recv.read_to_end(usize::MAX).await.unwrap();
+            send.write_all(&data).await.unwrap();
+            send.finish().unwrap();
+            connection.closed().await;
+        });
+        let connection = connect(
+            &client,
+            &daemon,
+            Via::Channel,
+            &engine.fingerprint(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        let payload: Vec<u8> = (0..bytes).map(|i| (i * 7 % 251) as u8).collect();
+        send.write_all(&payload).await.unwrap();
+        send.finish().unwrap();
+        let echoed = recv.read_to_end(usize::MAX).await.unwrap();
+        connection.close(0u32.into(), b"done");
+        serve.await.unwrap();
+        assert_eq!(echoed, payload);
+        echoed
+    }
+
+    #[tokio::test]
+    async fn quic_runs_over_a_byte_stream_with_pinned_certificates() {
+        over_a_byte_stream(10).await;
+        over_a_byte_stream(5 << 20).await;
+    }
 }

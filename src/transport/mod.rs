@@ -1,14 +1,20 @@
 //! QUIC between the session daemon and engine hosts: pinned self-signed
 //! certificates on both sides, one connection per host, one bidirectional
-//! stream per request carrying length-prefixed frames.
+//! stream per request carrying length-prefixed frames. The datagrams go
+//! over UDP, or over the ssh channel where UDP cannot get through.
 
+mod channel;
 mod endpoint;
 mod error;
 mod frame;
 mod identity;
 mod pinning;
 
-pub use endpoint::{client_endpoint, connect, server_endpoint};
+pub use channel::{Channel, ChannelClose, ChannelSocket};
+pub use endpoint::{
+    Via, client_channel_endpoint, client_endpoint, connect, server_channel_endpoint,
+    server_endpoint,
+};
 pub use error::TransportError;
 pub use frame::{MAX_FRAME, decode, encode_frame, read_frame, write_frame};
 pub use identity::{Identity, fingerprint};

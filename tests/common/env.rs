@@ -115,8 +115,6 @@ impl Env {
         parse_engine_table(&out)
     }
 
-    /// `pcl down`, asserting success.
-    #[track_caller]
     /// A pcl command of this env running in the background, for tests
     /// that act while it runs (Ctrl-C, kills); see `finish`.
     pub fn spawn(&self, args: &[&str]) -> Child {
@@ -146,6 +144,8 @@ impl Env {
         hosts.assert_only_sshd_left();
     }
 
+    /// `pcl down`, asserting success.
+    #[track_caller]
     pub fn down(&self) -> Output {
         self.pcl(["down"]).run().success()
     }

@@ -11,6 +11,8 @@
 //!   keys and a client config (`ssh_options()` -> `["-F", ".../ssh_config"]`).
 //! - [`NetnsHosts`]: n network namespaces behind a bridge, one sshd each, so
 //!   one machine looks like n hosts (needs root and iproute2).
+//! - [`Bastion`]: namespace hosts behind a bastion, reachable only
+//!   through ssh's ProxyJump or ProxyCommand.
 //! - [`Host`] + [`Env::write_cluster`]: cluster files for the local
 //!   launcher, the loopback sshd and the namespace hosts.
 //! - [`assert_nothing_left`] / [`session_processes`]: scan `/proc` for any
@@ -28,6 +30,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+mod bastion;
 mod cluster;
 mod cmd;
 mod env;
@@ -39,6 +42,7 @@ pub mod slurm;
 mod sshd;
 pub mod users;
 
+pub use bastion::*;
 pub use cluster::*;
 pub use cmd::*;
 pub use env::*;

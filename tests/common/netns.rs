@@ -25,6 +25,9 @@ pub struct NetnsHosts {
     subnet: String,
     hosts: Vec<NsHost>,
     ssh_config: PathBuf,
+    /// What this instance's names start with.
+    tag: String,
+    keys: Option<SshKeys>,
 }
 
 /// Subnets are 10.X.Y.0/24 with X in 200..=254.
@@ -88,6 +91,8 @@ impl NetnsHosts {
             subnet: String::new(),
             hosts: Vec::new(),
             ssh_config: PathBuf::new(),
+            tag: tag.clone(),
+            keys: None,
         };
         // Names embed our pid: anything with them is a leftover of a dead
         // process that had the same pid. Remove it.
@@ -137,9 +142,9 @@ impl NetnsHosts {
             self.subnet = prefix;
         }
 
-        let keys = make_keys(self.dir.path())?;
+        let keys = self.keys.insert(make_keys(self.dir.path())?);
         self.ssh_config = self.dir.path().join("ssh_config");
-        write_ssh_client_config(&self.ssh_config, 22, &keys)?;
+        write_ssh_client_config(&self.ssh_config, 22, keys)?;
 
         for i in 0..n {
             let netns = format!("pcl-{tag}-{i}");
@@ -181,7 +186,7 @@ impl NetnsHosts {
             sh("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
 
             let cfg = self.dir.path().join(format!("sshd_config{i}"));
-            write_sshd_config(&cfg, 22, None, &keys, &home, "")?;
+            write_sshd_config(&cfg, 22, None, self.keys.as_ref().expect("keys"), &home, "")?;
             let logf = fs::File::create(&self.hosts[i].log).map_err(|e| e.to_string())?;
             let child = Command::new("ip")
                 .args(["netns", "exec", &netns, SSHD, "-D", "-e", "-f"])
@@ -218,6 +223,21 @@ impl NetnsHosts {
 
     pub fn hosts(&self) -> &[NsHost] {
         &self.hosts
+    }
+
+    /// The temp dir everything of these hosts lives in.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What the names of this instance's namespaces and links start with.
+    pub(crate) fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The host and user keys every sshd of these hosts takes.
+    pub(crate) fn keys(&self) -> &SshKeys {
+        self.keys.as_ref().expect("keys made at setup")
     }
 
     /// The hosts' IPv4 addresses, in order.

@@ -109,7 +109,7 @@ impl Launcher for SlurmLauncher {
         let Some(job) = &host.slurm_job else {
             return Err(LaunchError::Slurm(SlurmError::NoAllocation));
         };
-        let address = Self::address(host).await?;
+        let address = Ok(Self::address(host).await?);
         let script = remote_script(host.engine_path.as_deref(), session)?;
         let overlap = query::overlap_supported().await;
         let child = Self::srun(host, job, session, overlap)

@@ -2,21 +2,30 @@
 //! and the local process (the engine host itself, or its ssh) whose exit
 //! means the host is down; restarts of hosts that are down.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::process::{Child, ChildStdin};
+use quinn::Connection;
+use tokio::process::Child;
 use tokio::sync::{oneshot, watch};
 
+use super::reconnect::Reach;
 use super::{EngineCondition, EnginePool, Tether};
+use crate::config::{LauncherKind, Transport};
 use crate::join_all;
 use crate::launcher::{EngineHostProcess, ExitNote, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
 use crate::session::setup;
-use crate::transport::{read_frame, write_frame};
+use crate::transport::{ChannelClose, ChannelSocket, read_frame, write_frame};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long `transport = "auto"` waits for an answer over UDP before it
+/// takes the ssh channel: a LAN answers within milliseconds, a closed
+/// route never.
+const UDP_PROBE: Duration = Duration::from_secs(3);
+const UDP_HINT: &str = " (is UDP blocked? transport = \"ssh\" carries the session over ssh)";
 
 impl EnginePool {
     /// Start every host in parallel, then probe which share a workdir.
@@ -67,28 +76,23 @@ impl EnginePool {
             shell: host.spec.shell.clone(),
             setup: (host.spec.setup.as_deref()).map(|s| setup::script(s, &host.spec.shell)),
             reconnect_grace_secs: host.spec.reconnect_grace,
+            listen_udp: host.spec.transport != Transport::Ssh,
         };
         let process = launch(&host.spec, &config)
             .await
             .map_err(|e| e.to_string())?;
         let EngineHostProcess {
             child,
-            stdin,
-            addr,
+            channel,
+            udp,
             fingerprint,
             exit,
         } = process;
-        *host.tether.lock().await = Some(self.watch_process(index, generation, child, stdin, exit));
-        let connection =
-            tokio::time::timeout(CONNECT_TIMEOUT, self.dial(index, addr, &fingerprint))
-                .await
-                .map_err(|_| {
-                    format!(
-                        "no QUIC answer from {addr} within {} s (is UDP blocked?)",
-                        CONNECT_TIMEOUT.as_secs()
-                    )
-                })?
-                .map_err(|e| format!("QUIC connection to {addr} failed: {e}"))?;
+        *host.tether.lock().await =
+            Some(self.watch_process(index, generation, child, channel.close, exit));
+        let (reach, connection, note) = self
+            .first_connection(index, udp, channel.socket, &fingerprint)
+            .await?;
         let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
         write_frame(&mut send, &EngineRequest::Start)
             .await
@@ -109,10 +113,70 @@ impl EnginePool {
                 )),
             };
         }
+        *host.route.lock().expect("lock") = Some((reach.route(), note));
         if host.link().connected(generation, connection.clone()) {
-            self.watch_link(index, generation, connection, addr, fingerprint);
+            self.watch_link(index, generation, connection, reach, fingerprint);
         }
         Ok(())
+    }
+
+    /// The host's first connection: over UDP, or over the ssh channel its
+    /// engine host was started on, as its `transport` says; with `auto`,
+    /// UDP if the host answers there in time. Also says why `auto` did
+    /// not take UDP.
+    async fn first_connection(
+        &self,
+        index: usize,
+        udp: Result<SocketAddr, String>,
+        channel: Arc<ChannelSocket>,
+        fingerprint: &str,
+    ) -> Result<(Reach, Connection, Option<String>), String> {
+        let spec = &self.hosts[index].spec;
+        let probe = spec.launcher == LauncherKind::Ssh && spec.transport == Transport::Auto;
+        let why_not_udp = match udp {
+            Ok(addr) if spec.transport == Transport::Ssh => {
+                unreachable!("{addr}: an engine host of transport = ssh listens on no port")
+            }
+            Ok(addr) if probe => {
+                let reach = Reach::udp(&self.endpoint, addr);
+                match tokio::time::timeout(UDP_PROBE, self.dial(index, &reach, fingerprint)).await {
+                    Ok(Ok(connection)) => return Ok((reach, connection, None)),
+                    Ok(Err(e)) => format!("QUIC over UDP to {addr} failed ({e})"),
+                    Err(_) => format!(
+                        "no QUIC answer over UDP from {addr} within {} s",
+                        UDP_PROBE.as_secs()
+                    ),
+                }
+            }
+            Ok(addr) => {
+                let reach = Reach::udp(&self.endpoint, addr);
+                let connection =
+                    tokio::time::timeout(CONNECT_TIMEOUT, self.dial(index, &reach, fingerprint))
+                        .await
+                        .map_err(|_| {
+                            format!(
+                                "no QUIC answer from {addr} within {} s{UDP_HINT}",
+                                CONNECT_TIMEOUT.as_secs()
+                            )
+                        })?
+                        .map_err(|e| format!("QUIC connection to {addr} failed: {e}{UDP_HINT}"))?;
+                return Ok((reach, connection, None));
+            }
+            Err(why) => why,
+        };
+        let reach = Reach::channel(channel).map_err(|e| e.to_string())?;
+        let connection =
+            tokio::time::timeout(CONNECT_TIMEOUT, self.dial(index, &reach, fingerprint))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "no QUIC answer over the ssh channel within {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    )
+                })?
+                .map_err(|e| format!("QUIC connection over the ssh channel failed: {e}"))?;
+        let note = probe.then(|| format!("{why_not_udp}; the session goes over the ssh channel"));
+        Ok((reach, connection, note))
     }
 
     /// Own the engine host's local process (the engine itself, or ssh):
@@ -123,7 +187,7 @@ impl EnginePool {
         index: usize,
         generation: u64,
         mut child: Child,
-        stdin: ChildStdin,
+        channel: ChannelClose,
         exit: ExitNote,
     ) -> Tether {
         let (kill, kill_requested) = oneshot::channel::<()>();
@@ -136,6 +200,16 @@ impl EnginePool {
                     Err(e) => e.to_string(),
                 },
                 _ = kill_requested => {
+                    if let Some(pid) = child.id() {
+                        // ssh leads a process group of its own, with the
+                        // ssh of its ProxyJump; elsewhere there is no
+                        // such group and this does nothing.
+                        // SAFETY: kill(2) on the group of our own child,
+                        // not yet reaped, so its id is not reused.
+                        unsafe {
+                            libc::kill(-(pid as i32), libc::SIGKILL);
+                        }
+                    }
                     let _ = child.kill().await;
                     "stopped by pcl".to_string()
                 }
@@ -151,7 +225,7 @@ impl EnginePool {
             let _ = exited_tx.send(true);
         });
         Tether {
-            stdin,
+            channel,
             kill,
             exited,
         }

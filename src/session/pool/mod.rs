@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quinn::Connection;
-use tokio::process::ChildStdin;
 use tokio::sync::{oneshot, watch};
 
 pub(crate) use call::{EngineCall, PoolError};
@@ -27,8 +26,8 @@ use link::LinkState;
 
 use super::SessionPaths;
 use crate::config::{Cluster, HostSpec};
-use crate::protocol::session::LaunchProgress;
-use crate::transport::{Identity, TransportError, client_endpoint};
+use crate::protocol::session::{LaunchProgress, Route};
+use crate::transport::{ChannelClose, Identity, TransportError, client_endpoint};
 
 /// An engine's state with its detail: the job it runs, or why it is dead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,10 +45,11 @@ struct EngineSlot {
     state: Mutex<EngineCondition>,
 }
 
-/// The local end of a running engine host: closing `stdin` asks it to
-/// exit; dropping `kill` forces it; `exited` turns true once it is gone.
+/// The local end of a running engine host: dropping `channel` closes its
+/// stdin, which asks it to exit; dropping `kill` forces it; `exited`
+/// turns true once it is gone.
 struct Tether {
-    stdin: ChildStdin,
+    channel: ChannelClose,
     kill: oneshot::Sender<()>,
     exited: watch::Receiver<bool>,
 }
@@ -61,6 +61,9 @@ struct HostSlot {
     tether: tokio::sync::Mutex<Option<Tether>>,
     /// Why the host's last launch failed, for `pcl up`'s report.
     failure: Mutex<Option<String>>,
+    /// How the host was last reached, and why when `auto` did not pick
+    /// UDP.
+    route: Mutex<Option<(Route, Option<String>)>>,
 }
 
 impl HostSlot {
@@ -103,6 +106,7 @@ impl EnginePool {
                 link: Mutex::new(LinkState::new()),
                 tether: tokio::sync::Mutex::new(None),
                 failure: Mutex::new(None),
+                route: Mutex::new(None),
             });
         }
         let total = hosts.len();
@@ -145,7 +149,7 @@ impl EnginePool {
         let mut tethers = Vec::new();
         for host in &self.hosts {
             if let Some(tether) = host.tether.lock().await.take() {
-                drop(tether.stdin);
+                drop(tether.channel);
                 tethers.push((tether.kill, tether.exited));
             }
         }

@@ -7,23 +7,62 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::Connection;
+use quinn::{Connection, Endpoint};
 
 use super::EnginePool;
-use crate::transport::{TransportError, connect};
+use crate::protocol::session::Route;
+use crate::transport::{ChannelSocket, TransportError, Via, client_channel_endpoint, connect};
 
 /// Pause between attempts to reach a lost engine host again.
 const REDIAL_EVERY: Duration = Duration::from_secs(1);
+
+/// How to reach an engine host: over UDP through the daemon's shared
+/// endpoint, or over its ssh channel through an endpoint of its own.
+#[derive(Clone)]
+pub(super) struct Reach {
+    via: Via,
+    endpoint: Endpoint,
+}
+
+impl Reach {
+    pub(super) fn udp(endpoint: &Endpoint, addr: SocketAddr) -> Reach {
+        Reach {
+            via: Via::Udp(addr),
+            endpoint: endpoint.clone(),
+        }
+    }
+
+    pub(super) fn channel(socket: Arc<ChannelSocket>) -> Result<Reach, TransportError> {
+        Ok(Reach {
+            via: Via::Channel,
+            endpoint: client_channel_endpoint(socket)?,
+        })
+    }
+
+    pub(super) fn route(&self) -> Route {
+        match self.via {
+            Via::Udp(_) => Route::Quic,
+            Via::Channel => Route::Ssh,
+        }
+    }
+}
 
 impl EnginePool {
     pub(super) async fn dial(
         &self,
         index: usize,
-        addr: SocketAddr,
+        reach: &Reach,
         fingerprint: &str,
     ) -> Result<Connection, TransportError> {
         let idle = Duration::from_secs(self.hosts[index].spec.link_timeout.into());
-        connect(&self.endpoint, &self.identity, addr, fingerprint, idle).await
+        connect(
+            &reach.endpoint,
+            &self.identity,
+            reach.via,
+            fingerprint,
+            idle,
+        )
+        .await
     }
 
     pub(super) fn watch_link(
@@ -31,7 +70,7 @@ impl EnginePool {
         index: usize,
         generation: u64,
         connection: Connection,
-        addr: SocketAddr,
+        reach: Reach,
         fingerprint: String,
     ) {
         let pool = self.clone();
@@ -57,7 +96,7 @@ impl EnginePool {
                     }
                     let attempt = tokio::time::timeout(
                         REDIAL_EVERY * 2,
-                        pool.dial(index, addr, &fingerprint),
+                        pool.dial(index, &reach, &fingerprint),
                     );
                     back = attempt.await.ok().and_then(Result::ok);
                 }

@@ -6,7 +6,7 @@ use tokio::sync::watch;
 use super::link::Link;
 use super::{EngineCondition, EnginePool};
 use crate::config::LauncherKind;
-use crate::protocol::session::LaunchProgress;
+use crate::protocol::session::{LaunchProgress, Route};
 use crate::session::{SessionError, Targets};
 
 impl EnginePool {
@@ -30,6 +30,28 @@ impl EnginePool {
                 Some((h.spec.host.clone(), failure))
             })
             .collect()
+    }
+
+    /// Hosts that came up with something to say of it: the route `auto`
+    /// chose when it was not UDP, and why.
+    pub(crate) fn notes(&self) -> Vec<(String, String)> {
+        self.hosts
+            .iter()
+            .filter(|h| matches!(h.link().link(), Link::Up(_)))
+            .filter_map(|h| {
+                let (_, note) = h.route.lock().expect("lock").clone()?;
+                Some((h.spec.host.clone(), note?))
+            })
+            .collect()
+    }
+
+    /// How the engine's host is reached while it is connected.
+    pub(crate) fn route(&self, id: u32) -> Option<Route> {
+        let host = &self.hosts[self.engines[id as usize].host_index];
+        match host.link().link() {
+            Link::Up(_) => host.route.lock().expect("lock").as_ref().map(|r| r.0),
+            _ => None,
+        }
     }
 
     /// Every engine as (id, host), in id order.
