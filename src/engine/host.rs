@@ -50,7 +50,7 @@ pub(super) struct Host {
 }
 
 pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
-    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut stdin = BufReader::new(super::stdio::stdin());
     let mut line = String::new();
     stdin.read_line(&mut line).await?;
     let config: EngineHostConfig =
@@ -77,7 +77,7 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
     );
     // From here on stdin and stdout carry the channel's datagrams (none,
     // when the daemon dials over UDP); stdin's end is still the tether.
-    let channel = Channel::spawn(stdin, tokio::io::stdout());
+    let channel = Channel::spawn(stdin, super::stdio::stdout());
     let mut tether_cut = channel.ended.clone();
     let over_channel = server_channel_endpoint(
         &identity,

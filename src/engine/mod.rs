@@ -12,6 +12,7 @@ mod pipe;
 mod procs;
 mod scratch;
 mod shell;
+mod stdio;
 mod workdir_probe;
 
 pub(crate) use error::EngineError;
