@@ -180,6 +180,19 @@ fn bastion_auto_takes_the_ssh_channel_for_hidden_hosts_and_udp_for_the_others() 
     env.pcl(["interrupt", "-t", VIA_PROXY_JUMP]).run().success();
     let (code, _, stderr, _) = finish(long, Duration::from_secs(20));
     assert_eq!(code, 130, "an interrupted sleep\n{stderr}");
+    // And abort ends an async job there.
+    let id = env
+        .pcl(["px", "--async", "-t", VIA_PROXY_COMMAND, "sleep 300"])
+        .run()
+        .success()
+        .stdout_str();
+    let id = id.trim();
+    env.pcl(["abort", id]).run().success();
+    env.pcl(["wait", id])
+        .timeout_secs(30)
+        .run()
+        .assert_exit(130);
+    env.px(["-t", VIA_PROXY_COMMAND, "echo after"]).success();
 
     env.down();
     assert_nothing_left(&env.session);

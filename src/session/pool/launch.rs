@@ -134,9 +134,9 @@ impl EnginePool {
         let spec = &self.hosts[index].spec;
         let probe = spec.launcher == LauncherKind::Ssh && spec.transport == Transport::Auto;
         let why_not_udp = match udp {
-            Ok(addr) if spec.transport == Transport::Ssh => {
-                unreachable!("{addr}: an engine host of transport = ssh listens on no port")
-            }
+            // An engine host told not to listen that listens all the same
+            // (an older `engine_path`) is still not dialled there.
+            Ok(_) if spec.transport == Transport::Ssh => "transport = \"ssh\"".to_string(),
             Ok(addr) if probe => {
                 let reach = Reach::udp(&self.endpoint, addr);
                 match tokio::time::timeout(UDP_PROBE, self.dial(index, &reach, fingerprint)).await {
