@@ -98,16 +98,7 @@ impl Bastion {
             fs::create_dir_all(&home).map_err(|e| e.to_string())?;
             let cfg = self.hosts.dir().join(format!("sshd_config-x{i}"));
             write_sshd_config(&cfg, 22, None, self.hosts.keys(), &home, "")?;
-            let log = fs::File::create(&self.hidden[i].log).map_err(|e| e.to_string())?;
-            let child = Command::new("ip")
-                .args(["netns", "exec", &netns, SSHD, "-D", "-e", "-f"])
-                .arg(&cfg)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .map_err(|e| format!("start sshd in {netns}: {e}"))?;
-            self.hidden[i].sshd = Some(child);
+            self.hidden[i].sshd = Some(spawn_sshd_in(&netns, &cfg, &self.hidden[i].log)?);
         }
 
         // Specific hosts first: ssh keeps the first value it reads.
@@ -161,15 +152,6 @@ impl Bastion {
         ssh_cmd(&self.ssh_config, name, command)
     }
 
-    fn hidden_pids(&self, i: usize) -> Vec<i32> {
-        sh("ip", &["netns", "pids", &self.hidden[i].netns])
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .filter(|&p| read_stat(p).is_some_and(|(s, _)| s != 'Z'))
-            .collect()
-    }
-
     /// Fail unless, on both hidden hosts, only sshd is left within
     /// `within`: its listener, and the processes of connections whose far
     /// end is cut off (sshd's to end, when TCP gives up on them).
@@ -184,7 +166,10 @@ impl Bastion {
                         .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
                         .is_none_or(|name| !name.starts_with("sshd"))
                 };
-                for pid in self.hidden_pids(i).into_iter().filter(not_sshd) {
+                for pid in netns_pids(&self.hidden[i].netns)
+                    .into_iter()
+                    .filter(not_sshd)
+                {
                     left.push(format!(
                         "  {} pid {pid}: {}",
                         host.netns,
@@ -226,7 +211,7 @@ impl Drop for Bastion {
                     )
                 );
             }
-            let pids = self.hidden_pids(i);
+            let pids = netns_pids(&self.hidden[i].netns);
             if let Some(child) = self.hidden[i].sshd.as_mut() {
                 stop_child(child);
             }

@@ -187,16 +187,7 @@ impl NetnsHosts {
 
             let cfg = self.dir.path().join(format!("sshd_config{i}"));
             write_sshd_config(&cfg, 22, None, self.keys.as_ref().expect("keys"), &home, "")?;
-            let logf = fs::File::create(&self.hosts[i].log).map_err(|e| e.to_string())?;
-            let child = Command::new("ip")
-                .args(["netns", "exec", &netns, SSHD, "-D", "-e", "-f"])
-                .arg(&cfg)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(logf)
-                .spawn()
-                .map_err(|e| format!("start sshd in {netns}: {e}"))?;
-            self.hosts[i].sshd = Some(child);
+            self.hosts[i].sshd = Some(spawn_sshd_in(&netns, &cfg, &self.hosts[i].log)?);
         }
         for h in &mut self.hosts {
             let addr: SocketAddr = format!("{}:22", h.addr).parse().expect("socket addr");
@@ -306,12 +297,7 @@ impl NetnsHosts {
 
     /// Pids of all processes in host `i`'s namespace (`ip netns pids`).
     pub fn pids_in(&self, i: usize) -> Vec<i32> {
-        sh("ip", &["netns", "pids", &self.hosts[i].netns])
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .filter(|&p| read_stat(p).is_some_and(|(s, _)| s != 'Z'))
-            .collect()
+        netns_pids(&self.hosts[i].netns)
     }
 
     /// Fail unless, in every namespace, only the sshd listener is left
@@ -392,6 +378,29 @@ impl Drop for NetnsHosts {
             let _ = sh("ip", &["link", "del", &self.bridge]);
         }
     }
+}
+
+/// sshd in namespace `netns`, logging to `log`.
+pub(crate) fn spawn_sshd_in(netns: &str, config: &Path, log: &Path) -> Result<Child, String> {
+    let logf = fs::File::create(log).map_err(|e| e.to_string())?;
+    Command::new("ip")
+        .args(["netns", "exec", netns, SSHD, "-D", "-e", "-f"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(logf)
+        .spawn()
+        .map_err(|e| format!("start sshd in {netns}: {e}"))
+}
+
+/// Live (not zombie) processes in namespace `netns` (`ip netns pids`).
+pub(crate) fn netns_pids(netns: &str) -> Vec<i32> {
+    sh("ip", &["netns", "pids", netns])
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|&p| read_stat(p).is_some_and(|(s, _)| s != 'Z'))
+        .collect()
 }
 
 /// All namespace names currently present (`ip netns list`).
