@@ -50,7 +50,7 @@ fn line_col_counts_characters_from_one() {
 #[test]
 fn unknown_keys() {
     const EXPECTED: &str = "expected one of `host`, `engines`, `user`, `port`, `identity`, \
-                            `ssh_options`, `launcher`, `workdir`, `engine_path`, `shell`, `setup`, `link_timeout`, `reconnect_grace`";
+                            `ssh_options`, `launcher`, `workdir`, `engine_path`, `shell`, `setup`, `link_timeout`, `reconnect_grace`, `relay`";
     assert_eq!(
         error("name = \"x\"\n\n[[hosts]]\nhost = \"a\"\n\n[[hosts]]\nhsot = \"b\"\n"),
         format!("cluster.toml:7:1: unknown field `hsot`, {EXPECTED}")

@@ -8,7 +8,7 @@ use quinn::{
 };
 use rustls::crypto::CryptoProvider;
 
-use super::pinning::PinnedCert;
+use super::pinning::{PeerPins, PinnedCert};
 use super::{Identity, TransportError};
 
 const ALPN: &[u8] = b"pcl/1";
@@ -62,17 +62,18 @@ fn endpoint(addr: SocketAddr, server: Option<ServerConfig>) -> Result<Endpoint, 
     .map_err(TransportError::Bind)
 }
 
-/// The engine side: serves only a client whose certificate has the pinned
-/// fingerprint; anyone else fails the TLS handshake before any stream.
+/// The engine side: serves only a client whose certificate `pins` admits
+/// (the daemon's, and relaying peers the daemon named); anyone else fails
+/// the TLS handshake before any stream.
 pub fn server_endpoint(
     identity: &Identity,
-    client_fingerprint: &str,
+    pins: Arc<PeerPins>,
     bind: SocketAddr,
 ) -> Result<Endpoint, TransportError> {
     let provider = provider();
     let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(PinnedCert::new(client_fingerprint, provider))
+        .with_client_cert_verifier(PinnedCert::peers(pins, provider))
         .with_single_cert(identity.cert_chain(), identity.key())?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto =

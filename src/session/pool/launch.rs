@@ -13,6 +13,7 @@ use super::{EngineCondition, EnginePool, Tether};
 use crate::join_all;
 use crate::launcher::{EngineHostProcess, ExitNote, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
+use crate::protocol::relay::RelayPeer;
 use crate::session::setup;
 use crate::transport::{read_frame, write_frame};
 
@@ -109,6 +110,10 @@ impl EnginePool {
                 )),
             };
         }
+        *host.peer.lock().expect("lock") = Some(RelayPeer {
+            addr,
+            fingerprint: fingerprint.clone(),
+        });
         if host.link().connected(generation, connection.clone()) {
             self.watch_link(index, generation, connection, addr, fingerprint);
         }

@@ -27,6 +27,7 @@ use link::LinkState;
 
 use super::SessionPaths;
 use crate::config::{Cluster, HostSpec};
+use crate::protocol::relay::RelayPeer;
 use crate::protocol::session::LaunchProgress;
 use crate::transport::{Identity, TransportError, client_endpoint};
 
@@ -61,6 +62,9 @@ struct HostSlot {
     tether: tokio::sync::Mutex<Option<Tether>>,
     /// Why the host's last launch failed, for `pcl up`'s report.
     failure: Mutex<Option<String>>,
+    /// Where the engine host listens and its certificate, as the last
+    /// launch found them: what its peers need to relay to it.
+    peer: Mutex<Option<RelayPeer>>,
 }
 
 impl HostSlot {
@@ -103,6 +107,7 @@ impl EnginePool {
                 link: Mutex::new(LinkState::new()),
                 tether: tokio::sync::Mutex::new(None),
                 failure: Mutex::new(None),
+                peer: Mutex::new(None),
             });
         }
         let total = hosts.len();
