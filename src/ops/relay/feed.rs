@@ -104,7 +104,7 @@ mod tests {
             frame - 1,
             frame,
             frame + 9,
-            2 * frame + 1300,
+            2 * frame + 1200,
             whole.len() as u64 - 3,
         ] {
             assert_eq!(
