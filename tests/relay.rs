@@ -220,5 +220,18 @@ fn relay_hosts_killed_or_cut_mid_push_fail_alone_and_the_hosts_after_them_comple
             "no copy on host {victim}"
         );
     }
+    // The cut-off host comes back within the grace before the session
+    // stops, so its tether is there to take it down.
+    let back = || {
+        env.pcl(["ids"])
+            .run()
+            .stdout_str()
+            .lines()
+            .any(|l| l == "3")
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), back),
+        "host 3 never came back"
+    );
     env.down_leaving_nothing(&hosts);
 }
