@@ -19,6 +19,7 @@ bench_cleanup() {
         ip netns del "$ns"
     done
     ip link del "$BENCH_BR" 2>/dev/null
+    [ -n "${BENCH_PRIVATE_DIR:-}" ] && rmdir "$BENCH_PRIVATE_DIR" 2>/dev/null
     [ -n "${IPP_PROFILE_DIR:-}" ] && "$BENCH_TMP/venv/bin/ipcluster" stop --profile-dir="$IPP_PROFILE_DIR" >/dev/null 2>&1
     rm -rf "$BENCH_TMP"
 }
@@ -32,6 +33,7 @@ need_pkg() { # need_pkg COMMAND PACKAGE
 }
 
 bench_hosts() { # bench_hosts N: sets BENCH_IPS and writes $BENCH_TMP/ssh_config
+    # (BENCH_PRIVATE_DIR=DIR: a tmpfs of each host's own at DIR)
     local n=$1
     [ "$(id -u)" = 0 ] || { echo "bench needs root for network namespaces" >&2; exit 1; }
     need_pkg ip iproute2
@@ -75,7 +77,15 @@ CFG
         ip -n "$ns" addr add "$ip/24" dev eth0
         ip -n "$ns" link set eth0 up
         ip -n "$ns" link set lo up
-        ip netns exec "$ns" /usr/sbin/sshd -f "$BENCH_TMP/sshd_config"
+        if [ -n "${BENCH_PRIVATE_DIR:-}" ]; then
+            # Its own tmpfs at the same path on every host, as node-local
+            # RAM disks: every tool writes a copy per host, none to disk.
+            mkdir -p "$BENCH_PRIVATE_DIR"
+            ip netns exec "$ns" unshare -m --propagation private sh -c \
+                "mount -t tmpfs -o size=${BENCH_PRIVATE_SIZE:-6g} tmpfs '$BENCH_PRIVATE_DIR' && exec /usr/sbin/sshd -f '$BENCH_TMP/sshd_config'"
+        else
+            ip netns exec "$ns" /usr/sbin/sshd -f "$BENCH_TMP/sshd_config"
+        fi
         BENCH_IPS+=("$ip")
     done
     for ip in "${BENCH_IPS[@]}"; do

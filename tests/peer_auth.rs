@@ -8,10 +8,12 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use pcl::protocol::data::{Bulk, Checksum, EngineData, chunk_header};
 use pcl::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
+use pcl::protocol::relay::{RelayControl, RelayFile, RelayHello};
 use pcl::transport::{
-    Channel, Identity, Via, client_channel_endpoint, client_endpoint, connect, read_frame,
-    write_frame,
+    Channel, Identity, Via, client_channel_endpoint, client_endpoint, connect, encode_frame,
+    read_frame, write_frame,
 };
 use quinn::Endpoint;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -29,7 +31,7 @@ impl Drop for EngineHost {
     }
 }
 
-fn config(trusted: &Identity, workdir: &tempfile::TempDir) -> EngineHostConfig {
+fn config(trusted: &Identity, workdir: &std::path::Path) -> EngineHostConfig {
     EngineHostConfig {
         session: "peer-auth-test".into(),
         client_fingerprint: trusted.fingerprint(),
@@ -37,7 +39,7 @@ fn config(trusted: &Identity, workdir: &tempfile::TempDir) -> EngineHostConfig {
         first_id: 0,
         engines: 1,
         engine_count: 1,
-        workdir: Some(workdir.path().display().to_string()),
+        workdir: Some(workdir.display().to_string()),
         shell: "bash".into(),
         setup: None,
         reconnect_grace_secs: 60,
@@ -46,6 +48,10 @@ fn config(trusted: &Identity, workdir: &tempfile::TempDir) -> EngineHostConfig {
 }
 
 fn start_engine_host(trusted: &Identity) -> EngineHost {
+    start_engine_host_in(trusted, tempfile::tempdir().unwrap().keep())
+}
+
+fn start_engine_host_in(trusted: &Identity, workdir: std::path::PathBuf) -> EngineHost {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pcl"))
         .args([
             "engine",
@@ -59,13 +65,11 @@ fn start_engine_host(trusted: &Identity) -> EngineHost {
         .stderr(Stdio::null())
         .spawn()
         .expect("pcl engine starts");
-    let workdir = tempfile::tempdir().unwrap();
     let config = config(trusted, &workdir);
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{}", serde_json::to_string(&config).unwrap()).unwrap();
     // Keep the tether open for the test's lifetime.
     std::mem::forget(stdin);
-    std::mem::forget(workdir);
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -101,10 +105,9 @@ async fn start_engine_host_over_channel(
         .kill_on_drop(true)
         .spawn()
         .expect("pcl engine starts");
-    let workdir = tempfile::tempdir().unwrap();
+    let workdir = tempfile::tempdir().unwrap().keep();
     let mut config = config(trusted, &workdir);
     config.listen_udp = false;
-    std::mem::forget(workdir);
     let mut stdin = child.stdin.take().unwrap();
     let mut line = serde_json::to_vec(&config).unwrap();
     line.push(b'\n');
@@ -203,4 +206,153 @@ async fn only_the_pinned_daemon_is_served_over_the_channel() {
     try_start_via(&endpoint, Via::Channel, &daemon, &fingerprint)
         .await
         .expect("the pinned daemon is served");
+}
+
+/// The bulk stream of `data`, as a relaying peer sends it.
+fn bulk_stream(data: &[u8]) -> Vec<u8> {
+    let mut stream = chunk_header(data.len());
+    stream.extend_from_slice(data);
+    let mut digest = Checksum::new();
+    digest.update(data);
+    stream.extend(encode_frame(&Bulk::End(digest.digest())).unwrap());
+    stream
+}
+
+/// Whether a stream opened on `conn` with `first` gets any answer at all.
+async fn answered(conn: &quinn::Connection, first: &[u8]) -> bool {
+    let attempt = async {
+        let (mut send, mut recv) = conn.open_bi().await.ok()?;
+        send.write_all(first).await.ok()?;
+        let _ = send.finish();
+        let mut byte = [0u8; 1];
+        recv.read_exact(&mut byte).await.ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), attempt).await,
+        Ok(Some(()))
+    )
+}
+
+#[tokio::test]
+async fn a_relay_admits_only_the_peer_the_daemon_named_and_only_for_its_push() {
+    let daemon = Identity::generate().unwrap();
+    let workdir = tempfile::tempdir().unwrap();
+    let host = start_engine_host_in(&daemon, workdir.path().to_path_buf());
+    let endpoint = client_endpoint().unwrap();
+    let idle = Duration::from_secs(10);
+    let to_host = connect(
+        &endpoint,
+        &daemon,
+        Via::Udp(host.addr),
+        &host.fingerprint,
+        idle,
+    )
+    .await
+    .unwrap();
+
+    let named = Identity::generate().unwrap();
+    // Not yet named: refused at the handshake like any stranger.
+    assert!(
+        try_start(&named, host.addr, &host.fingerprint)
+            .await
+            .is_err(),
+        "a peer was let in before any push named it"
+    );
+
+    let (mut control, mut replies) = to_host.open_bi().await.unwrap();
+    let relay = RelayFile {
+        id: 0,
+        path: "got.bin".into(),
+        transfer: 42,
+        upstream: Some(named.fingerprint()),
+        downstream: Vec::new(),
+        peer_timeout_ms: 5000,
+    };
+    write_frame(
+        &mut control,
+        &EngineRequest::Data(EngineData::RelayFile(relay)),
+    )
+    .await
+    .unwrap();
+    let ready = read_frame::<_, EngineReply>(&mut replies).await.unwrap();
+    assert!(matches!(ready, Some(EngineReply::RelayReady)), "{ready:?}");
+
+    // A stranger still gets nothing.
+    let rogue = Identity::generate().unwrap();
+    let peer_endpoint = client_endpoint().unwrap();
+    let refused = connect(
+        &peer_endpoint,
+        &rogue,
+        Via::Udp(host.addr),
+        &host.fingerprint,
+        idle,
+    )
+    .await;
+    let stranger_served = match refused {
+        Ok(conn) => answered(&conn, &encode_frame(&RelayHello { transfer: 42 }).unwrap()).await,
+        Err(_) => false,
+    };
+    assert!(!stranger_served, "a peer nobody named was served");
+
+    // The named peer is let in, but may not run anything, nor feed
+    // another push than its own.
+    let peer = connect(
+        &peer_endpoint,
+        &named,
+        Via::Udp(host.addr),
+        &host.fingerprint,
+        idle,
+    )
+    .await
+    .expect("the named peer is let in");
+    assert!(
+        !answered(&peer, &encode_frame(&EngineRequest::Start).unwrap()).await,
+        "a relaying peer was answered a request"
+    );
+    let wrong = bulk_stream(b"not this push");
+    let mut hello = encode_frame(&RelayHello { transfer: 43 }).unwrap();
+    hello.extend(&wrong);
+    assert!(!answered(&peer, &hello).await);
+
+    write_frame(&mut control, &RelayControl::Dial)
+        .await
+        .unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let (mut send, _recv) = peer.open_bi().await.unwrap();
+    write_frame(&mut send, &RelayHello { transfer: 42 })
+        .await
+        .unwrap();
+    send.write_all(&bulk_stream(&data)).await.unwrap();
+    send.finish().unwrap();
+    let stored = async {
+        loop {
+            match read_frame::<_, EngineReply>(&mut replies).await {
+                Ok(Some(EngineReply::Relayed(_))) => continue,
+                other => return other.map_err(|e| e.to_string()),
+            }
+        }
+    };
+    let stored = tokio::time::timeout(Duration::from_secs(10), stored)
+        .await
+        .expect("an answer");
+    assert!(
+        matches!(stored, Ok(Some(EngineReply::Stored))),
+        "{stored:?}"
+    );
+    assert_eq!(std::fs::read(workdir.path().join("got.bin")).unwrap(), data);
+
+    // The push is over: the peer is a stranger again.
+    let again = connect(
+        &client_endpoint().unwrap(),
+        &named,
+        Via::Udp(host.addr),
+        &host.fingerprint,
+        idle,
+    )
+    .await;
+    let served = match again {
+        Ok(conn) => answered(&conn, &encode_frame(&RelayHello { transfer: 42 }).unwrap()).await,
+        Err(_) => false,
+    };
+    assert!(!served, "a peer stayed admitted after its push");
 }

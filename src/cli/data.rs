@@ -287,6 +287,7 @@ async fn render_stored(json: bool, mut replies: Replies) -> anyhow::Result<ExitC
         match replies.next().await? {
             Reply::Transfer { done, total } => view.progress(done, total),
             Reply::WrittenBy { by, .. } => written_by = Some(by),
+            Reply::Remark(remark) => view.remark(&remark),
             Reply::EngineDone(done) => {
                 let extra = match written_by.take() {
                     Some(by) => json!({ "written_by": by }),

@@ -235,6 +235,7 @@ fn host_spec(name: String, keys: &HostKeys) -> HostSpec {
         reconnect_grace: keys
             .reconnect_grace
             .map_or(default.reconnect_grace, |s| s.0),
+        relay: keys.relay.unwrap_or(default.relay),
         ..default
     }
 }

@@ -95,6 +95,10 @@ pub(crate) struct HostSpec {
     /// Seconds a lost host may take to come back with its state before
     /// it is given up and its engines stopped.
     pub reconnect_grace: u32,
+    /// Whether this host takes part in relayed pushes: fed by a peer and
+    /// passing the bytes on. `false` (or a host peers cannot dial) gets
+    /// its copy straight from the daemon.
+    pub relay: bool,
     /// The Slurm job whose allocation this node belongs to (the `slurm`
     /// launcher runs its step there); set once the allocation is known.
     pub slurm_job: Option<String>,
@@ -118,6 +122,7 @@ impl HostSpec {
             setup: None,
             link_timeout: DEFAULT_LINK_TIMEOUT,
             reconnect_grace: DEFAULT_RECONNECT_GRACE,
+            relay: true,
             slurm_job: None,
         }
     }

@@ -245,6 +245,16 @@ pub(crate) fn keys() -> Vec<Key> {
             "Seconds a lost host may take to come back with its engines' state before it \
              is given up and its engines stopped.",
         ),
+        key(
+            "relay",
+            Place::Host,
+            "true or false",
+            &spec.relay.to_string(),
+            "Whether push --file may reach this host through other hosts: the session \
+             sends the file out once and each host passes it on to the next as it \
+             arrives. false: this host gets its copy straight from the session and \
+             passes nothing on; in [defaults], relaying is off for the whole session.",
+        ),
     ]
 }
 

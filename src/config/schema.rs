@@ -59,6 +59,7 @@ pub(super) struct HostKeys {
     pub(super) setup: Option<String>,
     pub(super) link_timeout: Option<Seconds>,
     pub(super) reconnect_grace: Option<Seconds>,
+    pub(super) relay: Option<bool>,
 }
 
 impl HostKeys {
@@ -80,6 +81,7 @@ impl HostKeys {
             setup: self.setup.or_else(|| defaults.setup.clone()),
             link_timeout: self.link_timeout.or(defaults.link_timeout),
             reconnect_grace: self.reconnect_grace.or(defaults.reconnect_grace),
+            relay: self.relay.or(defaults.relay),
         }
     }
 }

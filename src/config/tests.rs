@@ -42,6 +42,7 @@ shell = "zsh"
 setup = "module load gcc"
 link_timeout = 5
 reconnect_grace = 120
+relay = false
 [[hosts]]
 host = "localhost"
 launcher = "local"
@@ -66,6 +67,7 @@ launcher = "local"
                 setup: Some("module load gcc".into()),
                 link_timeout: 5,
                 reconnect_grace: 120,
+                relay: false,
                 slurm_job: None,
             },
             HostSpec {
@@ -271,7 +273,7 @@ fn load_reads_the_file_and_names_it() {
         format!(
             "{}:5:1: unknown field `hsot`, expected one of `host`, `engines`, `user`, `port`, \
              `identity`, `ssh_options`, `launcher`, `transport`, `workdir`, `engine_path`, `shell`, \
-             `setup`, `link_timeout`, `reconnect_grace`",
+             `setup`, `link_timeout`, `reconnect_grace`, `relay`",
             path.display()
         )
     );

@@ -65,7 +65,7 @@ fn the_ssh_transport_needs_the_ssh_launcher() {
 #[test]
 fn unknown_keys() {
     const EXPECTED: &str = "expected one of `host`, `engines`, `user`, `port`, `identity`, \
-                            `ssh_options`, `launcher`, `transport`, `workdir`, `engine_path`, `shell`, `setup`, `link_timeout`, `reconnect_grace`";
+                            `ssh_options`, `launcher`, `transport`, `workdir`, `engine_path`, `shell`, `setup`, `link_timeout`, `reconnect_grace`, `relay`";
     assert_eq!(
         error("name = \"x\"\n\n[[hosts]]\nhost = \"a\"\n\n[[hosts]]\nhsot = \"b\"\n"),
         format!("cluster.toml:7:1: unknown field `hsot`, {EXPECTED}")

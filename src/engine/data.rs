@@ -23,7 +23,7 @@ use crate::transport::{MAX_FRAME, write_frame};
 
 /// Why a data request failed on this engine; sent to the daemon as text.
 #[derive(Debug, Error)]
-enum Refused {
+pub(super) enum Refused {
     #[error(transparent)]
     Data(#[from] DataError),
     #[error("{0}")]
@@ -46,6 +46,8 @@ enum Refused {
     Checksum(String),
     #[error("the transfer was cut off before its end; nothing was kept")]
     CutOff,
+    #[error("the session broke the relay protocol: {0}")]
+    Protocol(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -60,6 +62,7 @@ pub(super) async fn serve(
         EngineData::SetVars { id, vars } => set_vars(host, id, vars).await,
         EngineData::LoadArray { id, name, nul } => load_array(host, id, &name, nul, recv).await,
         EngineData::WriteFile { id, path } => write_file(host, id, &path, recv).await,
+        EngineData::RelayFile(relay) => super::relay::relay_file(host, relay, send, recv).await,
         EngineData::GetVar { id, name, array } => match get_var(host, id, &name, array).await {
             Ok(value) => return send_bytes(send, &mut &value[..]).await.map(drop),
             Err(e) => Err(e),
@@ -233,30 +236,64 @@ async fn write_file(
     path: &str,
     recv: &mut RecvStream,
 ) -> Result<(), Refused> {
-    let full = remote_path(host, id, path).await?;
-    let write_err = |source| Refused::Write {
-        path: path.to_string(),
-        source,
-    };
-    let dir = full.parent().expect("a checked remote path has a parent");
-    std::fs::create_dir_all(dir).map_err(write_err)?;
-    let name = full
-        .file_name()
-        .expect("a checked remote path names a file");
-    let prefix = format!(".{}.pcl", name.to_string_lossy());
-    let (mut file, mut temp) = TempFile::create(host, dir, &prefix).map_err(|e| match e {
-        Refused::Write { source, .. } => write_err(source),
-        other => other,
-    })?;
-    receive(recv, &mut file, path).await?;
-    drop(file);
-    std::fs::rename(&temp.path, &full).map_err(write_err)?;
-    temp.keep = true;
-    // The rename itself survives a crash only once the directory is synced.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    let mut target = Target::open(host, id, path).await?;
+    receive(recv, &mut target.file, path).await?;
+    target.commit()
+}
+
+/// A file being written for a push: a temporary file beside REMOTE, renamed
+/// into place by `commit` once its bytes are checked and durable, removed
+/// if anything goes wrong before.
+pub(super) struct Target {
+    pub(super) file: std::fs::File,
+    temp: TempFile,
+    full: PathBuf,
+    path: String,
+}
+
+impl Target {
+    pub(super) async fn open(host: &Host, id: u32, path: &str) -> Result<Target, Refused> {
+        let full = remote_path(host, id, path).await?;
+        let write_err = |source| Refused::Write {
+            path: path.to_string(),
+            source,
+        };
+        let dir = full.parent().expect("a checked remote path has a parent");
+        std::fs::create_dir_all(dir).map_err(write_err)?;
+        let name = full
+            .file_name()
+            .expect("a checked remote path names a file");
+        let prefix = format!(".{}.pcl", name.to_string_lossy());
+        let (file, temp) = TempFile::create(host, dir, &prefix).map_err(|e| match e {
+            Refused::Write { source, .. } => write_err(source),
+            other => other,
+        })?;
+        Ok(Target {
+            file,
+            temp,
+            full,
+            path: path.to_string(),
+        })
     }
-    Ok(())
+
+    /// Rename the (synced) temporary file into place.
+    pub(super) fn commit(self) -> Result<(), Refused> {
+        let Target {
+            file,
+            mut temp,
+            full,
+            path,
+        } = self;
+        drop(file);
+        std::fs::rename(&temp.path, &full).map_err(|source| Refused::Write { path, source })?;
+        temp.keep = true;
+        // The rename itself survives a crash only once the directory is synced.
+        let dir = full.parent().expect("a checked remote path has a parent");
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
 }
 
 async fn open_remote(host: &Host, id: u32, path: &str) -> Result<std::fs::File, Refused> {

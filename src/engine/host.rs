@@ -19,13 +19,15 @@ use tokio::time::Instant;
 use super::batch::{interrupt, run_batch};
 use super::guard::Guard;
 use super::procs::{become_subreaper, kill_descendants, kill_sessions, reap_adopted};
+use super::relay::{Dialer, Upstreams};
 use super::scratch::scratch_dir;
 use super::workdir_probe::Marker;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest, HANDSHAKE_PREFIX};
 use crate::transport::{
-    Channel, Identity, read_frame, server_channel_endpoint, server_endpoint, write_frame,
+    Channel, Identity, PeerPins, peer_fingerprint, read_frame, server_channel_endpoint,
+    server_endpoint, write_frame,
 };
 
 /// One engine: its shell, and the shell's pid readable without waiting
@@ -47,6 +49,11 @@ pub(super) struct Host {
     pub(super) guard: Option<Arc<Guard>>,
     /// The workdir probe's marker while a probe runs.
     pub(super) marker: std::sync::Mutex<Option<Marker>>,
+    /// Whose certificates the endpoint admits: the daemon's, and the
+    /// upstream peers of relayed pushes under way.
+    pub(super) pins: Arc<PeerPins>,
+    pub(super) upstreams: Upstreams,
+    pub(super) dialer: Dialer,
 }
 
 pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
@@ -58,12 +65,9 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
 
     let identity = Identity::generate()?;
     let bind = bind.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let pins = PeerPins::new(&config.client_fingerprint);
     let udp = match config.listen_udp {
-        true => Some(server_endpoint(
-            &identity,
-            &config.client_fingerprint,
-            bind,
-        )?),
+        true => Some(server_endpoint(&identity, pins.clone(), bind)?),
         false => None,
     };
     // Port 0: reachable over the channel only.
@@ -79,11 +83,7 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
     // when the daemon dials over UDP); stdin's end is still the tether.
     let channel = Channel::spawn(stdin, super::stdio::stdout());
     let mut tether_cut = channel.ended.clone();
-    let over_channel = server_channel_endpoint(
-        &identity,
-        &config.client_fingerprint,
-        channel.socket.clone(),
-    )?;
+    let over_channel = server_channel_endpoint(&identity, pins.clone(), channel.socket.clone())?;
 
     // Commands that leave their shell (setsid, nohup, a double fork)
     // become our children, to be ended with us.
@@ -97,6 +97,13 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
         engines: OnceCell::new(),
         marker: std::sync::Mutex::new(None),
         connections: watch::Sender::new(0),
+        pins,
+        upstreams: Upstreams::default(),
+        // A host reached over the channel only is never asked to relay.
+        dialer: Dialer {
+            endpoint: udp.clone(),
+            identity: Arc::new(identity),
+        },
         guard: match Guard::spawn() {
             Ok(guard) => {
                 // Removed at exit, or by the guard if the exit is a SIGKILL.
@@ -247,6 +254,12 @@ impl Host {
     }
 
     async fn serve(self: Arc<Self>, conn: Connection) {
+        let fingerprint = peer_fingerprint(&conn).unwrap_or_default();
+        if !self.pins.is_daemon(&fingerprint) {
+            // A peer the daemon named for a relayed push: it may feed that
+            // push, and nothing else.
+            return self.upstreams.serve(conn, fingerprint).await;
+        }
         self.connections.send_modify(|n| *n += 1);
         while let Ok((send, recv)) = conn.accept_bi().await {
             let host = self.clone();

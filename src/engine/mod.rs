@@ -10,6 +10,7 @@ mod leftovers;
 mod marker;
 mod pipe;
 mod procs;
+mod relay;
 mod scratch;
 mod shell;
 mod stdio;

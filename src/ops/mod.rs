@@ -14,6 +14,7 @@ mod placement;
 mod pull;
 mod push;
 pub(crate) mod px;
+mod relay;
 pub(crate) mod restart;
 mod scatter;
 pub(crate) mod status;

@@ -152,7 +152,13 @@ pub(super) async fn file(
         fetches
             .push(async move { fetch_file(&pool, id, &remote, &target, &progress, abort).await });
     }
-    let outcomes = with_progress(out, &progress, None, join_all(fetches)).await;
+    let outcomes = with_progress(
+        out,
+        || progress.load(Ordering::Relaxed),
+        None,
+        join_all(fetches),
+    )
+    .await;
     for ((file, outcome), (path, _)) in files.iter().zip(&outcomes).zip(&places) {
         if file.ids.len() > 1 && outcome.is_ok() {
             let remark = format!(

@@ -1,10 +1,11 @@
 //! `pcl push`: shell variables, or a local file copied to every target.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::abort::Abort;
 use super::placement::same_files;
+use super::relay;
 use super::transfer::{Failure, Outcome, Upload, feed, local_source, report, store, with_progress};
 use crate::join_all;
 use crate::protocol::data::{EngineData, Source, check_name, open_regular};
@@ -62,37 +63,75 @@ pub(super) async fn file(
     let ids = out.targets(pool, targets)?;
     let files = same_files(pool, &ids, remote)?;
     let abort = Abort::of(out);
+    let job = format!("push --file {remote}");
     // One copy per file: engines sharing a workdir share the file, so the
-    // first of them receives it for all.
-    let uploads: Vec<Upload> = files
+    // first of them receives it for all. Hosts their peers can reach get
+    // it relayed; the others straight from here.
+    let peers: Vec<_> = files.iter().map(|f| pool.relay_peer(f.first())).collect();
+    let chain = relay::members(&peers);
+    let relayed_hosts: Vec<relay::Host> = chain
         .iter()
-        .map(|file| {
+        .map(|&i| relay::Host {
+            id: files[i].first(),
+            path: files[i].path.clone(),
+            peer: peers[i].clone().expect("a member has a peer address"),
+        })
+        .collect();
+    let direct: Vec<usize> = (0..files.len()).filter(|i| !chain.contains(i)).collect();
+    let uploads: Vec<Upload> = direct
+        .iter()
+        .map(|&i| {
             let op = EngineData::WriteFile {
-                id: file.first(),
-                path: file.path.clone(),
+                id: files[i].first(),
+                path: files[i].path.clone(),
             };
-            let job = format!("push --file {remote}");
-            Upload::start(pool, file.first(), job, op, abort.clone())
+            Upload::start(pool, files[i].first(), job.clone(), op, abort.clone())
         })
         .collect();
     let queues: Vec<_> = uploads.iter().map(|u| u.queue.clone()).collect();
-    let progress = Arc::new(AtomicU64::new(0));
-    let counter = progress.clone();
-    let reading =
-        tokio::task::spawn_blocking(move || feed(&mut reader, 0, size, &queues, &counter));
-    let read = with_progress(out, &progress, Some(size), reading).await;
+    let read_progress = Arc::new(AtomicU64::new(if queues.is_empty() { size } else { 0 }));
+    let counter = read_progress.clone();
+    let reading = tokio::task::spawn_blocking(move || {
+        if queues.is_empty() {
+            return Ok(());
+        }
+        feed(&mut reader, 0, size, &queues, &counter)
+    });
+    let relay_progress = AtomicU64::new(if chain.is_empty() { size } else { 0 });
+    let relaying = relay::push(
+        pool,
+        relayed_hosts,
+        job,
+        local,
+        size,
+        &relay_progress,
+        abort,
+    );
+    let slowest = || {
+        read_progress
+            .load(Ordering::Relaxed)
+            .min(relay_progress.load(Ordering::Relaxed))
+    };
+    let both = async { tokio::join!(reading, relaying) };
+    let (read, relayed) = with_progress(out, slowest, Some(size), both).await;
+    if let Some(remark) = relayed.remark {
+        out.send(&Reply::Remark(remark)).await?;
+    }
     let read = match read {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("reading {} failed: {e}", local.display())),
         Err(e) => Err(format!("internal error: {e}")),
     };
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    for upload in uploads {
-        outcomes.push(match (&read, upload.outcome().await) {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; files.len()];
+    for (&i, upload) in direct.iter().zip(uploads) {
+        outcomes[i] = Some(match (&read, upload.outcome().await) {
             // The engines only saw the transfer stop; the reason is here.
             (Err(why), Err(_)) => Err(Failure::Engine(why.clone())),
             (_, outcome) => outcome,
         });
+    }
+    for (&i, outcome) in chain.iter().zip(relayed.outcomes) {
+        outcomes[i] = Some(outcome);
     }
     for id in ids {
         let (file, outcome) = files
@@ -105,6 +144,7 @@ pub(super) async fn file(
             by: file.first(),
         })
         .await?;
+        let outcome = outcome.as_ref().expect("every file has an outcome");
         report(out, pool, id, outcome).await?;
     }
     out.send(&Reply::Done).await

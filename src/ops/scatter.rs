@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::abort::Abort;
 use super::lines::{block_ranges, block_sizes};
@@ -138,7 +138,13 @@ async fn send_blocks(
         });
         uploads.push(upload);
     }
-    let read = with_progress(out, &progress, Some(total), join_all(readers)).await;
+    let read = with_progress(
+        out,
+        || progress.load(Ordering::Relaxed),
+        Some(total),
+        join_all(readers),
+    )
+    .await;
     let read = read.into_iter().find_map(Result::err).map_or(Ok(()), |e| {
         Err(format!("reading {} failed: {e}", path.display()))
     });

@@ -102,7 +102,7 @@ pub(super) async fn report(
 }
 
 /// Map an engine's answer to a request that stores something.
-fn stored(id: u32, answer: Result<Option<EngineReply>, PoolError>) -> Outcome {
+pub(super) fn stored(id: u32, answer: Result<Option<EngineReply>, PoolError>) -> Outcome {
     match answer {
         Ok(Some(EngineReply::Stored)) => Ok(()),
         Ok(Some(EngineReply::Error(e))) => Err(Failure::Engine(e)),
@@ -248,10 +248,10 @@ fn send_end(queues: &[mpsc::Sender<Bytes>], open: &mut [bool], digest: Checksum)
 }
 
 /// Await `work` while telling the CLI every so often how many bytes
-/// `done` counts. A CLI that went away does not stop the work.
+/// `done` says have moved. A CLI that went away does not stop the work.
 pub(super) async fn with_progress<T>(
     out: &mut ReplySink,
-    done: &AtomicU64,
+    done: impl Fn() -> u64,
     total: Option<u64>,
     work: impl Future<Output = T>,
 ) -> T {
@@ -262,7 +262,7 @@ pub(super) async fn with_progress<T>(
         tokio::select! {
             result = &mut work => return result,
             _ = tick.tick() => {
-                let done = done.load(Ordering::Relaxed);
+                let done = done();
                 let _ = out.send(&Reply::Transfer { done, total }).await;
             }
         }

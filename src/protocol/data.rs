@@ -155,6 +155,9 @@ pub enum EngineData {
     WriteFile { id: u32, path: String },
     /// The bytes of the file `path`: `Data` chunks then `DataEnd`.
     ReadFile { id: u32, path: String },
+    /// `WriteFile`, the bytes coming from a peer and passed on (see
+    /// `protocol::relay`).
+    RelayFile(super::relay::RelayFile),
 }
 
 /// The checksum of the bytes sent, checked by the receiver.
@@ -209,6 +212,18 @@ pub fn chunk_header(len: usize) -> Vec<u8> {
     header.extend_from_slice(tag);
     header.extend_from_slice(&varint);
     header
+}
+
+/// Where the bulk stream of a file of `size` bytes, cut into `CHUNK`
+/// frames as senders cut it, is at its byte `at`: the file offset of the
+/// frame holding that byte, and how far into the frames from there.
+/// The stream is a function of the file's bytes alone, so a sender can
+/// take it up again at any byte another sender stopped at.
+pub fn stream_position(at: u64, size: u64) -> (u64, u64) {
+    let frame = (chunk_header(CHUNK).len() + CHUNK) as u64;
+    let full_frames = size / CHUNK as u64;
+    let frame_index = (at / frame).min(full_frames);
+    (frame_index * CHUNK as u64, at - frame_index * frame)
 }
 
 /// Fill `buf` as far as `source` goes, so bulk data travels in few, full
@@ -355,6 +370,24 @@ mod tests {
             split.extend_from_slice(&data);
             assert_eq!(split, frame, "len {len}");
         }
+    }
+
+    #[test]
+    fn a_stream_position_maps_back_to_its_frame() {
+        let frame = (chunk_header(CHUNK).len() + CHUNK) as u64;
+        let size = 3 * CHUNK as u64 + 10;
+        assert_eq!(stream_position(0, size), (0, 0));
+        assert_eq!(stream_position(5, size), (0, 5));
+        assert_eq!(stream_position(frame, size), (CHUNK as u64, 0));
+        assert_eq!(stream_position(2 * frame + 7, size), (2 * CHUNK as u64, 7));
+        // In the last, short frame or the end frame: from the last chunk.
+        assert_eq!(
+            stream_position(3 * frame + 20, size),
+            (3 * CHUNK as u64, 20)
+        );
+        // A file of whole chunks: the end frame follows the last one.
+        let whole = 2 * CHUNK as u64;
+        assert_eq!(stream_position(2 * frame + 3, whole), (whole, 3));
     }
 
     #[test]

@@ -135,6 +135,23 @@ pub enum EngineReply {
     },
     Seen(Vec<bool>),
     Unmarked,
+    /// A `RelayFile` host made its temporary file and waits for the bytes.
+    RelayReady,
+    /// A `RelayFile` host has written this many bytes of the file.
+    Relayed(u64),
+    /// A `RelayFile` host lost its upstream peer (`attached`), or none
+    /// came: the daemon should `Feed` it from byte `at` of the bulk stream.
+    Resume {
+        at: u64,
+        why: String,
+        attached: bool,
+    },
+    /// A `RelayFile` host could not reach its downstream peer `peer`
+    /// (an index into `downstream`); that one needs the bytes another way.
+    PeerUnreachable {
+        peer: usize,
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

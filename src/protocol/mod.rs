@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod engine;
+pub mod relay;
 pub mod remote;
 pub mod session;
 pub mod status;

@@ -9,7 +9,7 @@ use quinn::{
 use rustls::crypto::CryptoProvider;
 
 use super::channel::{CHANNEL_MTU, CHANNEL_PEER, ChannelSocket};
-use super::pinning::PinnedCert;
+use super::pinning::{PeerPins, PinnedCert};
 use super::{Identity, TransportError};
 
 const ALPN: &[u8] = b"pcl/1";
@@ -97,17 +97,18 @@ fn channel_endpoint(
         .map_err(TransportError::Bind)
 }
 
-/// The engine side's TLS: serves only a client whose certificate has the
-/// pinned fingerprint; anyone else fails the handshake before any stream.
+/// The engine side's TLS: serves only a client whose certificate `pins`
+/// admits (the daemon's, and relaying peers the daemon named); anyone else
+/// fails the handshake before any stream.
 fn server_config(
     identity: &Identity,
-    client_fingerprint: &str,
+    pins: Arc<PeerPins>,
     via_channel: bool,
 ) -> Result<ServerConfig, TransportError> {
     let provider = provider();
     let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(PinnedCert::new(client_fingerprint, provider))
+        .with_client_cert_verifier(PinnedCert::peers(pins, provider))
         .with_single_cert(identity.cert_chain(), identity.key())?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto =
@@ -120,25 +121,19 @@ fn server_config(
 /// The engine side over UDP, bound to `bind`.
 pub fn server_endpoint(
     identity: &Identity,
-    client_fingerprint: &str,
+    pins: Arc<PeerPins>,
     bind: SocketAddr,
 ) -> Result<Endpoint, TransportError> {
-    endpoint(
-        bind,
-        Some(server_config(identity, client_fingerprint, false)?),
-    )
+    endpoint(bind, Some(server_config(identity, pins, false)?))
 }
 
 /// The engine side over the channel it was started on.
 pub fn server_channel_endpoint(
     identity: &Identity,
-    client_fingerprint: &str,
+    pins: Arc<PeerPins>,
     socket: Arc<ChannelSocket>,
 ) -> Result<Endpoint, TransportError> {
-    channel_endpoint(
-        socket,
-        Some(server_config(identity, client_fingerprint, true)?),
-    )
+    channel_endpoint(socket, Some(server_config(identity, pins, true)?))
 }
 
 /// The daemon side: one endpoint for all engine hosts reached over UDP.
@@ -194,9 +189,12 @@ mod tests {
         let daemon_side = Channel::spawn(b_read, b_write);
         let engine = Identity::generate().unwrap();
         let daemon = Identity::generate().unwrap();
-        let server =
-            server_channel_endpoint(&engine, &daemon.fingerprint(), engine_side.socket.clone())
-                .unwrap();
+        let server = server_channel_endpoint(
+            &engine,
+            PeerPins::new(&daemon.fingerprint()),
+            engine_side.socket.clone(),
+        )
+        .unwrap();
         let client = client_channel_endpoint(daemon_side.socket.clone()).unwrap();
         let serve = tokio::spawn(async move {
             let connection = server.accept().await.unwrap().await.unwrap();

@@ -18,3 +18,4 @@ pub use endpoint::{
 pub use error::TransportError;
 pub use frame::{MAX_FRAME, decode, encode_frame, read_frame, write_frame};
 pub use identity::{Identity, fingerprint};
+pub use pinning::{PeerPin, PeerPins, peer_fingerprint};

@@ -286,6 +286,44 @@ impl NetnsHosts {
         sh("ip", &["link", "set", &self.hosts[i].veth, "up"]).unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Bytes the root namespace has sent through the bridge so far: what
+    /// left the daemon's machine for the hosts, whichever host got it.
+    pub fn bridge_tx_bytes(&self) -> u64 {
+        let path = format!("/sys/class/net/{}/statistics/tx_bytes", self.bridge);
+        fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .trim()
+            .parse()
+            .expect("a byte count")
+    }
+
+    /// Limit host `i`'s link to `rate` (a tc rate, `40mbit`) both ways.
+    pub fn shape(&self, i: usize, rate: &str) {
+        let tbf = [
+            "root", "tbf", "rate", rate, "burst", "64kbit", "latency", "400ms",
+        ];
+        sh(
+            "tc",
+            &[&["qdisc", "add", "dev", &self.hosts[i].veth][..], &tbf].concat(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let netns = &self.hosts[i].netns;
+        let inside = [&["-n", netns, "qdisc", "add", "dev", "eth0"][..], &tbf].concat();
+        sh("tc", &inside).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Drop all traffic between host `i` and host `j` (in both
+    /// namespaces, a blackhole route to the other), as a firewall between
+    /// them would; both still reach the bridge, where the daemon runs.
+    pub fn separate(&self, i: usize, j: usize) {
+        for (from, to) in [(i, j), (j, i)] {
+            let target = format!("{}/32", self.hosts[to].addr);
+            let netns = &self.hosts[from].netns;
+            sh("ip", &["-n", netns, "route", "add", "blackhole", &target])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
     /// Pid of host `i`'s sshd listener.
     pub fn sshd_pid(&self, i: usize) -> i32 {
         self.hosts[i]

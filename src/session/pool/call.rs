@@ -125,7 +125,32 @@ impl EngineCall<'_> {
 
     /// The next reply; `Err` when the engine went away mid-request.
     pub(crate) async fn next(&mut self) -> Result<Option<EngineReply>, PoolError> {
-        read_frame(&mut self.recv)
+        self.halves().1.next().await
+    }
+
+    /// The send side and the replies apart, for a caller that writes while
+    /// it waits for replies (a reply read must never be cut short).
+    pub(crate) fn halves(&mut self) -> (&mut SendStream, Replies<'_>) {
+        let replies = Replies {
+            pool: self.pool,
+            id: self.id,
+            recv: &mut self.recv,
+        };
+        (&mut self.send, replies)
+    }
+}
+
+/// The replies of one [`EngineCall`].
+pub(crate) struct Replies<'a> {
+    pool: &'a EnginePool,
+    id: u32,
+    recv: &'a mut RecvStream,
+}
+
+impl Replies<'_> {
+    /// The next reply; `Err` when the engine went away mid-request.
+    pub(crate) async fn next(&mut self) -> Result<Option<EngineReply>, PoolError> {
+        read_frame(&mut *self.recv)
             .await
             .map_err(|e| match self.pool.state(self.id) {
                 EngineCondition::Dead(reason) => PoolError::Died {

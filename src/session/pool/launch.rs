@@ -17,6 +17,7 @@ use crate::config::{LauncherKind, Transport};
 use crate::join_all;
 use crate::launcher::{EngineHostProcess, ExitNote, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
+use crate::protocol::relay::RelayPeer;
 use crate::session::setup;
 use crate::transport::{ChannelClose, ChannelSocket, read_frame, write_frame};
 
@@ -114,6 +115,12 @@ impl EnginePool {
             };
         }
         *host.route.lock().expect("lock") = Some((reach.route(), note));
+        // Peers can dial only a host that listens on UDP; one reached over
+        // its ssh channel gets its copy of a push straight from the daemon.
+        *host.peer.lock().expect("lock") = reach.udp_addr().map(|addr| RelayPeer {
+            addr,
+            fingerprint: fingerprint.clone(),
+        });
         if host.link().connected(generation, connection.clone()) {
             self.watch_link(index, generation, connection, reach, fingerprint);
         }

@@ -26,6 +26,7 @@ use link::LinkState;
 
 use super::SessionPaths;
 use crate::config::{Cluster, HostSpec};
+use crate::protocol::relay::RelayPeer;
 use crate::protocol::session::{LaunchProgress, Route};
 use crate::transport::{ChannelClose, Identity, TransportError, client_endpoint};
 
@@ -64,6 +65,9 @@ struct HostSlot {
     /// How the host was last reached, and why when `auto` did not pick
     /// UDP.
     route: Mutex<Option<(Route, Option<String>)>>,
+    /// Where the engine host listens and its certificate, as the last
+    /// launch found them: what its peers need to relay to it.
+    peer: Mutex<Option<RelayPeer>>,
 }
 
 impl HostSlot {
@@ -107,6 +111,7 @@ impl EnginePool {
                 tether: tokio::sync::Mutex::new(None),
                 failure: Mutex::new(None),
                 route: Mutex::new(None),
+                peer: Mutex::new(None),
             });
         }
         let total = hosts.len();

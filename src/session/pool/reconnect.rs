@@ -39,6 +39,14 @@ impl Reach {
         })
     }
 
+    /// Where the host listens on UDP, if that is how it is reached.
+    pub(super) fn udp_addr(&self) -> Option<SocketAddr> {
+        match self.via {
+            Via::Udp(addr) => Some(addr),
+            Via::Channel => None,
+        }
+    }
+
     pub(super) fn route(&self) -> Route {
         match self.via {
             Via::Udp(_) => Route::Quic,

@@ -6,6 +6,7 @@ use tokio::sync::watch;
 use super::link::Link;
 use super::{EngineCondition, EnginePool};
 use crate::config::LauncherKind;
+use crate::protocol::relay::RelayPeer;
 use crate::protocol::session::{LaunchProgress, Route};
 use crate::session::{SessionError, Targets};
 
@@ -75,6 +76,22 @@ impl EnginePool {
             .spec
             .host
             .clone()
+    }
+
+    /// How engine `id`'s host can be reached by its peers for a relayed
+    /// push: `None` when its `relay` key says no or it is not up.
+    pub(crate) fn relay_peer(&self, id: u32) -> Option<RelayPeer> {
+        let host = &self.hosts[self.engines[id as usize].host_index];
+        if !host.spec.relay || host.link().connection().is_none() {
+            return None;
+        }
+        host.peer.lock().expect("lock").clone()
+    }
+
+    /// Silence on engine `id`'s link after which its calls fail.
+    pub(crate) fn link_timeout(&self, id: u32) -> std::time::Duration {
+        let host = &self.hosts[self.engines[id as usize].host_index];
+        std::time::Duration::from_secs(host.spec.link_timeout.into())
     }
 
     /// Whether the engine runs on this machine, started without ssh.
