@@ -326,8 +326,10 @@ fn px_output_the_daemon_cannot_hold_fails_that_engine_only() {
         .pcl([
             "px",
             "--raw",
-            // Engine 1's output waits for engine 0's turn to end.
-            "if [ $PCL_ENGINE_ID = 1 ]; then head -c 40000000 /dev/zero; else sleep 2; echo small; fi",
+            // Engine 1's output waits for engine 0's turn to end, which
+            // waits for engine 1 to have written it all (10 s at most).
+            "if [ $PCL_ENGINE_ID = 1 ]; then head -c 40000000 /dev/zero; touch written; \
+             else for i in $(seq 200); do [ -e written ] && break; sleep 0.05; done; echo small; fi",
         ])
         .timeout_secs(180)
         .run()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Mutex, Notify, OnceCell, watch};
 use tokio::time::Instant;
@@ -24,7 +24,9 @@ use super::scratch::scratch_dir;
 use super::workdir_probe::Marker;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
-use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest, HANDSHAKE_PREFIX};
+use crate::protocol::engine::{
+    EngineHostConfig, EngineReply, EngineRequest, HANDSHAKE_PREFIX, SESSION_DOWN,
+};
 use crate::transport::{
     Channel, Identity, PeerPins, peer_fingerprint, read_frame, server_channel_endpoint,
     server_endpoint, write_frame,
@@ -54,6 +56,8 @@ pub(super) struct Host {
     pub(super) pins: Arc<PeerPins>,
     pub(super) upstreams: Upstreams,
     pub(super) dialer: Dialer,
+    /// Told when the daemon ends the session (`pcl down`).
+    session_down: Notify,
 }
 
 pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
@@ -99,6 +103,7 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
         connections: watch::Sender::new(0),
         pins,
         upstreams: Upstreams::default(),
+        session_down: Notify::new(),
         // A host reached over the channel only is never asked to relay.
         dialer: Dialer {
             endpoint: udp.clone(),
@@ -135,6 +140,7 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
     loop {
         tokio::select! {
             _ = tether_cut.wait_for(|&cut| cut) => break,
+            _ = host.session_down.notified() => break,
             incoming = accept(udp.as_ref(), &over_channel) => {
                 let Some(incoming) = incoming else { break };
                 let host = host.clone();
@@ -270,6 +276,11 @@ impl Host {
             });
         }
         self.connections.send_modify(|n| *n -= 1);
+        if let Some(ConnectionError::ApplicationClosed(close)) = conn.close_reason()
+            && close.error_code == SESSION_DOWN.into()
+        {
+            self.session_down.notify_one();
+        }
     }
 
     async fn handle(&self, mut send: SendStream, mut recv: RecvStream) -> Result<(), EngineError> {

@@ -7,6 +7,12 @@ use super::data::{Digest, EngineData};
 /// First token of the line an engine host prints once it listens.
 pub const HANDSHAKE_PREFIX: &str = "PCL-ENGINE/1";
 
+/// The QUIC close code of `pcl down`: the engine host stops at once,
+/// without waiting for the end of its tether to get through (behind a
+/// bastion, or over a link just back from an outage, ssh may take its
+/// time).
+pub const SESSION_DOWN: u32 = 1;
+
 /// Sent by the daemon as one JSON line on the engine host's stdin, never on
 /// its command line. Nothing in it is secret: the engine learns only the
 /// fingerprint of the certificate the daemon will present, and the

@@ -26,6 +26,7 @@ use link::LinkState;
 
 use super::SessionPaths;
 use crate::config::{Cluster, HostSpec};
+use crate::protocol::engine::SESSION_DOWN;
 use crate::protocol::relay::RelayPeer;
 use crate::protocol::session::{LaunchProgress, Route};
 use crate::transport::{ChannelClose, Identity, TransportError, client_endpoint};
@@ -147,7 +148,7 @@ impl EnginePool {
         self.stopping.store(true, Ordering::SeqCst);
         for host in &self.hosts {
             if let Some(connection) = host.link().stop() {
-                connection.close(0u32.into(), b"session down");
+                connection.close(SESSION_DOWN.into(), b"session down");
             }
         }
         // Close every tether first so all hosts wind down at once.
