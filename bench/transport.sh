@@ -3,7 +3,8 @@
 # namespace hosts (one engine each, a RAM-backed workdir each, so that the
 # disk measures nobody): `transport = "quic"` (UDP straight to the host)
 # against `transport = "ssh"` (QUIC's datagrams over the ssh channel, as
-# for a host behind a bastion).
+# for a host behind a bastion). Relaying is off in both, so that each
+# path carries every copy itself.
 #  - push of a 256 MiB file to the 4 hosts (median of RUNS);
 #  - one-shot `pcl px true` latency (median of RUNS x 10).
 # Usage: sudo bench/transport.sh   (RUNS=N, default 5)
@@ -21,7 +22,7 @@ med_s() { median_ms "$@" | awk '{printf "%.2f", $1 / 1000}'; }
 declare -A push_s px_ms
 for transport in quic ssh; do
     bench_cluster 1 | awk -v shm="$SHM" -v t="$transport" \
-        '{print} /^host = / {printf "workdir = \"%s/w%d\"\ntransport = \"%s\"\n", shm, n++, t}' \
+        '{print} /^host = / {printf "workdir = \"%s/w%d\"\ntransport = \"%s\"\nrelay = false\n", shm, n++, t}' \
         > "$BENCH_TMP/cluster-$transport.toml"
     "$PCL" up "$BENCH_TMP/cluster-$transport.toml" >/dev/null
     route=$("$PCL" status --json | grep -o '"transport":"[a-z]*"' | sort -u)
