@@ -143,7 +143,8 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// One worker: the engine host mostly waits on its shells and one QUIC
 /// connection, and a second worker only woke up to steal from the first
-/// (a context switch each time, most of the host's CPU for a `px true`).
+/// (a context switch each time, the largest entry in the host's profile
+/// of a `px true`).
 /// Blocking file work still moves off it (`block_in_place`), so QUIC keeps
 /// its thread during a transfer.
 fn engine_host_runtime() -> std::io::Result<tokio::runtime::Runtime> {

@@ -11,8 +11,9 @@
 //! renamed into place or removed), `journal PATH` (the engine host's
 //! journal of these messages, removed last), `ended` (every session told
 //! of so far has ended: the engine host stopped them all itself, so the
-//! guard need not search the process table for them). PATH is the path's bytes with
-//! `\` written as `\\` and a newline as `\n`, so any path fits on a line.
+//! guard need not search the process table for them). PATH is the path's
+//! bytes with `\` written as `\\` and a newline as `\n`, so any path fits
+//! on a line.
 //!
 //! The same `tmp`/`done` lines go to the journal (`leftovers`), for the
 //! case where the guard is killed too.
