@@ -6,7 +6,6 @@ set -euo pipefail
 BENCH_TMP=$(mktemp -d /tmp/pcl-bench.XXXXXX)
 BENCH_NS=()
 BENCH_BR=pclbr$$
-BENCH_NET=10.231.$(( $$ % 200 + 20 ))
 PCL=${PCL:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/pcl}
 export XDG_RUNTIME_DIR=$BENCH_TMP/run
 mkdir -p "$XDG_RUNTIME_DIR"
@@ -64,12 +63,10 @@ Host *
   ControlPath $BENCH_TMP/cm-%h
   ControlPersist 300
 CFG
-    ip link add "$BENCH_BR" type bridge
-    ip addr add "$BENCH_NET.1/24" dev "$BENCH_BR"
-    ip link set "$BENCH_BR" up
+    bench_bridge $(( (n + 252) / 253 ))
     BENCH_IPS=()
     for i in $(seq 1 "$n"); do
-        local ns=pclb$$-$i ip=$BENCH_NET.$((i + 1))
+        local ns=pclb$$-$i ip=${BENCH_NETS[$(( (i - 1) / 253 ))]}.$(( (i - 1) % 253 + 2 ))
         ip netns add "$ns"
         BENCH_NS+=("$ns")
         ip link add "pclv$$-$i" type veth peer name eth0 netns "$ns"
@@ -94,6 +91,29 @@ CFG
             sleep 0.1
         done
     done
+}
+
+bench_bridge() { # bench_bridge K: the bridge, with K free 10.231.Y.0/24 subnets (BENCH_NETS)
+    # Chosen under the lock the namespace tests take, among subnets no
+    # address or route uses yet, so benches and tests running at the same
+    # time never share one.
+    local lock used y
+    exec {lock}>/tmp/pcl-test-netns.lock
+    flock "$lock"
+    used=$(ip -o -4 addr show; ip -4 route show table all)
+    BENCH_NETS=()
+    for k in $(seq 0 199); do
+        y=$(( ($$ + k) % 200 + 20 ))
+        grep -qF "10.231.$y." <<<"$used" || BENCH_NETS+=("10.231.$y")
+        [ "${#BENCH_NETS[@]}" = "$1" ] && break
+    done
+    [ "${#BENCH_NETS[@]}" = "$1" ] || { echo "no $1 free 10.231.Y.0/24 subnets" >&2; exit 1; }
+    ip link add "$BENCH_BR" type bridge
+    for net in "${BENCH_NETS[@]}"; do
+        ip addr add "$net.1/24" dev "$BENCH_BR"
+    done
+    ip link set "$BENCH_BR" up
+    exec {lock}>&-
 }
 
 bench_cluster() { # bench_cluster ENGINES_PER_HOST > cluster.toml

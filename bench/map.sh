@@ -4,15 +4,20 @@
 # trivial function on 4 local engines and GNU parallel -S over the same 4
 # hosts (ssh ControlMaster warm), and the fork ceiling of 4 bare bash
 # shells running a subshell per task. Prints tasks/s and ratios.
-# Usage: sudo bench/map.sh   (ITEMS=10000, PAR_ITEMS=200, SKIP_IPP=1)
+# Usage: sudo bench/map.sh   (ITEMS=10000, PAR_ITEMS=200, SKIP_IPP=1;
+#        HOSTS=64 PER_HOST=4 for 256 engines on 64 hosts, the bare shells
+#        as many)
 source "$(dirname "$0")/lib.sh"
 ITEMS=${ITEMS:-10000}
+HOSTS=${HOSTS:-4}
+PER_HOST=${PER_HOST:-1}
+E=$((HOSTS * PER_HOST))
 # GNU parallel pays an ssh session per task: fewer items, same rate.
 PAR_ITEMS=${PAR_ITEMS:-200}
 [ -x "$PCL" ] || cargo build --release --manifest-path "$(dirname "$0")/../Cargo.toml"
 need_pkg parallel parallel
-bench_hosts 4
-bench_cluster 1 > "$BENCH_TMP/cluster.toml"
+bench_hosts "$HOSTS"
+bench_cluster "$PER_HOST" > "$BENCH_TMP/cluster.toml"
 "$PCL" up "$BENCH_TMP/cluster.toml" >/dev/null
 export PCL_SESSION=bench
 
@@ -46,25 +51,25 @@ cpu_ticks() {
 read -r d0 h0 s0 < <(cpu_ticks)
 pcl_rate=$(rate "$ITEMS" "$PCL" map 'echo {}' --from "$BENCH_TMP/items")
 read -r d1 h1 s1 < <(cpu_ticks)
-echo "map of $ITEMS tiny tasks (echo {}), 4 engines"
-printf '  %-44s %8s tasks/s\n' "pcl map (4 namespace hosts)" "$pcl_rate"
+echo "map of $ITEMS tiny tasks (echo {}), $E engines"
+printf '  %-44s %8s tasks/s\n' "pcl map ($HOSTS namespace hosts x $PER_HOST)" "$pcl_rate"
 per_task() { awk -v t="$1" -v n="$ITEMS" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", t / hz / n * 1e6}'; }
 printf '    CPU per task: shells %s us, engine hosts %s us, daemon %s us\n' \
     "$(per_task $((s1 - s0)))" "$(per_task $((h1 - h0)))" "$(per_task $((d1 - d0)))"
 
-# The ceiling for a subshell per task: 4 bare bash processes forking
-# `( echo N )` lines, the same count in all.
+# The ceiling for a subshell per task: as many bare bash processes as
+# engines forking `( echo N )` lines, the same count in all.
 subshells() {
-    for _ in 1 2 3 4; do
-        awk -v n=$((ITEMS / 4)) 'BEGIN {for (i = 1; i <= n; i++) print "( echo " i " )"}' | bash &
+    for _ in $(seq "$E"); do
+        awk -v n=$((ITEMS / E)) 'BEGIN {for (i = 1; i <= n; i++) print "( echo " i " )"}' | bash &
     done
     wait
 }
-ceiling=$(rate "$((ITEMS / 4 * 4))" subshells)
-printf '  %-44s %8s tasks/s   pcl reaches %s%%\n' "bare bash, 4 x ( echo N ) subshells" "$ceiling" \
+ceiling=$(rate "$((ITEMS / E * E))" subshells)
+printf '  %-44s %8s tasks/s   pcl reaches %s%%\n' "bare bash, $E x ( echo N ) subshells" "$ceiling" \
     "$(awk -v a="$pcl_rate" -v b="$ceiling" 'BEGIN {printf "%.0f", 100 * a / b}')"
 
-# The same 4 shells running pcl's own batch loop, as src/engine/batch.rs
+# The same shells running pcl's own batch loop, as src/engine/batch.rs
 # writes it (40 items a batch; per task a subshell with a SIGINT trap, two
 # markers and a stop-file check), each stream drained through a pipe: what
 # pcl would reach if its engine hosts and daemon cost nothing.
@@ -75,15 +80,15 @@ batch_script() { # batch_script N: the loop over `echo 1` .. `echo N`
         NR % 40 == 0 {print "); __pcl_r </dev/null"}
         END {if (NR % 40) print "); __pcl_r </dev/null"}'
 }
-batch_script $((ITEMS / 4)) > "$BENCH_TMP/batch.sh"
+batch_script $((ITEMS / E)) > "$BENCH_TMP/batch.sh"
 batch_loops() {
-    for _ in 1 2 3 4; do
+    for _ in $(seq "$E"); do
         { bash --noprofile --norc -c "set -m; . '$BENCH_TMP/batch.sh'" 2>&1 >&3 | cat >/dev/null; } 3>&1 | cat &
     done
     wait
 }
-loops=$(rate "$((ITEMS / 4 * 4))" batch_loops)
-printf '  %-44s %8s tasks/s   pcl reaches %s%%\n' "4 bash shells running pcl's batch loop" "$loops" \
+loops=$(rate "$((ITEMS / E * E))" batch_loops)
+printf '  %-44s %8s tasks/s   pcl reaches %s%%\n' "$E bash shells running pcl's batch loop" "$loops" \
     "$(awk -v a="$pcl_rate" -v b="$loops" 'BEGIN {printf "%.0f", 100 * a / b}')"
 
 logins=$(printf '1/%s,' "${BENCH_IPS[@]}")

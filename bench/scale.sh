@@ -5,9 +5,16 @@
 #    (local engines: ipcluster's own launcher, no ssh at all);
 #  - one-shot `pcl px true` latency, the whole process (target <= 50 ms),
 #    beside ipyparallel's in-client `execute` on the same 256 engines;
-#  - peak RSS (VmHWM) of the daemon (target < 64 MiB) and engine hosts.
+#  - where a px's CPU goes, per engine: the daemon, the engine hosts,
+#    their shells and the CLI (from /proc/PID/task/*/schedstat and bash's
+#    `time`), the profile that shows whether any part grows with the size;
+#  - the floor: as many bare bash processes, each answering one command
+#    over a pipe (the shells' own work, no pcl), and px as a ratio to it;
+#  - `pcl down`, and peak RSS (VmHWM) of the daemon (target < 64 MiB) and
+#    engine hosts.
 # Usage: sudo bench/scale.sh   (SKIP_IPP=1 to leave ipyparallel out;
-#        HOSTS=64 PER_HOST=4 RUNS=30 to change the shape)
+#        HOSTS=64 PER_HOST=4 RUNS=30 to change the shape; HOSTS=256 for
+#        1,024 engines)
 source "$(dirname "$0")/lib.sh"
 HOSTS=${HOSTS:-64}
 PER_HOST=${PER_HOST:-4}
@@ -35,10 +42,61 @@ engines=$(wc -l < "$BENCH_TMP/up.out")
 
 "$PCL" px true >/dev/null # first call: nothing cold left
 px_ms=$(median_ms "$RUNS" "$PCL" px true)
-lines=$("$PCL" px 'echo $PCL_ENGINE_ID' | wc -l)
-[ "$lines" = "$N" ] || { echo "px printed $lines lines for $N engines" >&2; exit 1; }
+# Every engine's line, in engine order.
+"$PCL" px 'echo $PCL_ENGINE_ID' > "$BENCH_TMP/ids.out"
+seq 0 $((N - 1)) | sed 's/.*/[stdout:&] &/' | cmp -s - "$BENCH_TMP/ids.out" ||
+    { echo "px did not print every engine's line in order" >&2; exit 1; }
 
 daemon=$(pgrep -f "^$PCL session serve --session bench$" | head -1)
+hosts=$(pgrep -f "^$PCL engine --session bench$")
+shells=$(for h in $hosts; do pgrep -P "$h" -x bash; done)
+cpu_us() { # CPU time of these processes' live threads, in microseconds
+    for pid in "$@"; do cat "/proc/$pid/task/"*/schedstat; done 2>/dev/null |
+        awk '{s += $1} END {printf "%d", s / 1000}'
+}
+read -r d0 h0 s0 <<<"$(cpu_us $daemon) $(cpu_us $hosts) $(cpu_us $shells)"
+cli_us=0
+TIMEFORMAT='%3U %3S'
+for _ in $(seq "$RUNS"); do
+    t=$({ time "$PCL" px true >/dev/null 2>&1; } 2>&1)
+    cli_us=$(awk -v c="$cli_us" -v t="$t" 'BEGIN {split(t, f, " "); printf "%d", c + (f[1] + f[2]) * 1e6}')
+done
+read -r d1 h1 s1 <<<"$(cpu_us $daemon) $(cpu_us $hosts) $(cpu_us $shells)"
+per_engine() { awk -v us="$1" -v r="$RUNS" -v n="$N" 'BEGIN {printf "%.0f", us / r / n}'; }
+
+# The floor: N bare shells, each told `true; echo` on its stdin pipe and
+# read back one line, all at once, as a px does.
+cat > "$BENCH_TMP/floor.py" <<'PY'
+import os, select, statistics, subprocess, sys, time
+n, runs = int(sys.argv[1]), int(sys.argv[2])
+shells = [subprocess.Popen(["bash", "--noprofile", "--norc"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, bufsize=0) for _ in range(n)]
+def one_round():
+    for s in shells:
+        os.write(s.stdin.fileno(), b"true; echo\n")
+    poll = select.epoll()
+    for s in shells:
+        poll.register(s.stdout.fileno(), select.EPOLLIN)
+    left = n
+    while left:
+        for fd, _ in poll.poll():
+            os.read(fd, 64)
+            poll.unregister(fd)
+            left -= 1
+    poll.close()
+one_round()
+times = []
+for _ in range(runs):
+    t = time.perf_counter()
+    one_round()
+    times.append((time.perf_counter() - t) * 1000)
+print("%.2f" % statistics.median(times))
+for s in shells:
+    s.stdin.close()
+    s.wait()
+PY
+ulimit -n "$(ulimit -Hn)"
+floor_ms=$(python3 "$BENCH_TMP/floor.py" "$N" "$RUNS")
 daemon_kib=$(vm_hwm_kib "$daemon")
 engine_kib=()
 for pid in $(pgrep -f "^$PCL engine --session bench$"); do
@@ -51,10 +109,18 @@ t0=$(ms_now)
 "$PCL" down >/dev/null
 pcl_down_ms=$(( $(ms_now) - t0 ))
 
-echo "$N engines ($HOSTS namespace hosts x $PER_HOST), $(nproc) cores"
-printf '  %-44s %8s ms\n' "pcl up (cold ssh, until every engine is ready)" "$pcl_up_ms"
-printf '  %-44s %8s ms   (target <= 50 ms; median of %s)\n' "pcl px true, one-shot process" "$px_ms" "$RUNS"
-printf '  %-44s %8s ms\n' "pcl down" "$pcl_down_ms"
+per_ms() { awk -v ms="$1" -v n="$N" 'BEGIN {printf "%.0f", ms * 1000 / n}'; }
+echo "$N engines ($HOSTS namespace hosts x $PER_HOST), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
+printf '  %-44s %8s ms   (%s us per engine)\n' "pcl up (cold ssh, until every engine is ready)" \
+    "$pcl_up_ms" "$(per_ms "$pcl_up_ms")"
+printf '  %-44s %8s ms   (%s us per engine; median of %s)\n' "pcl px true, one-shot process" "$px_ms" \
+    "$(per_ms "$px_ms")" "$RUNS"
+printf '  %-44s %8s ms   px is %sx the floor\n' "floor: $N bare bash answering over a pipe" "$floor_ms" \
+    "$(ratio "$px_ms" "$floor_ms")"
+printf '    px CPU per engine: daemon %s us, engine hosts %s us, shells %s us, CLI %s us\n' \
+    "$(per_engine $((d1 - d0)))" "$(per_engine $((h1 - h0)))" "$(per_engine $((s1 - s0)))" \
+    "$(per_engine "$cli_us")"
+printf '  %-44s %8s ms   (%s us per engine)\n' "pcl down" "$pcl_down_ms" "$(per_ms "$pcl_down_ms")"
 printf '  %-44s %8s MiB  (target < 64 MiB)\n' "daemon peak RSS (VmHWM)" "$(mib "$daemon_kib")"
 printf '  %-44s %8s MiB  (mean %s MiB over %s)\n' "engine host peak RSS, max" "$(mib "$engine_max")" \
     "$(mib "$engine_mean")" "${#engine_kib[@]}"

@@ -50,7 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Engine { bind, .. } => {
-            let runtime = multi_thread()?;
+            let runtime = engine_host_runtime()?;
             let result = runtime.block_on(crate::engine::run(bind));
             // A host that stops on its own (no session within the grace)
             // still has a blocking read on the tether pending; waiting for
@@ -141,9 +141,15 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
+/// One worker: the engine host mostly waits on its shells and one QUIC
+/// connection, and a second worker only woke up to steal from the first
+/// (a context switch each time, the largest entry in the host's profile
+/// of a `px true`).
+/// Blocking file work still moves off it (`block_in_place`), so QUIC keeps
+/// its thread during a transfer.
+fn engine_host_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
 }

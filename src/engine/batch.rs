@@ -21,7 +21,7 @@ use super::{Capture, EngineError, OutputSink, Shell};
 use crate::protocol::engine::{BatchItem, EngineReply, ExecEnd, ExecOutcome, TaskEnd};
 use crate::protocol::status;
 use crate::quoting::{ansi_c_quote, substitute};
-use crate::transport::write_frame;
+use crate::transport::{encode_frame, write_frame};
 
 /// SIGINT the engine's running command. Reads only the pid atomic, so it
 /// works while a command holds the shell's lock.
@@ -38,8 +38,9 @@ pub(super) fn interrupt(engine: &Engine, id: u32, cancel: bool) {
 }
 
 /// How often a batch's output is read (see `OutputSink::poll_every`): a
-/// tiny task takes about a millisecond.
-const POLL_EVERY: Duration = Duration::from_millis(2);
+/// tiny task takes about a millisecond, so a round gathers several, and
+/// each round costs the engine host and the daemon one wakeup each.
+const POLL_EVERY: Duration = Duration::from_millis(5);
 
 /// Its presence stops engine `id`'s running batch before its next task.
 fn stop_file(id: u32) -> std::io::Result<PathBuf> {
@@ -278,19 +279,23 @@ struct Splitter<'a> {
 }
 
 impl Splitter<'_> {
+    /// Every task that is complete now, in one write: the tasks of one
+    /// round of reading then cost one packet and one wakeup of the
+    /// daemon, not one each.
     async fn emit(&mut self) {
+        let mut frames = Vec::new();
         while !self.done_out.is_empty() && !self.cancelled {
             let Some((stderr, _)) = self.stderr.next(&self.token, false) else {
-                return;
+                break;
             };
             let stderr = as_bash_says(stderr, &self.source_name);
             let (stdout, status) = self.done_out.remove(0);
             let Some(&seq) = self.items.get(self.next) else {
-                return;
+                break;
             };
             let Some(status) = status else {
                 self.cancelled = true;
-                return;
+                break;
             };
             self.next += 1;
             let task = TaskEnd {
@@ -306,8 +311,16 @@ impl Splitter<'_> {
             };
             self.started = Instant::now();
             self.start_ms = now_ms();
-            if let Err(e) = write_frame(self.send, &EngineReply::Task(task)).await {
-                self.failed.get_or_insert(e.into());
+            match encode_frame(&EngineReply::Task(task)) {
+                Ok(frame) => frames.extend_from_slice(&frame),
+                Err(e) => {
+                    self.failed.get_or_insert(e.into());
+                }
+            }
+        }
+        if !frames.is_empty() {
+            if let Err(e) = self.send.write_all(&frames).await {
+                self.failed.get_or_insert(std::io::Error::from(e).into());
             }
         }
     }

@@ -9,8 +9,11 @@
 //! shell's, or one an escaped command made), `tmp PATH` (remove the file
 //! or scratch directory PATH unless it is done), `done PATH` (PATH was
 //! renamed into place or removed), `journal PATH` (the engine host's
-//! journal of these messages, removed last). PATH is the path's bytes with
-//! `\` written as `\\` and a newline as `\n`, so any path fits on a line.
+//! journal of these messages, removed last), `ended` (every session told
+//! of so far has ended: the engine host stopped them all itself, so the
+//! guard need not search the process table for them). PATH is the path's
+//! bytes with `\` written as `\\` and a newline as `\n`, so any path fits
+//! on a line.
 //!
 //! The same `tmp`/`done` lines go to the journal (`leftovers`), for the
 //! case where the guard is killed too.
@@ -93,6 +96,11 @@ impl Guard {
         self.send(&message(b"tmp ", path));
     }
 
+    /// Every session watched so far has ended.
+    pub(crate) fn ended(&self) {
+        self.send(b"ended\n");
+    }
+
     /// `path` is no longer temporary: renamed into place, or removed.
     pub(crate) fn done(&self, path: &Path) {
         self.send(&message(b"done ", path));
@@ -154,6 +162,8 @@ pub(crate) fn run() {
         if let Some(pid) = line.strip_prefix(b"pid ") {
             let pid = std::str::from_utf8(pid).ok().and_then(|p| p.parse().ok());
             sessions.extend(pid.filter(|&pid: &i32| pid > 1));
+        } else if line == b"ended" {
+            sessions.clear();
         } else if let Some(path) = line.strip_prefix(b"journal ") {
             journal = Some(unescape(path));
         } else {

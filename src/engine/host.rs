@@ -256,7 +256,11 @@ impl Host {
             kill_sessions(&shells);
         }
         let spare: Vec<i32> = self.guard.iter().map(|g| g.pid()).collect();
-        kill_descendants(&spare);
+        if kill_descendants(&spare) {
+            if let Some(guard) = &self.guard {
+                guard.ended();
+            }
+        }
     }
 
     async fn serve(self: Arc<Self>, conn: Connection) {

@@ -78,15 +78,20 @@ fn watch(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     Ok(unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?)
 }
 
-/// One non-blocking read(2) into the unfilled part of `buf`.
+/// One non-blocking read(2) into the unfilled part of `buf`, which is
+/// not zeroed first (read(2) only writes, and only what it reports).
 fn read_into(fd: &OwnedFd, buf: &mut ReadBuf<'_>) -> io::Result<()> {
-    let unfilled = buf.initialize_unfilled();
+    // SAFETY: the bytes are only written, by read(2), never read here.
+    let unfilled = unsafe { buf.unfilled_mut() };
     // SAFETY: reading into a buffer of the given length that we own.
     let n = unsafe { libc::read(fd.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len()) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    buf.advance(n as usize);
+    let n = n as usize;
+    // SAFETY: read(2) initialized the first `n` bytes.
+    unsafe { buf.assume_init(n) };
+    buf.advance(n);
     Ok(())
 }
 

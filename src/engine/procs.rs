@@ -5,32 +5,71 @@
 //! started can be found and killed.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
+
+/// Set once this process is the reaper of its descendants' orphans.
+static SUBREAPER: AtomicBool = AtomicBool::new(false);
 
 /// (pid, process group) of every process in session `sid`.
 fn session_members(sid: i32) -> Vec<(i32, i32)> {
     members_of(&[sid])
 }
 
-/// (pid, process group) of every process in any of the sessions `sids`,
-/// in one pass over /proc.
+/// (pid, process group) of every process in any of the sessions `sids`.
+/// A subreaper (the engine host) reads only its own process tree: every
+/// process of its shells' sessions is in it, orphans included. Reading
+/// the whole process table instead made each engine host's stop cost in
+/// proportion to every process of the machine, which many engine hosts on
+/// one machine pay many times over. Anyone else (the guard, after its
+/// engine host is gone) reads all of /proc.
 fn members_of(sids: &[i32]) -> Vec<(i32, i32)> {
+    if sids.is_empty() {
+        return Vec::new();
+    }
+    let pids = if SUBREAPER.load(Ordering::SeqCst) {
+        descendants()
+    } else {
+        all_pids()
+    };
+    pids.into_iter()
+        .filter_map(|pid| {
+            let (_, pgrp, session) = stat_fields(pid)?;
+            sids.contains(&session).then_some((pid, pgrp))
+        })
+        .collect()
+}
+
+fn all_pids() -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    dir.filter_map(|entry| {
-        let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name, which may itself hold spaces or ')'.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let mut fields = rest.split(' ');
-        let _state = fields.next()?;
-        let _ppid = fields.next()?;
-        let pgrp: i32 = fields.next()?.parse().ok()?;
-        let session: i32 = fields.next()?.parse().ok()?;
-        sids.contains(&session).then_some((pid, pgrp))
-    })
-    .collect()
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Every descendant of this process, children first.
+fn descendants() -> Vec<i32> {
+    let mut found = children_of("self");
+    let mut next = 0;
+    while next < found.len() {
+        let kids = children_of(&found[next].to_string());
+        found.extend(kids);
+        next += 1;
+    }
+    found
+}
+
+/// State letter, process group and session of `pid`.
+fn stat_fields(pid: i32) -> Option<(char, i32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may itself hold spaces or ')'.
+    let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
+    Some((state, pgrp, session))
 }
 
 /// Signal every process group of the session except the shell's own.
@@ -96,12 +135,19 @@ pub(super) fn become_subreaper() -> std::io::Result<()> {
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    SUBREAPER.store(true, Ordering::SeqCst);
     Ok(())
 }
 
 /// Direct children of this process, from every thread's list.
 fn children() -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    children_of("self")
+}
+
+/// Direct children of process `pid` (a number, or `self`), from every
+/// thread's list.
+fn children_of(pid: &str) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
     let mut kids = Vec::new();
@@ -116,15 +162,6 @@ fn children() -> Vec<i32> {
     kids
 }
 
-/// State letter and session of `pid`.
-fn state_and_session(pid: i32) -> Option<(char, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
-    let state = fields.next()?.chars().next()?;
-    let session = fields.nth(2)?.parse().ok()?;
-    Some((state, session))
-}
-
 /// Reap adopted orphans that have ended, and return the sessions of those
 /// still running (for the guard, which must end them if we are killed).
 pub(super) fn reap_adopted() -> Vec<i32> {
@@ -134,7 +171,7 @@ pub(super) fn reap_adopted() -> Vec<i32> {
         if spawned.contains(&pid) {
             continue;
         }
-        match state_and_session(pid) {
+        match stat_fields(pid).map(|(state, _, session)| (state, session)) {
             Some(('Z', _)) | None => {
                 // SAFETY: waitpid on our own child, which no one else waits for.
                 unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
@@ -147,8 +184,8 @@ pub(super) fn reap_adopted() -> Vec<i32> {
 
 /// SIGKILL every descendant but `spare`, round after round: each one
 /// killed hands its own children to us (we are their subreaper), until
-/// none is left or a few seconds have passed.
-pub(super) fn kill_descendants(spare: &[i32]) {
+/// none is left (true) or a few seconds have passed (false).
+pub(super) fn kill_descendants(spare: &[i32]) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while std::time::Instant::now() < deadline {
         let kids: Vec<i32> = children()
@@ -156,7 +193,7 @@ pub(super) fn kill_descendants(spare: &[i32]) {
             .filter(|pid| !spare.contains(pid))
             .collect();
         if kids.is_empty() {
-            return;
+            return true;
         }
         for &pid in &kids {
             // SAFETY: kill and waitpid on our own children.
@@ -167,4 +204,5 @@ pub(super) fn kill_descendants(spare: &[i32]) {
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    false
 }

@@ -32,11 +32,29 @@ const KILL_GRACE: Duration = Duration::from_secs(1);
 const OUT_FD: i32 = 250;
 const ERR_FD: i32 = 251;
 
+/// The most read from a shell's pipe at once: a pipe's whole buffer.
+const PIPE_READ: usize = 64 << 10;
+
 /// Redirections for every piece of engine-run code that runs a user's
 /// command: stdin from /dev/null (never the shell's command pipe), and the
 /// engine's own descriptors closed, so that nothing a user runs can write
 /// to them, close them for good, or keep them open once the shell is gone.
 pub(super) const USER_REDIRECTS: &str = "</dev/null 250>&- 251>&-";
+
+/// The end of every command, defined once per shell: bash reads a pipe
+/// one byte at a time, so each byte sent per command costs the shell a
+/// system call, and the line that ends a command is kept short by calling
+/// this. Called as `__pcl_e STATUS HALF HALF`. Job control (`set -m`)
+/// gives each command its own process group; it is turned on for the next
+/// command after each, so that the command's own lines come first. The
+/// markers go to the engine's own copies of the pipes, and stdout and
+/// stderr are put back on them for the next command: a command that
+/// redirected or closed its shell's stdout or stderr (`exec >/dev/null`)
+/// silences itself, never the engine's channel. (Plain `exec`: under
+/// `builtin`, its redirections would not stay.) Read-only, so that no
+/// command can redefine or unset it.
+const DEFINE_END: &str = "__pcl_e() { exec 1>&250 2>&251; builtin printf '%s%s' \"$2\" \"$3\" >&2; \
+     builtin printf '%s%s%d\\n' \"$2\" \"$3\" \"$1\"; set -m; }; builtin readonly -f __pcl_e";
 
 #[derive(Clone)]
 pub(crate) struct ShellSpec {
@@ -104,7 +122,11 @@ impl Shell {
         // trap (not an ignore, which children would inherit) keeps the
         // shell alive through `pcl interrupt`.
         shell
-            .run_script("trap : INT", None, &mut Capture::default())
+            .run_script(
+                &format!("{DEFINE_END}; trap : INT"),
+                None,
+                &mut Capture::default(),
+            )
             .await?;
         if let Some(setup) = shell.spec.setup.clone() {
             let mut capture = Capture::default();
@@ -226,28 +248,18 @@ impl Shell {
     ) -> Result<ExecEnd, EngineError> {
         let token = random_hex();
         let (a, b) = token.split_at(token.len() / 2);
-        // Job control (`set -m`) gives each command its own process group.
-        // The markers go to the engine's own copies of the pipes, and
-        // stdout and stderr are put back on them for the next command: a
-        // command that redirected or closed its shell's stdout or stderr
-        // (`exec >/dev/null`) silences itself, never the engine's channel.
-        // (Plain `exec`: under `builtin`, its redirections would not stay.)
-        // The marker is printed from two variables so that even `set -x`
-        // traces never show it whole.
-        // Job control is turned on for the next command after each, so
-        // that the command's own lines come first.
-        let wrapper = format!(
-            "{lines}__pcl_s=$?; __pcl_a={a}; __pcl_b={b}; exec 1>&{OUT_FD} 2>&{ERR_FD}; \
-             builtin printf '%s%s' \"$__pcl_a\" \"$__pcl_b\" >&{ERR_FD}; \
-             builtin printf '%s%s%d\\n' \"$__pcl_a\" \"$__pcl_b\" \"$__pcl_s\" >&{OUT_FD}; set -m\n"
-        );
+        // The marker's halves go as separate words, so that even `set -x`
+        // traces never show it whole (see `DEFINE_END`).
+        let wrapper = format!("{lines}__pcl_e $? {a} {b}\n");
         if self.stdin.write_all(wrapper.as_bytes()).await.is_err() {
             let scanners = Scanners::new(&token);
             return self.restart_after_death(sink, scanners).await;
         }
         let mut scan = Scanners::new(&token);
-        let mut out_buf = vec![0u8; 64 << 10];
-        let mut err_buf = vec![0u8; 64 << 10];
+        // Read into without zeroing first: most commands print a few bytes,
+        // and clearing both buffers per command showed in profiles.
+        let mut out_buf = Vec::with_capacity(PIPE_READ);
+        let mut err_buf = Vec::with_capacity(PIPE_READ);
         let mut deadline = timeout.map(|t| Instant::now() + t);
         let mut timed_out = false;
         let mut abandoned = false;
@@ -275,20 +287,22 @@ impl Shell {
             let sleep_until = deadline.unwrap_or_else(far);
             let check_at = interrupt_check.unwrap_or_else(far);
             tokio::select! {
-                n = self.stdout.read(&mut out_buf), if scan.wants_stdout() => {
+                n = self.stdout.read_buf(&mut out_buf), if scan.wants_stdout() => {
                     let n = n?;
                     if n == 0 {
                         return self.restart_after_death(sink, scan).await;
                     }
                     let data = scan.out.feed(&out_buf[..n]);
+                    out_buf.clear();
                     if !data.is_empty() { sink.stdout(data).await; }
                 }
-                n = self.stderr.read(&mut err_buf), if scan.err.after().is_none() => {
+                n = self.stderr.read_buf(&mut err_buf), if scan.err.after().is_none() => {
                     let n = n?;
                     if n == 0 {
                         return self.restart_after_death(sink, scan).await;
                     }
                     let data = scan.err.feed(&err_buf[..n]);
+                    err_buf.clear();
                     if !data.is_empty() { sink.stderr(data).await; }
                 }
                 _ = sink.abandoned(), if !abandoned => {
@@ -367,7 +381,7 @@ impl Shell {
             (&mut self.stdout, &mut out, false),
             (&mut self.stderr, &mut err, true),
         ] {
-            let mut buf = vec![0u8; 64 << 10];
+            let mut buf = vec![0u8; PIPE_READ];
             pipe.poll_every(None)?;
             while scanner.after().is_none() {
                 match tokio::time::timeout_at(drain_until, pipe.read(&mut buf)).await {

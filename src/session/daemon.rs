@@ -14,7 +14,7 @@ use crate::config::Cluster;
 use crate::launcher::slurm::{HeldAllocation, SlurmError};
 use crate::ops::{self, After};
 use crate::protocol::session::{Reply, Request};
-use crate::transport::{read_frame, write_frame};
+use crate::transport::{encode_frame, read_frame, write_frame};
 
 /// Where a verb writes its replies: the CLI's socket, or the record of an
 /// `--async` job. A verb never needs to know which.
@@ -23,7 +23,12 @@ pub(crate) struct ReplySink {
     input: Option<OwnedReadHalf>,
     job: Option<Arc<Job>>,
     jobs: Arc<Jobs>,
+    /// Frames queued for the socket, written with the next `send` or `flush`.
+    queued: Vec<u8>,
 }
+
+/// Queued frames past this go out at once.
+const QUEUED_MAX: usize = 256 << 10;
 
 enum Out {
     Socket(OwnedWriteHalf),
@@ -31,14 +36,49 @@ enum Out {
 }
 
 impl ReplySink {
+    fn new(out: Out, input: OwnedReadHalf, job: Option<Arc<Job>>, jobs: Arc<Jobs>) -> ReplySink {
+        ReplySink {
+            out,
+            input: Some(input),
+            job,
+            jobs,
+            queued: Vec::new(),
+        }
+    }
+
+    /// Send `reply` now, after whatever was queued.
     pub(crate) async fn send(&mut self, reply: &Reply) -> Result<(), SessionError> {
+        self.queue(reply).await?;
+        self.flush().await
+    }
+
+    /// Queue `reply` to go out with the next `send` or `flush`: a burst of
+    /// small replies (map's tasks) then costs one write, not one each.
+    pub(crate) async fn queue(&mut self, reply: &Reply) -> Result<(), SessionError> {
         match &mut self.out {
-            Out::Socket(stream) => Ok(write_frame(stream, reply).await?),
+            Out::Socket(_) => {
+                self.queued.extend_from_slice(&encode_frame(reply)?);
+                if self.queued.len() > QUEUED_MAX {
+                    self.flush().await?;
+                }
+                Ok(())
+            }
             Out::Record => {
                 let job = self.job.as_ref().expect("a recording sink has a job");
                 Ok(self.jobs.record(job, reply)?)
             }
         }
+    }
+
+    /// Write out what was queued.
+    pub(crate) async fn flush(&mut self) -> Result<(), SessionError> {
+        if let Out::Socket(stream) = &mut self.out {
+            if !self.queued.is_empty() {
+                stream.write_all(&self.queued).await?;
+                self.queued.clear();
+            }
+        }
+        Ok(())
     }
 
     /// Frames recorded earlier, passed on as they are (`pcl result`).
@@ -225,12 +265,7 @@ async fn handle(stream: UnixStream, pool: &Arc<EnginePool>, jobs: Arc<Jobs>) -> 
             let id = job.id;
             // The CLI sends stdin (if the verb reads it) before it reads
             // the job id: the job spools it from this socket.
-            let mut sink = ReplySink {
-                out: Out::Record,
-                input: Some(read),
-                job: Some(job.clone()),
-                jobs: jobs.clone(),
-            };
+            let mut sink = ReplySink::new(Out::Record, read, Some(job.clone()), jobs.clone());
             let pool = pool.clone();
             tokio::spawn(async move {
                 run_job(&pool, *request, &mut sink).await;
@@ -244,12 +279,7 @@ async fn handle(stream: UnixStream, pool: &Arc<EnginePool>, jobs: Arc<Jobs>) -> 
         return After::Continue;
     }
     let job = request.is_job().then(|| jobs.start(Vec::new(), false));
-    let mut sink = ReplySink {
-        out: Out::Socket(write),
-        input: Some(read),
-        job,
-        jobs,
-    };
+    let mut sink = ReplySink::new(Out::Socket(write), read, job, jobs);
     if let Some(job) = sink.job.clone() {
         // The CLI needs the id to abort this call on Ctrl-C.
         if sink.send(&Reply::Job(job.id)).await.is_err() {

@@ -27,10 +27,18 @@ pub enum Via {
     Channel,
 }
 
+/// Streams the engine host lets the daemon have open at once: one per
+/// engine per request in flight.
+const ENGINE_HOST_STREAMS: u32 = 4096;
+
 /// quinn's defaults suit the internet; cluster links are short and fat,
 /// so let a single bulk stream fill a LAN pipe. Keep-alives run well
 /// inside the idle timeout, so only a dead host or a cut link reaches it.
-fn transport_config(idle: Duration, via_channel: bool) -> Arc<TransportConfig> {
+/// `peer_streams` is how many streams the peer may open at once: quinn
+/// keeps state for each of them from the start, so the daemon, whose
+/// peers open none, allows none (at 4,096 that state was most of the
+/// daemon's memory, half a MiB per host).
+fn transport_config(idle: Duration, peer_streams: u32, via_channel: bool) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
     // A cluster's round trips are short, so a few MiB in flight fill the
     // link; larger windows only buffer more when a disk is slower than the
@@ -38,7 +46,8 @@ fn transport_config(idle: Duration, via_channel: bool) -> Arc<TransportConfig> {
     t.stream_receive_window(VarInt::from_u32(4 << 20))
         .receive_window(VarInt::from_u32(8 << 20))
         .send_window(8 << 20)
-        .max_concurrent_bidi_streams(VarInt::from_u32(4096))
+        .max_concurrent_bidi_streams(VarInt::from_u32(peer_streams))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
         .keep_alive_interval(Some((idle / 4).min(Duration::from_secs(2))))
         .max_idle_timeout(Some(idle.try_into().expect("idle timeout fits")));
     if via_channel {
@@ -114,7 +123,11 @@ fn server_config(
     let crypto =
         QuicServerConfig::try_from(tls).map_err(|e| TransportError::QuicConfig(e.to_string()))?;
     let mut config = ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport_config(ENGINE_IDLE_TIMEOUT, via_channel));
+    config.transport_config(transport_config(
+        ENGINE_IDLE_TIMEOUT,
+        ENGINE_HOST_STREAMS,
+        via_channel,
+    ));
     Ok(config)
 }
 
@@ -171,7 +184,7 @@ pub async fn connect(
         Via::Udp(addr) => (addr, false),
         Via::Channel => (CHANNEL_PEER, true),
     };
-    config.transport_config(transport_config(idle, via_channel));
+    config.transport_config(transport_config(idle, 0, via_channel));
     Ok(endpoint.connect_with(config, addr, "pcl")?.await?)
 }
 

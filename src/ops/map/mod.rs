@@ -164,6 +164,12 @@ impl Map {
                 event = rx.recv() => {
                     let event = event.expect("the map holds a sender");
                     self.handle(event, out).await?;
+                    // Results come in bursts (an engine sends a round of
+                    // tasks at once): their replies go out in one write.
+                    while let Ok(event) = rx.try_recv() {
+                        self.handle(event, out).await?;
+                    }
+                    out.flush().await?;
                 }
                 item = self.items.recv(), if wants_input => match item {
                     Some(Ok(item)) => self.push_new(item),
@@ -191,7 +197,7 @@ impl Map {
             }
         }
         for task in self.reorder.drain() {
-            out.send(&Reply::Task(task)).await?;
+            out.queue(&Reply::Task(task)).await?;
         }
         if let Some(joblog) = &mut self.joblog {
             joblog.flush()?;
@@ -312,12 +318,12 @@ impl Map {
                     stderr: ByteBuf::from(end.stderr),
                 };
                 if self.request.unordered {
-                    out.send(&Reply::Task(task)).await?;
+                    out.queue(&Reply::Task(task)).await?;
                 } else {
                     let size = task.stdout.len() + task.stderr.len() + task.item.len();
                     self.reorder.insert(end.seq, task, size);
                     while let Some(task) = self.reorder.pop() {
-                        out.send(&Reply::Task(task)).await?;
+                        out.queue(&Reply::Task(task)).await?;
                     }
                 }
             }
