@@ -109,6 +109,16 @@ CFG
     done
 }
 
+bench_shape() { # bench_shape RATE: every host's link both ways, and the
+    # bridge's egress (what the root namespace sends out), at RATE with tbf
+    local tbf=(root tbf rate "$1" burst 256kbit latency 100ms) i
+    for i in $(seq 1 "${#BENCH_NS[@]}"); do
+        tc qdisc add dev "pclv$$-$i" "${tbf[@]}"
+        tc -n "${BENCH_NS[$((i - 1))]}" qdisc add dev eth0 "${tbf[@]}"
+    done
+    tc qdisc add dev "$BENCH_BR" "${tbf[@]}"
+}
+
 bench_cluster() { # bench_cluster ENGINES_PER_HOST > cluster.toml
     echo "name = \"bench\""
     echo "[defaults]"

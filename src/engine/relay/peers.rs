@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use quinn::{Connection, RecvStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -120,16 +121,17 @@ const GATHER: Duration = Duration::from_millis(2);
 /// `PIECE` bytes, then say how it ended (for the stream's reader, any end
 /// before the last frame is a loss).
 pub(super) async fn pump(recv: &mut RecvStream, origin: Origin, input: &mpsc::Sender<Input>) {
+    // Pieces are cut from shared blocks, each piece exactly its bytes: a
+    // piece of its own allocation would pin all PIECE bytes of it while
+    // it waits in a queue or in QUIC's send buffer.
+    let mut block = BytesMut::new();
     loop {
-        let mut piece = vec![0u8; PIECE];
-        let (len, end) = gather(recv, &mut piece).await;
-        piece.truncate(len);
-        if len > 0
-            && input
-                .send(Input::Piece(origin, piece.into()))
-                .await
-                .is_err()
-        {
+        if block.len() < PIECE / 4 {
+            block = BytesMut::zeroed(PIECE);
+        }
+        let (len, end) = gather(recv, &mut block).await;
+        let piece = block.split_to(len).freeze();
+        if len > 0 && input.send(Input::Piece(origin, piece)).await.is_err() {
             return;
         }
         if let Some(why) = end {
