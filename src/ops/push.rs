@@ -115,7 +115,7 @@ pub(super) async fn file(
     // A direct copy's bytes are about the bytes read: its queue is short.
     let all = || {
         let direct = read_progress.load(Ordering::Relaxed) * direct.len() as u64;
-        Some(direct + relay_progress.all.load(Ordering::Relaxed))
+        (files.len() > 1).then(|| direct + relay_progress.all.load(Ordering::Relaxed))
     };
     let both = async { tokio::join!(reading, relaying) };
     let (read, relayed) = with_progress(out, slowest, all, Some(size), both).await;
