@@ -10,7 +10,8 @@
 #  - scatter then gather of a 1 GiB line file (MiB/s);
 #  - peak RSS (VmHWM) of the daemon and the engine hosts (three of them
 #    relays) while pushing a 4 GiB file.
-# Usage: sudo bench/data.sh   (RUNS=N for the medians, default 5)
+# Usage: sudo bench/data.sh   (RUNS=N for the medians, default 5;
+#   PARTS="push lines rss" for some of the three, default all)
 BENCH_PRIVATE_DIR=/dev/shm/pcl-bench-data-$$
 BENCH_PRIVATE_SIZE=2g
 BENCH_PRIVATE_DISK=1
@@ -81,46 +82,52 @@ paired() { # paired DIR DURABLE: DURABLE=1 ends the peers' runs with an fsync
     printf '  %-26s %7s s  pcl is %sx faster  %6s CPU-s/GiB\n' "pdcp -R ssh" "$pdcp_wall" "$(ratio "$pdcp_wall" "$pcl_wall")" "$pdcp_cpu"
     printf '  %-26s %7s s  pcl is %sx faster  %6s CPU-s/GiB\n' "clush --copy" "$clush_wall" "$(ratio "$clush_wall" "$pcl_wall")" "$clush_cpu"
 }
-echo "push of a 256 MiB file to 4 namespace hosts, $(date -u +%F), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo " into a tmpfs per host (median of $RUNS paired runs)"
-paired "" 0
-echo " durably into a directory per host on the shared disk (median of $RUNS paired runs)"
-paired disk 1
+if [[ " ${PARTS:-push lines rss} " == *" push "* ]]; then
+    echo "push of a 256 MiB file to 4 namespace hosts, $(date -u +%F), load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo " into a tmpfs per host (median of $RUNS paired runs)"
+    paired "" 0
+    echo " durably into a directory per host on the shared disk (median of $RUNS paired runs)"
+    paired disk 1
+fi
 
-# `yes` ends with SIGPIPE when head has enough.
-{ yes 'the quick brown fox jumps over the lazy dog, 0123456789 abcdefghij' || true; } \
-    | head -c 1G > "$BENCH_TMP/lines"
-scatter_s=$(med_s "$RUNS" "$PCL" scatter --file part --from "$BENCH_TMP/lines")
-gather_s=$(med_s "$RUNS" sh -c "'$PCL' gather --file part > '$BENCH_TMP/back'")
-cmp -s "$BENCH_TMP/lines" "$BENCH_TMP/back" || { echo "gather differs from the input" >&2; exit 1; }
-both=$(awk -v a="$scatter_s" -v b="$gather_s" 'BEGIN {printf "%.2f", a + b}')
-echo "scatter then gather of a 1 GiB line file over 4 hosts (median of $RUNS)"
-printf '  %-26s %7s s  %5s MiB/s\n' "pcl scatter --file" "$scatter_s" "$(mib $((1024 << 20)) "$scatter_s")"
-printf '  %-26s %7s s  %5s MiB/s\n' "pcl gather --file" "$gather_s" "$(mib $((1024 << 20)) "$gather_s")"
-printf '  %-26s %7s s  %5s MiB/s (1 GiB there and back)\n' "scatter + gather" "$both" "$(mib $((1024 << 20)) "$both")"
-rm -f "$BENCH_TMP/lines" "$BENCH_TMP/back"
-"$PCL" px --raw 'rm -f part' >/dev/null
+if [[ " ${PARTS:-push lines rss} " == *" lines "* ]]; then
+    # `yes` ends with SIGPIPE when head has enough.
+    { yes 'the quick brown fox jumps over the lazy dog, 0123456789 abcdefghij' || true; } \
+        | head -c 1G > "$BENCH_TMP/lines"
+    scatter_s=$(med_s "$RUNS" "$PCL" scatter --file part --from "$BENCH_TMP/lines")
+    gather_s=$(med_s "$RUNS" sh -c "'$PCL' gather --file part > '$BENCH_TMP/back'")
+    cmp -s "$BENCH_TMP/lines" "$BENCH_TMP/back" || { echo "gather differs from the input" >&2; exit 1; }
+    both=$(awk -v a="$scatter_s" -v b="$gather_s" 'BEGIN {printf "%.2f", a + b}')
+    echo "scatter then gather of a 1 GiB line file over 4 hosts (median of $RUNS)"
+    printf '  %-26s %7s s  %5s MiB/s\n' "pcl scatter --file" "$scatter_s" "$(mib $((1024 << 20)) "$scatter_s")"
+    printf '  %-26s %7s s  %5s MiB/s\n' "pcl gather --file" "$gather_s" "$(mib $((1024 << 20)) "$gather_s")"
+    printf '  %-26s %7s s  %5s MiB/s (1 GiB there and back)\n' "scatter + gather" "$both" "$(mib $((1024 << 20)) "$both")"
+    rm -f "$BENCH_TMP/lines" "$BENCH_TMP/back"
+    "$PCL" px --raw 'rm -f part' >/dev/null
+fi
 
-# Fresh processes, so VmHWM covers this push only. The source is sparse:
-# reading it costs no disk; the copies go to the disk (4 GiB per host
-# would not fit in RAM), relayed along the chain.
-"$PCL" down >/dev/null
-"$PCL" up "$BENCH_TMP/cluster.toml" >/dev/null
-truncate -s 4G "$BENCH_TMP/f4g"
-t0=$(date +%s%N)
-"$PCL" push --file "$BENCH_TMP/f4g" disk/f4g
-t1=$(date +%s%N)
-hwm() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
-daemon=$(pgrep -f "session serve --session bench" | head -1)
-echo "peak RSS (VmHWM) while pushing a 4 GiB file to 4 hosts, relayed ($(ratio $(( (t1 - t0) / 1000000 )) 1000) s)"
-printf '  %-26s %7s MiB\n' "daemon" "$(hwm "$daemon")"
-for ns in "${BENCH_NS[@]}"; do
-    for pid in $(ip netns pids "$ns"); do
-        if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q ' engine --session '; then
-            printf '  %-26s %7s MiB\n' "engine host ($ns)" "$(hwm "$pid")"
-        fi
+if [[ " ${PARTS:-push lines rss} " == *" rss "* ]]; then
+    # Fresh processes, so VmHWM covers this push only. The source is sparse:
+    # reading it costs no disk; the copies go to the disk (4 GiB per host
+    # would not fit in RAM), relayed along the chain.
+    "$PCL" down >/dev/null
+    "$PCL" up "$BENCH_TMP/cluster.toml" >/dev/null
+    truncate -s 4G "$BENCH_TMP/f4g"
+    t0=$(date +%s%N)
+    "$PCL" push --file "$BENCH_TMP/f4g" disk/f4g
+    t1=$(date +%s%N)
+    hwm() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+    daemon=$(pgrep -f "session serve --session bench" | head -1)
+    echo "peak RSS (VmHWM) while pushing a 4 GiB file to 4 hosts, relayed ($(ratio $(( (t1 - t0) / 1000000 )) 1000) s)"
+    printf '  %-26s %7s MiB\n' "daemon" "$(hwm "$daemon")"
+    for ns in "${BENCH_NS[@]}"; do
+        for pid in $(ip netns pids "$ns"); do
+            if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q ' engine --session '; then
+                printf '  %-26s %7s MiB\n' "engine host ($ns)" "$(hwm "$pid")"
+            fi
+        done
     done
-done
-rm -f "$BENCH_TMP/f4g" "$BENCH_TMP"/disk*/f4g
+    rm -f "$BENCH_TMP/f4g" "$BENCH_TMP"/disk*/f4g
+fi
 # The ControlMasters would outlive the hosts by ControlPersist.
 for ip in "${BENCH_IPS[@]}"; do ssh -F "$BENCH_TMP/ssh_config" -O exit "$ip" 2>/dev/null || true; done
