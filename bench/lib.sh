@@ -21,6 +21,12 @@ bench_cleanup() {
     [ -n "${BENCH_PRIVATE_DIR:-}" ] && rmdir "$BENCH_PRIVATE_DIR" 2>/dev/null
     [ -n "${IPP_PROFILE_DIR:-}" ] && "$BENCH_TMP/venv/bin/ipcluster" stop --profile-dir="$IPP_PROFILE_DIR" >/dev/null 2>&1
     rm -rf "$BENCH_TMP"
+    if [ -n "${BENCH_CG:-}" ]; then
+        # Whatever the bench started and is still there (ControlMasters).
+        echo $$ > "$(dirname "$BENCH_CG")/cgroup.procs"
+        xargs -r kill < "$BENCH_CG/cgroup.procs"
+        for _ in $(seq 20); do rmdir "$BENCH_CG" 2>/dev/null && break; sleep 0.1; done
+    fi
 }
 trap bench_cleanup EXIT
 
@@ -78,8 +84,15 @@ CFG
             # Its own tmpfs at the same path on every host, as node-local
             # RAM disks: every tool writes a copy per host, none to disk.
             mkdir -p "$BENCH_PRIVATE_DIR"
+            # With BENCH_PRIVATE_DISK=1 its disk/ is a directory of the
+            # host's own on the (shared) disk, for durable writes.
+            local disk=true
+            if [ -n "${BENCH_PRIVATE_DISK:-}" ]; then
+                mkdir -p "$BENCH_TMP/disk$i"
+                disk="mkdir '$BENCH_PRIVATE_DIR/disk' && mount --bind '$BENCH_TMP/disk$i' '$BENCH_PRIVATE_DIR/disk'"
+            fi
             ip netns exec "$ns" unshare -m --propagation private sh -c \
-                "mount -t tmpfs -o size=${BENCH_PRIVATE_SIZE:-6g} tmpfs '$BENCH_PRIVATE_DIR' && exec /usr/sbin/sshd -f '$BENCH_TMP/sshd_config'"
+                "mount -t tmpfs -o size=${BENCH_PRIVATE_SIZE:-6g} tmpfs '$BENCH_PRIVATE_DIR' && $disk && exec /usr/sbin/sshd -f '$BENCH_TMP/sshd_config'"
         else
             ip netns exec "$ns" /usr/sbin/sshd -f "$BENCH_TMP/sshd_config"
         fi
@@ -116,6 +129,16 @@ bench_bridge() { # bench_bridge K: the bridge, with K free 10.231.Y.0/24 subnets
     exec {lock}>&-
 }
 
+bench_shape() { # bench_shape RATE: every host's link both ways, and the
+    # bridge's egress (what the root namespace sends out), at RATE with tbf
+    local tbf=(root tbf rate "$1" burst 256kbit latency 100ms) i
+    for i in $(seq 1 "${#BENCH_NS[@]}"); do
+        tc qdisc add dev "pclv$$-$i" "${tbf[@]}"
+        tc -n "${BENCH_NS[$((i - 1))]}" qdisc add dev eth0 "${tbf[@]}"
+    done
+    tc qdisc add dev "$BENCH_BR" "${tbf[@]}"
+}
+
 bench_cluster() { # bench_cluster ENGINES_PER_HOST > cluster.toml
     echo "name = \"bench\""
     echo "[defaults]"
@@ -127,6 +150,17 @@ bench_cluster() { # bench_cluster ENGINES_PER_HOST > cluster.toml
         echo "host = \"$ip\""
     done
 }
+
+# CPU accounting: bench_cpu_start puts the bench (and so every process it
+# starts: sshd in the namespaces, the engines, the daemon, the ssh
+# ControlMasters, the tools) into a cpuacct cgroup of its own; cpu_ns
+# reads the CPU time they have used, in ns.
+bench_cpu_start() {
+    BENCH_CG=/sys/fs/cgroup/cpuacct/pcl-bench-$$
+    mkdir "$BENCH_CG"
+    echo $$ > "$BENCH_CG/cgroup.procs"
+}
+cpu_ns() { cat "$BENCH_CG/cpuacct.usage"; }
 
 median_ms() { # median_ms RUNS CMD...: median wall time of CMD in ms
     local runs=$1; shift

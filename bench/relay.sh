@@ -22,16 +22,7 @@ need_pkg tc iproute2
 max=0
 for n in "${COUNTS[@]}"; do [ "$n" -gt "$max" ] && max=$n; done
 bench_hosts "$max"
-shape() { # shape DEV [netns]: RATE on DEV's egress
-    local tbf=(root tbf rate "$RATE" burst 256kbit latency 100ms)
-    if [ -n "${2:-}" ]; then tc -n "$2" qdisc add dev "$1" "${tbf[@]}"; else tc qdisc add dev "$1" "${tbf[@]}"; fi
-}
-# Host links both ways; the bridge's egress is what the daemon sends out.
-for i in $(seq 1 "$max"); do
-    shape "pclv$$-$i"
-    shape eth0 "${BENCH_NS[$((i - 1))]}"
-done
-shape "$BENCH_BR"
+bench_shape "$RATE"
 export PDSH_SSH_ARGS="-F $BENCH_TMP/ssh_config -x -l%u %h"
 export PDSH_RCMD_TYPE=ssh
 export PCL_SESSION=bench

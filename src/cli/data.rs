@@ -126,7 +126,7 @@ pub(super) async fn render_pull(args: PullArgs, mut replies: Replies) -> anyhow:
         let (mut path, mut from, mut unwritten) = (None, None, None);
         loop {
             match replies.next().await? {
-                Reply::Transfer { done, total } => view.progress(done, total),
+                Reply::Transfer { done, total, all } => view.progress(done, total, all),
                 Reply::Remark(remark) => view.remark(&remark),
                 Reply::Pulled {
                     path: to,
@@ -285,7 +285,7 @@ async fn render_stored(json: bool, mut replies: Replies) -> anyhow::Result<ExitC
     let mut written_by = None;
     loop {
         match replies.next().await? {
-            Reply::Transfer { done, total } => view.progress(done, total),
+            Reply::Transfer { done, total, all } => view.progress(done, total, all),
             Reply::WrittenBy { by, .. } => written_by = Some(by),
             Reply::Remark(remark) => view.remark(&remark),
             Reply::EngineDone(done) => {
@@ -344,7 +344,7 @@ pub(super) async fn render_gather(
         match replies.next().await? {
             Reply::Output { mut data, .. } => {
                 received += data.len() as u64;
-                view.progress(received, None);
+                view.progress(received, None, None);
                 if args.json {
                     held.extend(data);
                 } else {

@@ -26,7 +26,7 @@ const BAR_DELAY: Duration = Duration::from_secs(1);
 /// a bar that appears a second in has no instant rate of its own yet.
 fn transfer_style(total: Option<u64>) -> ProgressStyle {
     let template = match total {
-        Some(_) => "{bytes}/{total_bytes} [{wide_bar}] {average}/s ETA {time_left}",
+        Some(_) => "{bytes}/{total_bytes} [{wide_bar}] {average}/s ETA {time_left}{msg}",
         None => "{spinner} {bytes} {average}/s [{elapsed}]",
     };
     let per_sec =
@@ -78,7 +78,9 @@ impl View {
         }
     }
 
-    pub(super) fn progress(&mut self, done: u64, total: Option<u64>) {
+    /// `done` bytes of `total`; `all`: every destination's bytes together,
+    /// shown as their aggregate rate beside the slowest one's.
+    pub(super) fn progress(&mut self, done: u64, total: Option<u64>, all: Option<u64>) {
         let now = Instant::now();
         let previous = std::mem::replace(&mut self.last_count, now);
         if !self.tty || now - self.started < BAR_DELAY {
@@ -100,6 +102,10 @@ impl View {
                 .with_elapsed(phase)
         });
         bar.set_position(done);
+        if let Some(all) = all {
+            let rate = all as f64 / phase.as_secs_f64().max(1e-3);
+            bar.set_message(format!(", all hosts {}/s", BinaryBytes(rate as u64)));
+        }
     }
 
     /// pcl's word on the call as a whole, on stderr.

@@ -60,7 +60,14 @@ pub(super) struct Host {
     session_down: Notify,
 }
 
+/// Allocator arenas an engine host may use: glibc's default (8 per core)
+/// gives every new thread one, and a relay's memory then grew with its
+/// thread count rather than with the bytes it holds.
+const MALLOC_ARENAS: libc::c_int = 2;
+
 pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
+    // SAFETY: mallopt only sets a tunable of the allocator.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
     let mut stdin = BufReader::new(super::stdio::stdin());
     let mut line = String::new();
     stdin.read_line(&mut line).await?;

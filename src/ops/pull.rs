@@ -155,6 +155,7 @@ pub(super) async fn file(
     let outcomes = with_progress(
         out,
         || progress.load(Ordering::Relaxed),
+        || None,
         None,
         join_all(fetches),
     )

@@ -97,7 +97,7 @@ pub(super) async fn file(
         }
         feed(&mut reader, 0, size, &queues, &counter)
     });
-    let relay_progress = AtomicU64::new(if chain.is_empty() { size } else { 0 });
+    let relay_progress = relay::Progress::new(if chain.is_empty() { size } else { 0 });
     let relaying = relay::push(
         pool,
         relayed_hosts,
@@ -110,10 +110,15 @@ pub(super) async fn file(
     let slowest = || {
         read_progress
             .load(Ordering::Relaxed)
-            .min(relay_progress.load(Ordering::Relaxed))
+            .min(relay_progress.slowest.load(Ordering::Relaxed))
+    };
+    // A direct copy's bytes are about the bytes read: its queue is short.
+    let all = || {
+        let direct = read_progress.load(Ordering::Relaxed) * direct.len() as u64;
+        (files.len() > 1).then(|| direct + relay_progress.all.load(Ordering::Relaxed))
     };
     let both = async { tokio::join!(reading, relaying) };
-    let (read, relayed) = with_progress(out, slowest, Some(size), both).await;
+    let (read, relayed) = with_progress(out, slowest, all, Some(size), both).await;
     if let Some(remark) = relayed.remark {
         out.send(&Reply::Remark(remark)).await?;
     }

@@ -141,6 +141,7 @@ async fn send_blocks(
     let read = with_progress(
         out,
         || progress.load(Ordering::Relaxed),
+        || None,
         Some(total),
         join_all(readers),
     )

@@ -248,10 +248,12 @@ fn send_end(queues: &[mpsc::Sender<Bytes>], open: &mut [bool], digest: Checksum)
 }
 
 /// Await `work` while telling the CLI every so often how many bytes
-/// `done` says have moved. A CLI that went away does not stop the work.
+/// `done` says have moved (and `all`, for every destination together). A
+/// CLI that went away does not stop the work.
 pub(super) async fn with_progress<T>(
     out: &mut ReplySink,
     done: impl Fn() -> u64,
+    all: impl Fn() -> Option<u64>,
     total: Option<u64>,
     work: impl Future<Output = T>,
 ) -> T {
@@ -262,8 +264,8 @@ pub(super) async fn with_progress<T>(
         tokio::select! {
             result = &mut work => return result,
             _ = tick.tick() => {
-                let done = done();
-                let _ = out.send(&Reply::Transfer { done, total }).await;
+                let (done, all) = (done(), all());
+                let _ = out.send(&Reply::Transfer { done, total, all }).await;
             }
         }
     }
@@ -375,6 +377,7 @@ pub(super) async fn local_source(
                     let progress = Reply::Transfer {
                         done: spooled,
                         total: None,
+                        all: None,
                     };
                     let _ = out.send(&progress).await;
                 }

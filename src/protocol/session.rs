@@ -129,10 +129,13 @@ pub enum Reply {
     },
     /// Something pcl has to say about the call as a whole, for stderr.
     Remark(String),
-    /// Bytes moved so far by a transfer, out of `total` when known.
+    /// Bytes moved so far by a transfer, out of `total` when known. A
+    /// push to several hosts counts its slowest host in `done`, and every
+    /// host's bytes together in `all`.
     Transfer {
         done: u64,
         total: Option<u64>,
+        all: Option<u64>,
     },
     /// A px engine's command ended; its `EngineDone` follows in its turn.
     Finished(u32),

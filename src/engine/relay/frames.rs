@@ -25,6 +25,15 @@ impl Frames {
         }
     }
 
+    /// Whether a piece of `len` bytes completes a frame (or may: while
+    /// the length is not in yet, it is not known).
+    pub(super) fn completes(&self, len: usize) -> bool {
+        match self.body {
+            Some(body) => len >= body - self.partial.len(),
+            None => true,
+        }
+    }
+
     /// Take `piece`, handing every frame body it completes to `frame`, in
     /// order. `frame`'s error ends the call.
     pub(super) fn push<E: From<TooLarge>>(
@@ -110,6 +119,26 @@ mod tests {
         for size in [1, 2, 3, 4, 5, 7, 100, 4096, stream.len()] {
             assert_eq!(split_every(&stream, size), bodies, "pieces of {size}");
         }
+    }
+
+    #[test]
+    fn a_piece_completes_a_frame_only_with_the_rest_of_its_body() {
+        let mut frames = Frames::new(1 << 20);
+        let stream = framed(&[&[1u8; 100]]);
+        let mut got = 0;
+        frames
+            .push(&stream[..50], |_| -> Result<(), TooLarge> { Ok(()) })
+            .unwrap();
+        assert!(!frames.completes(53));
+        assert!(frames.completes(54));
+        frames
+            .push(&stream[50..], |_| -> Result<(), TooLarge> {
+                got += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(got, 1);
+        assert!(frames.completes(1), "a new frame's length is not known yet");
     }
 
     #[test]

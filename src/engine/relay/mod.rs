@@ -237,24 +237,34 @@ impl Copy {
             source,
         };
         let (digest, written, whole) = (&mut self.digest, &mut self.written, &mut self.whole);
-        tokio::task::block_in_place(|| {
-            self.frames
-                .push(&piece, |body| match postcard::from_bytes::<Bulk>(body) {
-                    Ok(Bulk::Chunk(data)) if !*whole => {
-                        digest.update(data);
-                        *written += data.len() as u64;
-                        std::io::Write::write_all(file, data).map_err(write_err)
+        let frames = &mut self.frames;
+        // Only a piece that completes a frame writes to the file: the
+        // others are only copied, and need no hand-over of the worker
+        // (each one costs a thread switch, and more threads hold more
+        // memory).
+        let may_write = frames.completes(piece.len());
+        let mut take = || {
+            frames.push(&piece, |body| match postcard::from_bytes::<Bulk>(body) {
+                Ok(Bulk::Chunk(data)) if !*whole => {
+                    digest.update(data);
+                    *written += data.len() as u64;
+                    std::io::Write::write_all(file, data).map_err(write_err)
+                }
+                Ok(Bulk::End(expected)) if !*whole => {
+                    if digest.digest() != expected {
+                        return Err(Refused::Checksum(what.to_string()));
                     }
-                    Ok(Bulk::End(expected)) if !*whole => {
-                        if digest.digest() != expected {
-                            return Err(Refused::Checksum(what.to_string()));
-                        }
-                        file.sync_all().map_err(write_err)?;
-                        *whole = true;
-                        Ok(())
-                    }
-                    _ => Err(Refused::Protocol("a malformed bulk frame".into())),
-                })
-        })
+                    file.sync_all().map_err(write_err)?;
+                    *whole = true;
+                    Ok(())
+                }
+                _ => Err(Refused::Protocol("a malformed bulk frame".into())),
+            })
+        };
+        if may_write {
+            tokio::task::block_in_place(take)
+        } else {
+            take()
+        }
     }
 }

@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use quinn::{Connection, RecvStream};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::{Input, Origin};
 use crate::protocol::relay::RelayHello;
@@ -105,19 +107,63 @@ impl Upstreams {
     }
 }
 
-/// Pass a stream's bytes to `input` as they come, then say how it ended
-/// (for the stream's reader, any end before the last frame is a loss).
+/// Bytes gathered from a stream before they are passed on. A stream
+/// arrives a packet at a time; passing on each packet alone costs a task
+/// wake-up (and a thread switch) per 1.4 KB on every hop, which made the
+/// relay CPU-bound well below the link rate.
+const PIECE: usize = 256 << 10;
+
+/// How long gathering waits for more once bytes have come: the delay it
+/// adds per hop, small beside a piece's time on the link.
+const GATHER: Duration = Duration::from_millis(2);
+
+/// Pass a stream's bytes to `input` as they come, in pieces of up to
+/// `PIECE` bytes, then say how it ended (for the stream's reader, any end
+/// before the last frame is a loss).
 pub(super) async fn pump(recv: &mut RecvStream, origin: Origin, input: &mpsc::Sender<Input>) {
-    let why = loop {
-        match recv.read_chunk(usize::MAX, true).await {
-            Ok(Some(chunk)) => {
-                if input.send(Input::Piece(origin, chunk.bytes)).await.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => break "the stream ended before the end of the file".to_string(),
-            Err(e) => break e.to_string(),
+    // Pieces are cut from shared blocks, each piece exactly its bytes: a
+    // piece of its own allocation would pin all PIECE bytes of it while
+    // it waits in a queue or in QUIC's send buffer.
+    let mut block = BytesMut::new();
+    loop {
+        if block.len() < PIECE / 4 {
+            block = BytesMut::zeroed(PIECE);
         }
+        let (len, end) = gather(recv, &mut block).await;
+        let piece = block.split_to(len).freeze();
+        if len > 0 && input.send(Input::Piece(origin, piece)).await.is_err() {
+            return;
+        }
+        if let Some(why) = end {
+            let _ = input.send(Input::Lost(origin, why)).await;
+            return;
+        }
+    }
+}
+
+/// Fill `piece` from `recv`: wait for the first bytes, then take more
+/// until it is full or `GATHER` has passed. The bytes taken, and why the
+/// stream ended if it did.
+async fn gather(recv: &mut RecvStream, piece: &mut [u8]) -> (usize, Option<String>) {
+    let ended = |read: Result<Option<usize>, quinn::ReadError>| match read {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err("the stream ended before the end of the file".to_string()),
+        Err(e) => Err(e.to_string()),
     };
-    let _ = input.send(Input::Lost(origin, why)).await;
+    let mut len = match ended(recv.read(piece).await) {
+        Ok(n) => n,
+        Err(why) => return (0, Some(why)),
+    };
+    let until = Instant::now() + GATHER;
+    while len < piece.len() {
+        // Reading is cancel-safe: a read cut off by the deadline took nothing.
+        let Ok(read) = tokio::time::timeout_at(until, recv.read(&mut piece[len..])).await else {
+            break;
+        };
+        match ended(read) {
+            Ok(n) => len += n,
+            Err(why) => return (len, Some(why)),
+        }
+    }
+    (len, None)
 }

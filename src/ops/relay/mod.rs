@@ -42,15 +42,31 @@ pub(super) struct Relayed {
     pub(super) remark: Option<String>,
 }
 
-/// Push `size` bytes of `local` through `hosts`, counting into `progress`
-/// the bytes the slowest host still going has written.
+/// How far a relayed push got.
+pub(super) struct Progress {
+    /// The bytes the slowest host still going has written.
+    pub(super) slowest: AtomicU64,
+    /// Every host's bytes together.
+    pub(super) all: AtomicU64,
+}
+
+impl Progress {
+    pub(super) fn new(slowest: u64) -> Progress {
+        Progress {
+            slowest: AtomicU64::new(slowest),
+            all: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Push `size` bytes of `local` through `hosts`, counting into `progress`.
 pub(super) async fn push(
     pool: &Arc<EnginePool>,
     hosts: Vec<Host>,
     job: String,
     local: &Path,
     size: u64,
-    progress: &AtomicU64,
+    progress: &Progress,
     abort: Abort,
 ) -> Relayed {
     let n = hosts.len();
@@ -132,7 +148,10 @@ pub(super) async fn push(
             }
         }
         let slowest = (0..n).filter(|&i| !ended[i]).map(|i| written[i]).min();
-        progress.store(slowest.unwrap_or(size), Ordering::Relaxed);
+        progress
+            .slowest
+            .store(slowest.unwrap_or(size), Ordering::Relaxed);
+        progress.all.store(written.iter().sum(), Ordering::Relaxed);
     }
     let mut outcomes = Vec::new();
     for task in tasks {
