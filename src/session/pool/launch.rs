@@ -19,7 +19,7 @@ use crate::launcher::{EngineHostProcess, ExitNote, launch};
 use crate::protocol::engine::{EngineHostConfig, EngineReply, EngineRequest};
 use crate::protocol::relay::RelayPeer;
 use crate::session::setup;
-use crate::transport::{ChannelClose, ChannelSocket, read_frame, write_frame};
+use crate::transport::{ChannelClose, ChannelSocket, TransportError, read_frame, write_frame};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long `transport = "auto"` waits for an answer over UDP before it
@@ -139,51 +139,81 @@ impl EnginePool {
         fingerprint: &str,
     ) -> Result<(Reach, Connection, Option<String>), String> {
         let spec = &self.hosts[index].spec;
-        let probe = spec.launcher == LauncherKind::Ssh && spec.transport == Transport::Auto;
+        let over_ssh = spec.launcher == LauncherKind::Ssh;
+        let probe = over_ssh && spec.transport == Transport::Auto;
         let why_not_udp = match udp {
             // An engine host told not to listen that listens all the same
             // (an older `engine_path`) is still not dialled there.
             Ok(_) if spec.transport == Transport::Ssh => "transport = \"ssh\"".to_string(),
             Ok(addr) if probe => {
                 let reach = Reach::udp(&self.endpoint, addr);
-                match tokio::time::timeout(UDP_PROBE, self.dial(index, &reach, fingerprint)).await {
-                    Ok(Ok(connection)) => return Ok((reach, connection, None)),
-                    Ok(Err(e)) => format!("QUIC over UDP to {addr} failed ({e})"),
-                    Err(_) => format!(
+                match self
+                    .dial_within(index, &reach, fingerprint, UDP_PROBE)
+                    .await
+                {
+                    Ok(connection) => return Ok((reach, connection, None)),
+                    Err(Some(e)) => format!("QUIC over UDP to {addr} failed ({e})"),
+                    Err(None) => format!(
                         "no QUIC answer over UDP from {addr} within {} s",
                         UDP_PROBE.as_secs()
                     ),
                 }
             }
             Ok(addr) => {
+                // Only an ssh host has a channel to fall back on.
+                let hint = if over_ssh { UDP_HINT } else { "" };
                 let reach = Reach::udp(&self.endpoint, addr);
-                let connection =
-                    tokio::time::timeout(CONNECT_TIMEOUT, self.dial(index, &reach, fingerprint))
-                        .await
-                        .map_err(|_| {
-                            format!(
-                                "no QUIC answer from {addr} within {} s{UDP_HINT}",
-                                CONNECT_TIMEOUT.as_secs()
-                            )
-                        })?
-                        .map_err(|e| format!("QUIC connection to {addr} failed: {e}{UDP_HINT}"))?;
+                let connection = match self
+                    .dial_within(index, &reach, fingerprint, CONNECT_TIMEOUT)
+                    .await
+                {
+                    Ok(connection) => connection,
+                    Err(Some(e)) => {
+                        return Err(format!("QUIC connection to {addr} failed: {e}{hint}"));
+                    }
+                    Err(None) => {
+                        return Err(format!(
+                            "no QUIC answer from {addr} within {} s{hint}",
+                            CONNECT_TIMEOUT.as_secs()
+                        ));
+                    }
+                };
                 return Ok((reach, connection, None));
             }
             Err(why) => why,
         };
         let reach = Reach::channel(channel).map_err(|e| e.to_string())?;
-        let connection =
-            tokio::time::timeout(CONNECT_TIMEOUT, self.dial(index, &reach, fingerprint))
-                .await
-                .map_err(|_| {
-                    format!(
-                        "no QUIC answer over the ssh channel within {} s",
-                        CONNECT_TIMEOUT.as_secs()
-                    )
-                })?
-                .map_err(|e| format!("QUIC connection over the ssh channel failed: {e}"))?;
+        let connection = match self
+            .dial_within(index, &reach, fingerprint, CONNECT_TIMEOUT)
+            .await
+        {
+            Ok(connection) => connection,
+            Err(Some(e)) => {
+                return Err(format!("QUIC connection over the ssh channel failed: {e}"));
+            }
+            Err(None) => {
+                return Err(format!(
+                    "no QUIC answer over the ssh channel within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ));
+            }
+        };
         let note = probe.then(|| format!("{why_not_udp}; the session goes over the ssh channel"));
         Ok((reach, connection, note))
+    }
+
+    /// `dial`, given up after `limit`: `Err(None)` when nothing answered.
+    async fn dial_within(
+        &self,
+        index: usize,
+        reach: &Reach,
+        fingerprint: &str,
+        limit: Duration,
+    ) -> Result<Connection, Option<TransportError>> {
+        match tokio::time::timeout(limit, self.dial(index, reach, fingerprint)).await {
+            Ok(dialled) => dialled.map_err(Some),
+            Err(_) => Err(None),
+        }
     }
 
     /// Own the engine host's local process (the engine itself, or ssh):
