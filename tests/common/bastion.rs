@@ -160,15 +160,9 @@ impl Bastion {
         let left = || -> Vec<String> {
             let mut left = Vec::new();
             for (i, host) in self.hidden.iter().enumerate() {
-                // sshd itself, or its sshd-session.
-                let not_sshd = |&pid: &i32| {
-                    proc_exe(pid)
-                        .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
-                        .is_none_or(|name| !name.starts_with("sshd"))
-                };
                 for pid in netns_pids(&self.hidden[i].netns)
                     .into_iter()
-                    .filter(not_sshd)
+                    .filter(|&pid| !is_sshd(pid))
                 {
                     left.push(format!(
                         "  {} pid {pid}: {}",

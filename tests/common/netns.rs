@@ -342,13 +342,25 @@ impl NetnsHosts {
     /// (after a grace period): no engine, shell, or ssh session.
     #[track_caller]
     pub fn assert_only_sshd_left(&self) {
+        self.assert_left_only(|_| false);
+    }
+
+    /// As `assert_only_sshd_left`, but sshd's processes of connections
+    /// whose link was cut may stay too: TCP ends them in its own time.
+    #[track_caller]
+    pub fn assert_only_sshd_processes_left(&self) {
+        self.assert_left_only(is_sshd);
+    }
+
+    #[track_caller]
+    fn assert_left_only(&self, allowed: impl Fn(i32) -> bool) {
         let deadline = Instant::now() + LEFTOVER_GRACE;
         loop {
             let mut extra = Vec::new();
             for i in 0..self.len() {
                 let sshd = self.sshd_pid(i);
                 for pid in self.pids_in(i) {
-                    if pid != sshd {
+                    if pid != sshd && !allowed(pid) {
                         extra.push(format!(
                             "  {} pid {pid}: {}",
                             self.hosts[i].netns,
@@ -429,6 +441,13 @@ pub(crate) fn spawn_sshd_in(netns: &str, config: &Path, log: &Path) -> Result<Ch
         .stderr(logf)
         .spawn()
         .map_err(|e| format!("start sshd in {netns}: {e}"))
+}
+
+/// Whether `pid` is sshd itself or one of its sshd-session processes.
+pub(crate) fn is_sshd(pid: i32) -> bool {
+    proc_exe(pid)
+        .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|name| name.starts_with("sshd"))
 }
 
 /// Live (not zombie) processes in namespace `netns` (`ip netns pids`).
