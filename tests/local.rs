@@ -513,6 +513,65 @@ fn px_json_reports_each_engine() {
     }
 }
 
+#[test]
+fn px_engines_of_one_host_each_end_their_own_way() {
+    // One host's engines share one request: a shell that exits, a command
+    // that times out and one that fails each get their own answer.
+    let env = Env::new();
+    up_local(&env, 4);
+    env.px(["kept=$PCL_ENGINE_ID"]).success();
+    let out = env
+        .px([
+            "--json",
+            "--timeout",
+            "3",
+            "case $PCL_ENGINE_ID in 0) echo bye; exit 7;; 1) echo slow; sleep 300;; \
+             2) echo fast >&2; (exit 2);; 3) echo $kept;; esac",
+        ])
+        .assert_exit(124);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| out.fail(&format!("not one JSON document: {e}")));
+    let results = v["results"].as_array().expect("results array");
+    let fields = |i: usize| {
+        let r = &results[i];
+        (
+            r["id"].as_u64().unwrap(),
+            r["status"].as_i64().unwrap(),
+            r["stdout"].as_str().unwrap().to_string(),
+            r["stderr"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(results.len(), 4, "{v}");
+    assert_eq!(fields(0), (0, 7, "bye\n".into(), String::new()), "{v}");
+    assert!(
+        results[0]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("exited with status 7")),
+        "{v}"
+    );
+    // (bash says on stderr that the killed job was `Terminated`.)
+    let (id, status, stdout, _) = fields(1);
+    assert_eq!((id, status, stdout.as_str()), (1, 124, "slow\n"), "{v}");
+    assert!(
+        results[1]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("timed out after 3 s")),
+        "{v}"
+    );
+    assert_eq!(fields(2), (2, 2, String::new(), "fast\n".into()), "{v}");
+    assert_eq!(fields(3), (3, 0, "3\n".into(), String::new()), "{v}");
+    assert!(
+        results[2]["note"].is_null() && results[3]["note"].is_null(),
+        "{v}"
+    );
+    // Each engine is idle again, the timed-out one with its state.
+    let out = env.px(["echo ${kept-gone}"]).success();
+    assert_px_output(
+        &out,
+        "[stdout:0] gone\n[stdout:1] 1\n[stdout:2] 2\n[stdout:3] 3\n",
+    );
+}
+
 /// Position of `<path>:<line>:<col>:` in `stderr`, checking the column is
 /// a number.
 fn find_location(stderr: &str, path: &Path, line: u32) -> Option<u32> {

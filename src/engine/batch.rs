@@ -16,7 +16,7 @@ use quinn::SendStream;
 use super::host::Engine;
 use super::procs::signal_jobs;
 use super::scratch::{create_exclusive, scratch_dir};
-use super::shell::{USER_REDIRECTS, random_hex};
+use super::shell::{USER_REDIRECTS, marker_token};
 use super::{Capture, EngineError, OutputSink, Shell};
 use crate::protocol::engine::{BatchItem, EngineReply, ExecEnd, ExecOutcome, TaskEnd};
 use crate::protocol::status;
@@ -145,7 +145,7 @@ async fn run_sourced(
     items: Vec<BatchItem>,
     send: &mut SendStream,
 ) -> Result<(), EngineError> {
-    let token = random_hex();
+    let token = marker_token();
     let (a, b) = token.split_at(token.len() / 2);
     let quote = |path: &PathBuf| ansi_c_quote(path.as_os_str().as_encoded_bytes());
     let stop = quote(&stop_file(id)?);

@@ -7,13 +7,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream};
+use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream, StoppedError, VarInt};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{Mutex, Notify, OnceCell, watch};
+use tokio::sync::{Mutex, Notify, OnceCell, mpsc, watch};
 use tokio::time::Instant;
 
 use super::batch::{interrupt, run_batch};
@@ -25,7 +26,7 @@ use super::workdir_probe::Marker;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
 use crate::protocol::engine::{
-    EngineHostConfig, EngineReply, EngineRequest, HANDSHAKE_PREFIX, SESSION_DOWN,
+    EngineHostConfig, EngineReply, EngineRequest, ExecEvent, HANDSHAKE_PREFIX, SESSION_DOWN,
 };
 use crate::transport::{
     Channel, Identity, PeerPins, peer_fingerprint, read_frame, server_channel_endpoint,
@@ -309,25 +310,12 @@ impl Host {
                 write_frame(&mut send, &EngineReply::Started(report)).await?;
             }
             EngineRequest::Exec {
-                id,
+                ids,
                 command,
                 timeout_ms,
             } => {
-                let reply = match self.engine(id).await {
-                    Ok(engine) => {
-                        let mut shell = engine.shell.lock().await;
-                        let mut sink = StreamSink { send: &mut send };
-                        let timeout = timeout_ms.map(Duration::from_millis);
-                        let end = shell.run_user(&command, timeout, &mut sink).await;
-                        engine.pid.store(shell.pid(), Ordering::SeqCst);
-                        match end {
-                            Ok(end) => EngineReply::Done(end),
-                            Err(e) => EngineReply::Error(e.to_string()),
-                        }
-                    }
-                    Err(e) => EngineReply::Error(e),
-                };
-                write_frame(&mut send, &reply).await?;
+                let timeout = timeout_ms.map(Duration::from_millis);
+                self.exec(ids, command, timeout, &mut send).await?;
             }
             EngineRequest::Interrupt { id, cancel } => {
                 if let Ok(engine) = self.engine(id).await {
@@ -365,22 +353,89 @@ impl Host {
     }
 }
 
-struct StreamSink<'a> {
-    send: &'a mut SendStream,
+impl Host {
+    /// Run `command` in each engine of `ids` at once, their answers
+    /// interleaved on the one stream as they come.
+    async fn exec(
+        &self,
+        ids: Vec<u32>,
+        command: String,
+        timeout: Option<Duration>,
+        send: &mut SendStream,
+    ) -> Result<(), EngineError> {
+        let (tx, mut replies) = mpsc::channel(EXEC_QUEUE);
+        let command: Arc<str> = command.into();
+        for id in ids {
+            let sink = ExecSink {
+                id,
+                replies: tx.clone(),
+                stopped: Box::pin(send.stopped()),
+            };
+            let engine = self.engine(id).await;
+            let command = command.clone();
+            tokio::spawn(async move { exec_one(engine, &command, timeout, sink).await });
+        }
+        drop(tx);
+        while let Some(reply) = replies.recv().await {
+            // A daemon that stopped listening loses the output, not the
+            // engine: the runs go on to their ends.
+            let _ = write_frame(send, &reply).await;
+        }
+        Ok(())
+    }
 }
 
-impl OutputSink for StreamSink<'_> {
+/// Replies of one `Exec` waiting for its stream: enough to keep every
+/// shell's pipe drained while the stream is busy, and a bound on what a
+/// command that prints faster than the link carries holds in memory.
+const EXEC_QUEUE: usize = 64;
+
+async fn exec_one(
+    engine: Result<Arc<Engine>, String>,
+    command: &str,
+    timeout: Option<Duration>,
+    mut sink: ExecSink,
+) {
+    let event = match engine {
+        Ok(engine) => {
+            let mut shell = engine.shell.lock().await;
+            let end = shell.run_user(command, timeout, &mut sink).await;
+            engine.pid.store(shell.pid(), Ordering::SeqCst);
+            match end {
+                Ok(end) => ExecEvent::Done(end),
+                Err(e) => ExecEvent::Error(e.to_string()),
+            }
+        }
+        Err(e) => ExecEvent::Error(e),
+    };
+    sink.send(event).await;
+}
+
+/// One engine's part of an `Exec`.
+struct ExecSink {
+    id: u32,
+    replies: mpsc::Sender<EngineReply>,
+    stopped: Pin<Box<dyn Future<Output = Result<Option<VarInt>, StoppedError>> + Send>>,
+}
+
+impl ExecSink {
+    async fn send(&mut self, event: ExecEvent) {
+        let reply = EngineReply::Exec { id: self.id, event };
+        let _ = self.replies.send(reply).await;
+    }
+}
+
+impl OutputSink for ExecSink {
     async fn stdout(&mut self, data: Vec<u8>) {
-        // A daemon that stopped listening loses the output, not the engine.
-        let _ = write_frame(self.send, &EngineReply::Stdout(data)).await;
+        self.send(ExecEvent::Stdout(data)).await;
     }
     async fn stderr(&mut self, data: Vec<u8>) {
-        let _ = write_frame(self.send, &EngineReply::Stderr(data)).await;
+        self.send(ExecEvent::Stderr(data)).await;
     }
-    /// The daemon stopped reading this stream, or the connection is lost:
+    /// The daemon stopped reading the stream, or the connection is lost:
     /// the output has nowhere to go.
     async fn abandoned(&mut self) {
-        let _ = self.send.stopped().await;
+        let _ = self.stopped.as_mut().await;
     }
 }
 

@@ -44,7 +44,8 @@ pub(super) const USER_REDIRECTS: &str = "</dev/null 250>&- 251>&-";
 /// The end of every command, defined once per shell: bash reads a pipe
 /// one byte at a time, so each byte sent per command costs the shell a
 /// system call, and the line that ends a command is kept short by calling
-/// this. Called as `__pcl_e STATUS HALF HALF`. Job control (`set -m`)
+/// this. Called as `__pcl_e HALF HALF`; `$?` on entry is still the
+/// status of the command before the call. Job control (`set -m`)
 /// gives each command its own process group; it is turned on for the next
 /// command after each, so that the command's own lines come first. The
 /// markers go to the engine's own copies of the pipes, and stdout and
@@ -53,8 +54,9 @@ pub(super) const USER_REDIRECTS: &str = "</dev/null 250>&- 251>&-";
 /// silences itself, never the engine's channel. (Plain `exec`: under
 /// `builtin`, its redirections would not stay.) Read-only, so that no
 /// command can redefine or unset it.
-const DEFINE_END: &str = "__pcl_e() { exec 1>&250 2>&251; builtin printf '%s%s' \"$2\" \"$3\" >&2; \
-     builtin printf '%s%s%d\\n' \"$2\" \"$3\" \"$1\"; set -m; }; builtin readonly -f __pcl_e";
+const DEFINE_END: &str = "__pcl_e() { builtin local __pcl_s=$?; exec 1>&250 2>&251; \
+     builtin printf '%s%s' \"$1\" \"$2\" >&2; builtin printf '%s%s%d\\n' \"$1\" \"$2\" \"$__pcl_s\"; \
+     set -m; }; builtin readonly -f __pcl_e";
 
 #[derive(Clone)]
 pub(crate) struct ShellSpec {
@@ -246,11 +248,11 @@ impl Shell {
         timeout: Option<Duration>,
         sink: &mut S,
     ) -> Result<ExecEnd, EngineError> {
-        let token = random_hex();
+        let token = marker_token();
         let (a, b) = token.split_at(token.len() / 2);
         // The marker's halves go as separate words, so that even `set -x`
         // traces never show it whole (see `DEFINE_END`).
-        let wrapper = format!("{lines}__pcl_e $? {a} {b}\n");
+        let wrapper = format!("{lines}__pcl_e {a} {b}\n");
         if self.stdin.write_all(wrapper.as_bytes()).await.is_err() {
             let scanners = Scanners::new(&token);
             return self.restart_after_death(sink, scanners).await;
@@ -463,10 +465,21 @@ fn parse_status(after: &[u8]) -> Option<i32> {
 }
 
 pub(super) fn random_hex() -> String {
+    hex::encode(random_bytes::<16>())
+}
+
+/// A command's end marker: 64 random bits, which no output can guess or
+/// hit by chance, and each byte of it one read less for the shell than
+/// `random_hex`'s 128 bits.
+pub(super) fn marker_token() -> String {
+    hex::encode(random_bytes::<8>())
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
     use ring::rand::{SecureRandom, SystemRandom};
-    let mut bytes = [0u8; 16];
+    let mut bytes = [0u8; N];
     SystemRandom::new()
         .fill(&mut bytes)
         .expect("the system random source works");
-    hex::encode(bytes)
+    bytes
 }

@@ -11,11 +11,11 @@ use tokio::sync::{Mutex, mpsc};
 use super::After;
 use super::held_output::HeldOutput;
 use crate::protocol::data::CHUNK;
-use crate::protocol::engine::{EngineReply, EngineRequest, ExecOutcome};
+use crate::protocol::engine::{EngineReply, EngineRequest, ExecEvent, ExecOutcome};
 use crate::protocol::session::{EngineDone, Reply, Stream};
 use crate::protocol::status;
 use crate::protocol::verbs::PxRequest;
-use crate::session::{EnginePool, ReplySink, SessionError};
+use crate::session::{EngineCondition, EnginePool, PoolError, ReplySink, SessionError};
 
 /// Output held in memory while waiting for its turn, over all engines and
 /// both streams of one px; the rest waits on disk.
@@ -123,16 +123,20 @@ pub(crate) async fn run(
             Arc::new(Mutex::new(Shared::new(dir.clone(), limit, live)))
         })
         .collect();
-    for (index, (&id, slot)) in ids.iter().zip(&slots).enumerate() {
-        let (pool, request, slot) = (pool.clone(), request.clone(), slot.clone());
-        let finish = Finish {
-            index,
-            done: done_tx.clone(),
-        };
-        tokio::spawn(async move {
-            let _finish = finish;
-            exec(&pool, id, &request, &slot).await;
-        });
+    for run in pool.by_host(&ids) {
+        let parts = run
+            .into_iter()
+            .map(|index| Part {
+                id: ids[index],
+                slot: slots[index].clone(),
+                _finish: Finish {
+                    index,
+                    done: done_tx.clone(),
+                },
+            })
+            .collect();
+        let (pool, request) = (pool.clone(), request.clone());
+        tokio::spawn(async move { exec(&pool, parts, &request).await });
     }
     drop(done_tx);
     let mut turn = 0;
@@ -244,52 +248,112 @@ async fn send_held(
     Ok(())
 }
 
-/// Run the command on engine `id`; its output goes through `keep`, its
-/// status and pcl's note about it into the slot.
-async fn exec(pool: &EnginePool, id: u32, request: &PxRequest, slot: &Slot) {
+/// One engine's share of a px run on its host.
+struct Part {
+    id: u32,
+    slot: Slot,
+    /// Dropped once the slot holds the engine's end.
+    _finish: Finish,
+}
+
+impl Part {
+    async fn end(self, status: i32, note: Option<String>) {
+        let mut shared = self.slot.lock().await;
+        shared.status = status;
+        shared.note = note;
+    }
+}
+
+/// Run the command on the engines of one host (`parts`), on one request:
+/// each engine's output goes through `keep`, and its status and pcl's note
+/// about it into its slot as soon as it ends.
+async fn exec(pool: &EnginePool, parts: Vec<Part>, request: &PxRequest) {
+    let mut parts: Vec<Part> = {
+        let (mut live, mut dead) = (Vec::new(), Vec::new());
+        for part in parts {
+            match pool.state(part.id) {
+                EngineCondition::Dead(reason) => dead.push((part, reason)),
+                _ => live.push(part),
+            }
+        }
+        for (part, reason) in dead {
+            let why = PoolError::Dead {
+                id: part.id,
+                reason,
+            };
+            part.end(why.status(), Some(why.to_string())).await;
+        }
+        live
+    };
+    if parts.is_empty() {
+        return;
+    }
+    let ids: Vec<u32> = parts.iter().map(|part| part.id).collect();
     let engine_request = EngineRequest::Exec {
-        id,
+        ids: ids.clone(),
         command: request.command.clone(),
         timeout_ms: request.timeout_ms,
     };
-    let (status, note) = match pool
-        .call(id, &format!("px {}", request.command), &engine_request)
+    let mut call = match pool
+        .call_each(&ids, &format!("px {}", request.command), &engine_request)
         .await
     {
-        Err(e) => (e.status(), Some(e.to_string())),
-        Ok(mut call) => loop {
-            match call.next().await {
-                Ok(Some(EngineReply::Stdout(data))) => keep(slot, id, Stream::Stdout, data).await,
-                Ok(Some(EngineReply::Stderr(data))) => keep(slot, id, Stream::Stderr, data).await,
-                Ok(Some(EngineReply::Done(end))) => {
-                    let note = match end.outcome {
-                        ExecOutcome::Finished => None,
-                        ExecOutcome::TimedOut => Some(format!(
-                            "timed out after {} s; the command was killed, the shell kept its state",
-                            request.timeout_ms.unwrap_or(0) as f64 / 1000.0
-                        )),
-                        ExecOutcome::ShellRestarted(why) => Some(why),
-                    };
-                    break (end.status, note);
-                }
-                Ok(Some(EngineReply::Error(e))) => break (status::UNREACHABLE, Some(e)),
-                Ok(Some(other)) => {
-                    break (
-                        status::UNREACHABLE,
-                        Some(format!("unexpected reply {other:?}")),
-                    );
-                }
-                Ok(None) => {
-                    break (
-                        status::UNREACHABLE,
-                        Some(format!("engine {id} ended the request without an answer")),
-                    );
-                }
-                Err(e) => break (e.status(), Some(e.to_string())),
+        Ok(call) => call,
+        Err(e) => {
+            for part in parts {
+                let why = e.of_engine(part.id);
+                part.end(why.status(), Some(why.to_string())).await;
             }
-        },
+            return;
+        }
     };
-    let mut shared = slot.lock().await;
-    shared.status = status;
-    shared.note = note;
+    while !parts.is_empty() {
+        let (id, event) = match call.next().await {
+            Ok(Some(EngineReply::Exec { id, event })) => (id, event),
+            Ok(other) => {
+                for part in parts {
+                    let why = match &other {
+                        Some(other) => format!("unexpected reply {other:?}"),
+                        None => format!("engine {} ended the request without an answer", part.id),
+                    };
+                    part.end(status::UNREACHABLE, Some(why)).await;
+                }
+                return;
+            }
+            Err(e) => {
+                for part in parts {
+                    let why = call.cut_off(part.id, &e);
+                    part.end(why.status(), Some(why.to_string())).await;
+                }
+                return;
+            }
+        };
+        let Some(at) = parts.iter().position(|part| part.id == id) else {
+            continue;
+        };
+        let (status, note) = match event {
+            ExecEvent::Stdout(data) => {
+                keep(&parts[at].slot, id, Stream::Stdout, data).await;
+                continue;
+            }
+            ExecEvent::Stderr(data) => {
+                keep(&parts[at].slot, id, Stream::Stderr, data).await;
+                continue;
+            }
+            ExecEvent::Done(end) => {
+                let note = match end.outcome {
+                    ExecOutcome::Finished => None,
+                    ExecOutcome::TimedOut => Some(format!(
+                        "timed out after {} s; the command was killed, the shell kept its state",
+                        request.timeout_ms.unwrap_or(0) as f64 / 1000.0
+                    )),
+                    ExecOutcome::ShellRestarted(why) => Some(why),
+                };
+                (end.status, note)
+            }
+            ExecEvent::Error(e) => (status::UNREACHABLE, Some(e)),
+        };
+        call.finished(id);
+        parts.swap_remove(at).end(status, note).await;
+    }
 }

@@ -42,10 +42,12 @@ pub enum EngineRequest {
     /// Wait until every engine's shell is ready (setup done); answered by
     /// `EngineReply::Started`.
     Start,
-    /// Run a user command in engine `id`'s shell; answered by output
-    /// chunks then `Done`.
+    /// Run a user command in the shells of engines `ids` of this host, all
+    /// at once, on one stream (a stream per engine cost the daemon and
+    /// the engine host about as much as the command itself); answered by
+    /// `Exec` replies, each engine's output chunks then its end.
     Exec {
-        id: u32,
+        ids: Vec<u32>,
         command: String,
         timeout_ms: Option<u64>,
     },
@@ -122,9 +124,11 @@ pub enum EngineReply {
     /// One entry per engine of the host, in id order: `Err` carries why
     /// that engine's shell could not start.
     Started(Vec<Result<(), String>>),
-    Stdout(#[serde(with = "serde_bytes")] Vec<u8>),
-    Stderr(#[serde(with = "serde_bytes")] Vec<u8>),
-    Done(ExecEnd),
+    /// Part of engine `id`'s answer to an `Exec`.
+    Exec {
+        id: u32,
+        event: ExecEvent,
+    },
     Error(String),
     Task(TaskEnd),
     BatchDone,
@@ -158,6 +162,16 @@ pub enum EngineReply {
         peer: usize,
         why: String,
     },
+}
+
+/// What one engine of an `Exec` says: output as it comes, then `Done` or
+/// `Error`, its last word.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ExecEvent {
+    Stdout(#[serde(with = "serde_bytes")] Vec<u8>),
+    Stderr(#[serde(with = "serde_bytes")] Vec<u8>),
+    Done(ExecEnd),
+    Error(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

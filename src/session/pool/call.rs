@@ -7,7 +7,7 @@ use thiserror::Error;
 use super::{EngineCondition, EnginePool};
 use crate::protocol::engine::{EngineReply, EngineRequest};
 use crate::protocol::status;
-use crate::transport::{read_frame, write_frame};
+use crate::transport::{TransportError, read_frame, write_frame};
 
 /// Why a call to an engine failed: every case is an engine the session
 /// cannot reach now, and exits as one (`status()`).
@@ -29,6 +29,20 @@ impl PoolError {
     /// The exit status of an engine that could not take part.
     pub(crate) fn status(&self) -> i32 {
         status::UNREACHABLE
+    }
+
+    /// The same failure, said of engine `id` (one of the engines a
+    /// request to several of a host's engines was for).
+    pub(crate) fn of_engine(&self, id: u32) -> PoolError {
+        let mut error = self.clone();
+        match &mut error {
+            PoolError::Dead { id: e, .. }
+            | PoolError::NotConnected { id: e }
+            | PoolError::Unreachable { id: e, .. }
+            | PoolError::Died { id: e, .. }
+            | PoolError::Lost { id: e, .. } => *e = id,
+        }
+        error
     }
 }
 
@@ -86,6 +100,60 @@ impl EnginePool {
             send,
             recv,
         })
+    }
+
+    /// Send one request to several engines of one host (`ids`, every one
+    /// on the host of the first, none dead) on a single stream; each shows
+    /// as busy with `job` until its part is over (`HostCall::finished`)
+    /// or the call is dropped.
+    pub(crate) async fn call_each(
+        &self,
+        ids: &[u32],
+        job: &str,
+        request: &EngineRequest,
+    ) -> Result<HostCall<'_>, PoolError> {
+        let first = ids[0];
+        let connection = self.connection(first)?;
+        let unreachable = |e: &dyn std::fmt::Display| PoolError::Unreachable {
+            id: first,
+            why: e.to_string(),
+        };
+        let (mut send, recv) = connection.open_bi().await.map_err(|e| unreachable(&e))?;
+        write_frame(&mut send, request)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let _ = send.finish();
+        for &id in ids {
+            let mut state = self.engines[id as usize].state.lock().expect("lock");
+            if *state == EngineCondition::Idle {
+                *state = EngineCondition::Busy(job.to_string());
+            }
+        }
+        Ok(HostCall {
+            pool: self,
+            busy: ids.to_vec(),
+            _send: send,
+            recv,
+        })
+    }
+
+    /// Why a request to engine `id` ended early: its engine died, or the
+    /// link to it was lost.
+    fn cut_off(&self, id: u32, why: &dyn std::fmt::Display) -> PoolError {
+        match self.state(id) {
+            EngineCondition::Dead(reason) => PoolError::Died { id, reason },
+            _ => PoolError::Lost {
+                id,
+                why: why.to_string(),
+            },
+        }
+    }
+
+    fn idle(&self, id: u32) {
+        let mut state = self.engines[id as usize].state.lock().expect("lock");
+        if matches!(*state, EngineCondition::Busy(_)) {
+            *state = EngineCondition::Idle;
+        }
     }
 
     /// Send a control request (an interrupt) to engine `id` and wait until
@@ -152,27 +220,49 @@ impl Replies<'_> {
     pub(crate) async fn next(&mut self) -> Result<Option<EngineReply>, PoolError> {
         read_frame(&mut *self.recv)
             .await
-            .map_err(|e| match self.pool.state(self.id) {
-                EngineCondition::Dead(reason) => PoolError::Died {
-                    id: self.id,
-                    reason,
-                },
-                _ => PoolError::Lost {
-                    id: self.id,
-                    why: e.to_string(),
-                },
-            })
+            .map_err(|e| self.pool.cut_off(self.id, &e))
     }
 }
 
 impl Drop for EngineCall<'_> {
     fn drop(&mut self) {
-        let mut state = self.pool.engines[self.id as usize]
-            .state
-            .lock()
-            .expect("lock");
-        if matches!(*state, EngineCondition::Busy(_)) {
-            *state = EngineCondition::Idle;
+        self.pool.idle(self.id);
+    }
+}
+
+/// One request in flight to several engines of one host.
+pub(crate) struct HostCall<'a> {
+    pool: &'a EnginePool,
+    /// The engines whose part is not over yet.
+    busy: Vec<u32>,
+    /// Kept so that the engine host's stream is not reset under it.
+    _send: SendStream,
+    recv: RecvStream,
+}
+
+impl HostCall<'_> {
+    /// The next reply, whichever engine it is from; `Err` is why the
+    /// engines whose part was not over get no more (`cut_off` for each).
+    pub(crate) async fn next(&mut self) -> Result<Option<EngineReply>, TransportError> {
+        read_frame(&mut self.recv).await
+    }
+
+    /// Engine `id`'s part is over: it is idle again.
+    pub(crate) fn finished(&mut self, id: u32) {
+        self.busy.retain(|&busy| busy != id);
+        self.pool.idle(id);
+    }
+
+    /// Why engine `id` got no more, the stream having failed with `error`.
+    pub(crate) fn cut_off(&self, id: u32, error: &TransportError) -> PoolError {
+        self.pool.cut_off(id, error)
+    }
+}
+
+impl Drop for HostCall<'_> {
+    fn drop(&mut self) {
+        for &id in &self.busy {
+            self.pool.idle(id);
         }
     }
 }

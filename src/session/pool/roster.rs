@@ -71,6 +71,22 @@ impl EnginePool {
             .map_err(|why| SessionError::BadTargets(targets.to_string(), why))
     }
 
+    /// `ids` (in id order) cut into runs of one host's engines, as
+    /// positions in `ids`.
+    pub(crate) fn by_host(&self, ids: &[u32]) -> Vec<Vec<usize>> {
+        let mut runs: Vec<Vec<usize>> = Vec::new();
+        let mut last_host = None;
+        for (position, &id) in ids.iter().enumerate() {
+            let host = self.engines[id as usize].host_index;
+            match runs.last_mut() {
+                Some(run) if last_host == Some(host) => run.push(position),
+                _ => runs.push(vec![position]),
+            }
+            last_host = Some(host);
+        }
+        runs
+    }
+
     pub(crate) fn host_of(&self, id: u32) -> String {
         self.hosts[self.engines[id as usize].host_index]
             .spec
