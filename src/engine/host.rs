@@ -29,8 +29,8 @@ use crate::protocol::engine::{
     EngineHostConfig, EngineReply, EngineRequest, ExecEvent, HANDSHAKE_PREFIX, SESSION_DOWN,
 };
 use crate::transport::{
-    Channel, Identity, PeerPins, peer_fingerprint, read_frame, server_channel_endpoint,
-    server_endpoint, write_frame,
+    Channel, Identity, PeerPins, encode_frame, peer_fingerprint, read_frame,
+    server_channel_endpoint, server_endpoint, write_frame,
 };
 
 /// One engine: its shell, and the shell's pid readable without waiting
@@ -66,9 +66,17 @@ pub(super) struct Host {
 /// thread count rather than with the bytes it holds.
 const MALLOC_ARENAS: libc::c_int = 2;
 
+/// Free memory the allocator keeps instead of handing it back: every
+/// command's buffers (a few hundred KiB for a host's engines) were handed
+/// back after each px and faulted in again for the next.
+const MALLOC_TRIM_THRESHOLD: libc::c_int = 2 << 20;
+
 pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
-    // SAFETY: mallopt only sets a tunable of the allocator.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
+    // SAFETY: mallopt only sets tunables of the allocator.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD);
+    }
     let mut stdin = BufReader::new(super::stdio::stdin());
     let mut line = String::new();
     stdin.read_line(&mut line).await?;
@@ -377,9 +385,16 @@ impl Host {
         }
         drop(tx);
         while let Some(reply) = replies.recv().await {
+            // The other engines woken by the same round of events put
+            // their replies in first: one write and one packet for all.
+            tokio::task::yield_now().await;
+            let mut frames = encode_frame(&reply)?;
+            while let Ok(reply) = replies.try_recv() {
+                frames.extend(encode_frame(&reply)?);
+            }
             // A daemon that stopped listening loses the output, not the
             // engine: the runs go on to their ends.
-            let _ = write_frame(send, &reply).await;
+            let _ = send.write_all(&frames).await;
         }
         Ok(())
     }
