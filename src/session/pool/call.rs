@@ -79,21 +79,7 @@ impl EnginePool {
         if let EngineCondition::Dead(reason) = self.state(id) {
             return Err(PoolError::Dead { id, reason });
         }
-        let connection = self.connection(id)?;
-        let unreachable = |e: &dyn std::fmt::Display| PoolError::Unreachable {
-            id,
-            why: e.to_string(),
-        };
-        let (mut send, recv) = connection.open_bi().await.map_err(|e| unreachable(&e))?;
-        write_frame(&mut send, request)
-            .await
-            .map_err(|e| unreachable(&e))?;
-        {
-            let mut state = self.engines[id as usize].state.lock().expect("lock");
-            if *state == EngineCondition::Idle {
-                *state = EngineCondition::Busy(job.to_string());
-            }
-        }
+        let (send, recv) = self.start(&[id], job, request).await?;
         Ok(EngineCall {
             pool: self,
             id,
@@ -112,29 +98,42 @@ impl EnginePool {
         job: &str,
         request: &EngineRequest,
     ) -> Result<HostCall<'_>, PoolError> {
-        let first = ids[0];
-        let connection = self.connection(first)?;
-        let unreachable = |e: &dyn std::fmt::Display| PoolError::Unreachable {
-            id: first,
-            why: e.to_string(),
-        };
-        let (mut send, recv) = connection.open_bi().await.map_err(|e| unreachable(&e))?;
-        write_frame(&mut send, request)
-            .await
-            .map_err(|e| unreachable(&e))?;
+        let (mut send, recv) = self.start(ids, job, request).await?;
         let _ = send.finish();
-        for &id in ids {
-            let mut state = self.engines[id as usize].state.lock().expect("lock");
-            if *state == EngineCondition::Idle {
-                *state = EngineCondition::Busy(job.to_string());
-            }
-        }
         Ok(HostCall {
             pool: self,
             busy: ids.to_vec(),
             _send: send,
             recv,
         })
+    }
+
+    /// Open a stream on the host of `ids[0]`, send `request` on it, and
+    /// mark the engines `ids` busy with `job`; failures are said of
+    /// `ids[0]`.
+    async fn start(
+        &self,
+        ids: &[u32],
+        job: &str,
+        request: &EngineRequest,
+    ) -> Result<(SendStream, RecvStream), PoolError> {
+        let id = ids[0];
+        let connection = self.connection(id)?;
+        let unreachable = |e: &dyn std::fmt::Display| PoolError::Unreachable {
+            id,
+            why: e.to_string(),
+        };
+        let (mut send, recv) = connection.open_bi().await.map_err(|e| unreachable(&e))?;
+        write_frame(&mut send, request)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        for &id in ids {
+            let mut state = self.engines[id as usize].state.lock().expect("lock");
+            if *state == EngineCondition::Idle {
+                *state = EngineCondition::Busy(job.to_string());
+            }
+        }
+        Ok((send, recv))
     }
 
     /// Why a request to engine `id` ended early: its engine died, or the
