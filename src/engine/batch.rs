@@ -37,10 +37,13 @@ pub(super) fn interrupt(engine: &Engine, id: u32, cancel: bool) {
     engine.interrupted.notify_waiters();
 }
 
-/// How often a batch's output is read (see `OutputSink::poll_every`): a
-/// tiny task takes about a millisecond, so a round gathers several, and
-/// each round costs the engine host and the daemon one wakeup each.
-const POLL_EVERY: Duration = Duration::from_millis(5);
+/// The pause after each read of a batch's output (see
+/// `OutputSink::read_gap`): a tiny task takes about a millisecond, so a
+/// round gathers a score of them, and each round costs the engine host
+/// and the daemon a wakeup, a packet and its acknowledgement. A task's
+/// result is at most that much later to be seen; the batch's last one is
+/// read at once.
+const READ_GAP: Duration = Duration::from_millis(25);
 
 /// Its presence stops engine `id`'s running batch before its next task.
 fn stop_file(id: u32) -> std::io::Result<PathBuf> {
@@ -344,8 +347,8 @@ impl OutputSink for Splitter<'_> {
     }
 
     /// Not for the last task: the next batch waits for this one's end.
-    fn poll_every(&self) -> Option<Duration> {
-        (self.next + self.done_out.len() + 1 < self.items.len()).then_some(POLL_EVERY)
+    fn read_gap(&self) -> Option<Duration> {
+        (self.next + self.done_out.len() + 1 < self.items.len()).then_some(READ_GAP)
     }
 }
 

@@ -81,10 +81,11 @@ pub(crate) trait OutputSink {
     fn abandoned(&mut self) -> impl Future<Output = ()> + Send {
         std::future::pending()
     }
-    /// How often to read the command's output, if not as soon as it
-    /// arrives: many tiny tasks in a row then cost the engine host one
-    /// wakeup and one packet per round instead of several each.
-    fn poll_every(&self) -> Option<Duration> {
+    /// The pause after each read of the command's output, if it is not to
+    /// be read as soon as it arrives: many tiny tasks in a row then cost
+    /// the engine host one wakeup and one packet per round instead of
+    /// several each.
+    fn read_gap(&self) -> Option<Duration> {
         None
     }
 }
@@ -282,9 +283,9 @@ impl Shell {
                 return Ok(ExecEnd { status, outcome });
             }
             // Re-asked each round: a batch reads its last task's end at once.
-            let every = sink.poll_every();
-            self.stdout.poll_every(every)?;
-            self.stderr.poll_every(every)?;
+            let gap = sink.read_gap();
+            self.stdout.read_with_gap(gap);
+            self.stderr.read_with_gap(gap);
             let far = || Instant::now() + Duration::from_secs(86400);
             let sleep_until = deadline.unwrap_or_else(far);
             let check_at = interrupt_check.unwrap_or_else(far);
@@ -384,7 +385,7 @@ impl Shell {
             (&mut self.stderr, &mut err, true),
         ] {
             let mut buf = vec![0u8; PIPE_READ];
-            pipe.poll_every(None)?;
+            pipe.read_with_gap(None);
             while scanner.after().is_none() {
                 match tokio::time::timeout_at(drain_until, pipe.read(&mut buf)).await {
                     Ok(Ok(n)) if n > 0 => {

@@ -34,8 +34,12 @@ const HELD_BUDGET: usize = 64 << 20;
 /// Batches in flight per engine: one running, one queued behind it, so the
 /// engine never waits for the daemon.
 const IN_FLIGHT: usize = 2;
-/// A batch should keep its engine busy about this long.
-const BATCH_TARGET: Duration = Duration::from_millis(40);
+/// A batch should keep its engine busy about this long: each batch costs
+/// a request, a stream and a sourced script, and its results come in
+/// rounds of reading (see the engine's batch), so longer batches cost the
+/// daemon less per task. Near the end of a known input batches shrink
+/// (`Map::share`), so the engines still finish together.
+const BATCH_TARGET: Duration = Duration::from_millis(200);
 const MAX_BATCH: usize = 1024;
 
 struct Pending {
@@ -104,6 +108,8 @@ pub(crate) async fn run(
             })
             .collect(),
         items: input.items,
+        total: input.total,
+        live: ids.len(),
         source_done: false,
         next_seq: 0,
         queue: VecDeque::new(),
@@ -126,6 +132,10 @@ struct Map {
     request: Arc<MapRequest>,
     workers: Vec<Worker>,
     items: mpsc::Receiver<Result<Vec<u8>, String>>,
+    /// How many items the input holds, when that is known beforehand.
+    total: Option<u64>,
+    /// Workers still alive.
+    live: usize,
     source_done: bool,
     next_seq: u64,
     /// Items ready to go: read ahead, or back from a lost engine or a retry.
@@ -222,6 +232,17 @@ impl Map {
         self.queue.push_back(Pending { seq, item, runs: 0 });
     }
 
+    /// The most a batch may take now (see `share`).
+    fn share(&self) -> usize {
+        match self.total {
+            Some(total) => {
+                let left = total.saturating_sub(self.next_seq) + self.queue.len() as u64;
+                share(left, self.live)
+            }
+            None => usize::MAX,
+        }
+    }
+
     /// Give every engine with room a batch, sized to its speed: first one
     /// batch each, then the second, so a short input spreads over all.
     fn dispatch(&mut self, tx: &mpsc::Sender<Event>) {
@@ -231,7 +252,7 @@ impl Map {
                 if !worker.alive || worker.in_flight > round {
                     continue;
                 }
-                let size = worker.batch;
+                let size = worker.batch.min(self.share());
                 // A busy engine waits for a full batch (unless the input
                 // has ended): many small batches cost more than they help.
                 let available = self.queue.len() + self.items.len();
@@ -340,6 +361,7 @@ impl Map {
                     // Lost (or refusing) engine: no more work for it here.
                     if worker.alive {
                         worker.alive = false;
+                        self.live -= 1;
                         eprintln!("map: engine {engine} dropped out: {reason}");
                     }
                 }
@@ -365,6 +387,14 @@ impl Map {
             .find(|w| w.id == engine)
             .expect("results come from the map's engines")
     }
+}
+
+/// With the input's length known, no batch takes more than half of an
+/// even share of the `left` items not handed out yet: the end of the
+/// input is spread over every engine in ever smaller batches, as guided
+/// self-scheduling does, instead of waiting on one engine's long one.
+fn share(left: u64, live: usize) -> usize {
+    left.div_ceil(2 * live.max(1) as u64).max(1) as usize
 }
 
 impl Worker {
@@ -432,4 +462,41 @@ async fn run_batch(
             error,
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_BATCH, share};
+
+    #[test]
+    fn the_end_of_a_known_input_goes_to_every_engine_in_small_batches() {
+        // Four fast engines, each learned to take the largest batch, take
+        // turns on the last 100 items.
+        let mut left = 100u64;
+        let mut taken = [0u64; 4];
+        let mut sizes = Vec::new();
+        'hand_out: loop {
+            for engine in &mut taken {
+                if left == 0 {
+                    break 'hand_out;
+                }
+                let size = MAX_BATCH.min(share(left, 4)) as u64;
+                sizes.push(size);
+                *engine += size;
+                left -= size;
+            }
+        }
+        assert_eq!(taken.iter().sum::<u64>(), 100);
+        assert!(taken.iter().all(|&t| (20..=30).contains(&t)), "{taken:?}");
+        assert_eq!(sizes[0], 13, "half of an even share of 100 over 4");
+        assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+        assert_eq!(sizes.last(), Some(&1));
+    }
+
+    #[test]
+    fn a_share_is_never_empty() {
+        assert_eq!(share(0, 4), 1);
+        assert_eq!(share(1, 1000), 1);
+        assert_eq!(share(10, 0), 5, "no engine left counts as one");
+    }
 }
