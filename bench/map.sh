@@ -33,27 +33,34 @@ rate() { # rate ITEMS CMD...: tasks per second of one run of CMD
 
 seq "$ITEMS" > "$BENCH_TMP/items"
 seq "$PAR_ITEMS" > "$BENCH_TMP/par_items"
-# CPU ticks of the session's processes, by kind: the daemon, the engine
-# hosts, and their shells with the subshells they reaped.
-cpu_ticks() {
+# CPU of the session's processes, by kind, in microseconds: the daemon
+# and the engine hosts from their threads' schedstat (exact run time; the
+# tick counts of /proc/PID/stat charge whole ticks to whoever holds the
+# CPU then, which for processes that wake often for a few microseconds is
+# far off), their shells from ticks, the only count that includes the
+# subshells they reaped.
+cpu_us() {
     local daemon hosts shells
     daemon=$(pgrep -f "session serve --session $PCL_SESSION" || true)
     hosts=$(pgrep -f "engine --session $PCL_SESSION( |\$)" || true)
     shells=$(for h in $hosts; do pgrep -P "$h" -x bash; done)
-    ticks() { # ticks FIELDS PID...: the sum of those /proc/PID/stat fields
-        local fields=$1; shift
-        for pid in "$@"; do sed 's/.*) //' "/proc/$pid/stat"; done |
-            awk -v f="$fields" '{n = split(f, k, ","); for (i = 1; i <= n; i++) s += $(k[i] - 2)} END {print s + 0}'
+    run_us() { # run_us PID...: their threads' run time
+        for pid in "$@"; do cat /proc/"$pid"/task/*/schedstat; done |
+            awk '{s += $1} END {printf "%.0f", s / 1000}'
     }
-    echo "$(ticks 14,15 $daemon) $(ticks 14,15 $hosts) $(ticks 14,15,16,17 $shells)"
+    ticks_us() { # ticks_us PID...: utime, stime, cutime and cstime
+        for pid in "$@"; do sed 's/.*) //' "/proc/$pid/stat"; done |
+            awk -v hz="$(getconf CLK_TCK)" '{s += $12 + $13 + $14 + $15} END {printf "%.0f", s / hz * 1e6}'
+    }
+    echo "$(run_us $daemon) $(run_us $hosts) $(ticks_us $shells)"
 }
 "$PCL" map 'echo {}' 1 2 3 4 >/dev/null # warm
-read -r d0 h0 s0 < <(cpu_ticks)
+read -r d0 h0 s0 < <(cpu_us)
 pcl_rate=$(rate "$ITEMS" "$PCL" map 'echo {}' --from "$BENCH_TMP/items")
-read -r d1 h1 s1 < <(cpu_ticks)
+read -r d1 h1 s1 < <(cpu_us)
 echo "map of $ITEMS tiny tasks (echo {}), $E engines"
 printf '  %-44s %8s tasks/s\n' "pcl map ($HOSTS namespace hosts x $PER_HOST)" "$pcl_rate"
-per_task() { awk -v t="$1" -v n="$ITEMS" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", t / hz / n * 1e6}'; }
+per_task() { awk -v t="$1" -v n="$ITEMS" 'BEGIN {printf "%.0f", t / n}'; }
 printf '    CPU per task: shells %s us, engine hosts %s us, daemon %s us\n' \
     "$(per_task $((s1 - s0)))" "$(per_task $((h1 - h0)))" "$(per_task $((d1 - d0)))"
 

@@ -4,9 +4,9 @@
 //! (bash reads a pipe a byte at a time, a file in blocks), is what makes
 //! thousands of tiny tasks per second possible.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memchr::memmem;
@@ -72,7 +72,7 @@ pub(super) async fn run_batch(
     if engine.cancel.load(Ordering::SeqCst) == epoch {
         match timeout {
             Some(t) => run_each(engine, &mut shell, epoch, template, items, t, send).await?,
-            None => run_sourced(&mut shell, id, template, items, send).await?,
+            None => run_sourced(engine, &mut shell, id, template, items, send).await?,
         }
         engine.pid.store(shell.pid(), Ordering::SeqCst);
     }
@@ -142,6 +142,7 @@ async fn run_each(
 /// each task answered by a marker on stdout and stderr. Results are cut
 /// out of the streams and sent as they complete.
 async fn run_sourced(
+    engine: &Engine,
     shell: &mut Shell,
     id: u32,
     template: &str,
@@ -174,12 +175,8 @@ async fn run_sourced(
         script.push(' ');
     }
     script.push_str(")\n");
-    // A new name per batch, created exclusively in the private scratch
-    // directory: nothing anyone prepared is ever sourced.
-    static BATCHES: AtomicU64 = AtomicU64::new(0);
-    let n = BATCHES.fetch_add(1, Ordering::Relaxed);
-    let path = scratch_dir()?.join(format!("batch-{id}-{n}.sh"));
-    create_exclusive(&path)?.write_all(script.as_bytes())?;
+    let path = scratch_dir()?.join(format!("batch-{id}.sh"));
+    write_batch_script(engine, &path, &script)?;
     let lines = format!(
         ". {} {USER_REDIRECTS}; __pcl_r {USER_REDIRECTS}\n",
         quote(&path)
@@ -201,7 +198,6 @@ async fn run_sourced(
         cancelled: false,
     };
     let end = shell.run_lines(&lines, None, &mut splitter).await;
-    let _ = std::fs::remove_file(&path);
     if let Some(e) = splitter.failed.take() {
         return Err(e);
     }
@@ -226,6 +222,25 @@ async fn run_sourced(
         }
     }
     Ok(())
+}
+
+/// The engine's batch script, now holding `script`: created exclusively
+/// in the private scratch directory for its first batch (so nothing
+/// anyone prepared is ever sourced), then rewritten in place for each
+/// next one. A new file per batch would cost the file system an inode
+/// each, and allocating inodes among thousands just freed is what an
+/// engine host at scale spent most of its time on.
+fn write_batch_script(engine: &Engine, path: &Path, script: &str) -> std::io::Result<()> {
+    let mut file = engine
+        .batch_script
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let file = match &mut *file {
+        Some(file) => file,
+        empty => empty.insert(create_exclusive(path)?),
+    };
+    file.set_len(0)?;
+    file.write_all_at(script.as_bytes(), 0)
 }
 
 /// One stream of a batch, cut at the task markers.

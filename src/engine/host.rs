@@ -42,6 +42,8 @@ pub(super) struct Engine {
     pub(super) cancel: AtomicU64,
     /// Told of every interrupt, for the running command (see `ShellSpec`).
     pub(super) interrupted: Arc<Notify>,
+    /// The file `map`'s batches are sourced from, once the first is run.
+    pub(super) batch_script: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 pub(super) struct Host {
@@ -254,6 +256,7 @@ impl Host {
                     shell: Mutex::new(shell),
                     cancel: AtomicU64::new(0),
                     interrupted,
+                    batch_script: std::sync::Mutex::new(None),
                 }))
             }
         });

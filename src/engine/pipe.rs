@@ -2,11 +2,13 @@
 //! as bytes arrive, which is right for one command, whose end should be
 //! seen at once. A batch of tiny tasks writes three times per task, and
 //! waking for each write would cost the engine host more than the tasks
-//! themselves: with a gap set, a read that found bytes is followed by a
-//! pause before the next, so one wakeup takes what a round of tasks wrote.
-//! A pipe with nothing to read costs nothing however long its task runs,
-//! and one found well filled is read again soon: the shell must not wait
-//! on a full pipe for a whole gap.
+//! themselves: with a gap set, a round of reading that found bytes is
+//! followed by a pause with the pipe out of the reactor (so the shell's
+//! writes wake nothing), then another round, and one wakeup takes what a
+//! round of tasks wrote. A pause that finds nothing puts the pipe back in
+//! the reactor: a task that runs long, writing nothing, costs nothing. A
+//! round that found the pipe well filled is followed by a short pause
+//! only: the shell must not wait on a full pipe for a whole gap.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -25,13 +27,20 @@ const BUSY_ROUND: usize = 16 << 10;
 const BUSY_GAP: Duration = Duration::from_millis(1);
 
 pub(super) struct OutputPipe {
-    fd: AsyncFd<OwnedFd>,
+    mode: Mode,
     /// The pause after a round of reading, if any.
     gap: Option<Duration>,
-    /// Bytes read since the last pause.
+    /// Bytes read in this round.
     round: usize,
-    /// Until when the pipe is left alone.
-    pause: Pin<Box<Sleep>>,
+}
+
+enum Mode {
+    /// In the reactor: read when bytes arrive.
+    Watched(AsyncFd<OwnedFd>),
+    /// Out of it until the pause ends.
+    Paused { fd: OwnedFd, until: Pin<Box<Sleep>> },
+    /// Only while switching modes, or after a switch failed.
+    Detached,
 }
 
 impl OutputPipe {
@@ -44,25 +53,63 @@ impl OutputPipe {
         {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: an `OwnedFd` names the same open descriptor for as long
-        // as it lives, and the `AsyncFd` owns it.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
         Ok(OutputPipe {
-            fd,
+            mode: Mode::Watched(watch(fd)?),
             gap: None,
             round: 0,
-            pause: Box::pin(tokio::time::sleep(Duration::ZERO)),
         })
     }
 
     /// Pause `gap` after each round of reading from now on, or (None) read
     /// as soon as bytes arrive, ending any pause under way.
-    pub(super) fn read_with_gap(&mut self, gap: Option<Duration>) {
-        if gap.is_none() && self.gap.is_some() {
-            self.pause.as_mut().reset(Instant::now());
-        }
+    pub(super) fn read_with_gap(&mut self, gap: Option<Duration>) -> io::Result<()> {
         self.gap = gap;
+        if gap.is_none() && matches!(self.mode, Mode::Paused { .. }) {
+            self.watch()?;
+        }
+        Ok(())
     }
+
+    /// Back into the reactor.
+    fn watch(&mut self) -> io::Result<()> {
+        match std::mem::replace(&mut self.mode, Mode::Detached) {
+            Mode::Paused { fd, .. } => self.mode = Mode::Watched(watch(fd)?),
+            other => self.mode = other,
+        }
+        Ok(())
+    }
+
+    /// The round just ended with the pipe drained.
+    fn round_ended(&mut self) {
+        let round = std::mem::take(&mut self.round);
+        let Some(gap) = self.gap.filter(|_| round > 0) else {
+            return;
+        };
+        let gap = if round >= BUSY_ROUND { BUSY_GAP } else { gap };
+        let until = Instant::now() + gap;
+        match std::mem::replace(&mut self.mode, Mode::Detached) {
+            Mode::Watched(watched) => {
+                self.mode = Mode::Paused {
+                    fd: watched.into_inner(),
+                    until: Box::pin(tokio::time::sleep_until(until)),
+                }
+            }
+            Mode::Paused {
+                fd,
+                until: mut sleep,
+            } => {
+                sleep.as_mut().reset(until);
+                self.mode = Mode::Paused { fd, until: sleep };
+            }
+            Mode::Detached => {}
+        }
+    }
+}
+
+fn watch(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` names the same open descriptor for as long as
+    // it lives, and the `AsyncFd` owns it.
+    Ok(unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?)
 }
 
 /// One non-blocking read(2) into the unfilled part of `buf`, which is
@@ -91,27 +138,37 @@ impl AsyncRead for OutputPipe {
     ) -> Poll<io::Result<()>> {
         let pipe = self.get_mut();
         loop {
-            ready!(pipe.pause.as_mut().poll(cx));
-            let mut ready = ready!(pipe.fd.poll_read_ready(cx))?;
-            match ready.try_io(|fd| read_into(fd.get_ref(), buf)) {
-                Ok(Ok(n)) => {
+            let read = match &mut pipe.mode {
+                Mode::Watched(watched) => {
+                    let mut ready = ready!(watched.poll_read_ready(cx))?;
+                    match ready.try_io(|fd| read_into(fd.get_ref(), buf)) {
+                        Ok(read) => read,
+                        Err(_would_block) => Err(io::ErrorKind::WouldBlock.into()),
+                    }
+                }
+                Mode::Paused { fd, until } => {
+                    ready!(until.as_mut().poll(cx));
+                    read_into(fd, buf)
+                }
+                Mode::Detached => {
+                    return Poll::Ready(Err(io::Error::other("pipe lost while switching")));
+                }
+            };
+            match read {
+                Ok(n) => {
                     pipe.round += n;
                     return Poll::Ready(Ok(()));
                 }
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                // Drained: the round ends here, and its pause begins.
-                Err(_would_block) => {
-                    if let (Some(gap), true) = (pipe.gap, pipe.round > 0) {
-                        let gap = if pipe.round >= BUSY_ROUND {
-                            BUSY_GAP
-                        } else {
-                            gap
-                        };
-                        pipe.pause.as_mut().reset(Instant::now() + gap);
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A pause that found nothing: wait for bytes instead.
+                    if pipe.round == 0 && matches!(pipe.mode, Mode::Paused { .. }) {
+                        pipe.watch()?;
+                    } else {
+                        pipe.round_ended();
                     }
-                    pipe.round = 0;
                 }
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -172,15 +229,21 @@ mod tests {
         let gap = Duration::from_millis(25);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
-        pipe.read_with_gap(Some(gap));
+        pipe.read_with_gap(Some(gap)).unwrap();
         // Each round that found bytes is followed by the gap.
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, gap);
         // A well-filled round is followed by the short gap only.
         assert_eq!(round(&mut pipe, &mut writer, 32 << 10).await, gap);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, BUSY_GAP);
+        // A pause that finds nothing leaves the pipe to wake on bytes.
+        let mut buf = [0u8; 16];
+        let idle = tokio::time::timeout(gap * 4, pipe.read(&mut buf));
+        assert!(idle.await.is_err(), "read bytes nobody wrote");
+        assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
+        assert_eq!(round(&mut pipe, &mut writer, 10).await, gap);
         // Reading at once again ends the gap under way.
-        pipe.read_with_gap(None);
+        pipe.read_with_gap(None).unwrap();
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
     }

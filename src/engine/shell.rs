@@ -284,8 +284,8 @@ impl Shell {
             }
             // Re-asked each round: a batch reads its last task's end at once.
             let gap = sink.read_gap();
-            self.stdout.read_with_gap(gap);
-            self.stderr.read_with_gap(gap);
+            self.stdout.read_with_gap(gap)?;
+            self.stderr.read_with_gap(gap)?;
             let far = || Instant::now() + Duration::from_secs(86400);
             let sleep_until = deadline.unwrap_or_else(far);
             let check_at = interrupt_check.unwrap_or_else(far);
@@ -385,7 +385,7 @@ impl Shell {
             (&mut self.stderr, &mut err, true),
         ] {
             let mut buf = vec![0u8; PIPE_READ];
-            pipe.read_with_gap(None);
+            pipe.read_with_gap(None)?;
             while scanner.after().is_none() {
                 match tokio::time::timeout_at(drain_until, pipe.read(&mut buf)).await {
                     Ok(Ok(n)) if n > 0 => {
