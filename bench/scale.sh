@@ -10,6 +10,8 @@
 #    `time`), the profile that shows whether any part grows with the size;
 #  - the floor: as many bare bash processes, each answering one command
 #    over a pipe (the shells' own work, no pcl), and px as a ratio to it;
+#  - the floor for `up`: the same cold ssh logins, 32 at a time, each
+#    starting its host's number of bare bash shells, and `up` as a ratio;
 #  - `pcl down`, and peak RSS (VmHWM) of the daemon (target < 64 MiB) and
 #    engine hosts.
 # Usage: sudo bench/scale.sh   (SKIP_IPP=1 to leave ipyparallel out;
@@ -109,10 +111,22 @@ t0=$(ms_now)
 "$PCL" down >/dev/null
 pcl_down_ms=$(( $(ms_now) - t0 ))
 
+# The floor for `up`: the same cold ssh logins, 32 at a time (pcl's and
+# pdsh's fanout), each starting as many bare bash shells on its host as it
+# has engines: what any tool that logs in to every host and starts its
+# shells there pays.
+t0=$(ms_now)
+printf '%s\n' "${BENCH_IPS[@]}" |
+    xargs -P 32 -I{} ssh -n -F "$BENCH_TMP/ssh_config_cold" -o BatchMode=yes {} \
+        "for i in \$(seq $PER_HOST); do bash --noprofile --norc -c true; done"
+ssh_floor_ms=$(( $(ms_now) - t0 ))
+
 per_ms() { awk -v ms="$1" -v n="$N" 'BEGIN {printf "%.0f", ms * 1000 / n}'; }
 echo "$N engines ($HOSTS namespace hosts x $PER_HOST), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 printf '  %-44s %8s ms   (%s us per engine)\n' "pcl up (cold ssh, until every engine is ready)" \
     "$pcl_up_ms" "$(per_ms "$pcl_up_ms")"
+printf '  %-44s %8s ms   up is %sx the floor\n' "floor: $HOSTS cold ssh logins, 32 at a time" \
+    "$ssh_floor_ms" "$(ratio "$pcl_up_ms" "$ssh_floor_ms")"
 printf '  %-44s %8s ms   (%s us per engine; median of %s)\n' "pcl px true, one-shot process" "$px_ms" \
     "$(per_ms "$px_ms")" "$RUNS"
 printf '  %-44s %8s ms   px is %sx the floor\n' "floor: $N bare bash answering over a pipe" "$floor_ms" \
