@@ -77,12 +77,13 @@ printf '  %-44s %8s tasks/s   pcl reaches %s%%\n' "bare bash, $E x ( echo N ) su
     "$(awk -v a="$pcl_rate" -v b="$ceiling" 'BEGIN {printf "%.0f", 100 * a / b}')"
 
 # The same shells running pcl's own batch loop, as src/engine/batch.rs
-# writes it (40 items a batch; per task a subshell with a SIGINT trap, two
-# markers and a stop-file check), each stream drained through a pipe: what
-# pcl would reach if its engine hosts and daemon cost nothing.
+# writes it (here in batches of 40 items; per task a subshell with a
+# SIGINT trap, two markers and a stop-file check), each stream drained
+# through a pipe: what pcl would reach if its engine hosts and daemon
+# cost nothing.
 batch_script() { # batch_script N: the loop over `echo 1` .. `echo N`
     printf '%s\n' '__pcl_m=AAAA; __pcl_n=BBBB' \
-        "__pcl_r() { for __pcl_c in \"\${__pcl_l[@]}\"; do [[ -e $BENCH_TMP/stop ]] && break; ( trap 'exit 130' INT; builtin eval \"\$__pcl_c\" ); builtin printf '%s%s%s\\n' \"\$__pcl_m\" \"\$__pcl_n\" \"\$?\"; builtin printf '%s%s' \"\$__pcl_m\" \"\$__pcl_n\" >&2; done; }"
+        "__pcl_r() { for __pcl_c in \"\${__pcl_l[@]}\"; do [[ -e $BENCH_TMP/stop ]] && break; ( trap 'exit 130' INT; builtin eval \"\$__pcl_c\" ); builtin printf '%s%s%s %s\\n' \"\$__pcl_m\" \"\$__pcl_n\" \"\$?\" \"\${EPOCHREALTIME-}\"; builtin printf '%s%s' \"\$__pcl_m\" \"\$__pcl_n\" >&2; done; }"
     seq "$1" | awk '{printf "%s\047echo %d\047", (NR % 40 == 1 ? "__pcl_l=(" : " "), $1}
         NR % 40 == 0 {print "); __pcl_r </dev/null"}
         END {if (NR % 40) print "); __pcl_r </dev/null"}'

@@ -279,6 +279,52 @@ fn joblog_rows_match_the_items() {
     assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
 }
 
+/// An engine host reads a batch's output in rounds, several tasks at a
+/// time: each task's Starttime and JobRuntime are still its own.
+#[test]
+fn joblog_times_are_each_task_s_own() {
+    let env = Env::new();
+    up(&env, 1);
+    let log = env.path().join("joblog.tsv");
+    let mut args = vec![
+        "map".to_string(),
+        "--joblog".into(),
+        log.to_string_lossy().into_owned(),
+        "sleep 0.01; echo {}".into(),
+    ];
+    args.extend((1..=30).map(|i| i.to_string()));
+    env.pcl(&args).run().success();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut rows: Vec<(u64, f64, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            (
+                f[0].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].trim().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 30, "{text}");
+    for (seq, _, runtime) in &rows {
+        assert!(
+            *runtime >= 0.010,
+            "item {seq} ran {runtime} s, less than its sleep\n{text}"
+        );
+    }
+    // One engine runs them one after the other (its batches in any order).
+    rows.sort_by(|a, b| a.1.total_cmp(&b.1));
+    for pair in rows.windows(2) {
+        let ((_, start, runtime), (seq, next, _)) = (pair[0], pair[1]);
+        assert!(
+            next >= start + runtime - 0.001,
+            "item {seq} started at {next}, before the one before it ended\n{text}"
+        );
+    }
+}
+
 #[test]
 fn async_result_equals_the_sync_call() {
     let env = Env::new();

@@ -50,10 +50,11 @@ fn stop_file(id: u32) -> std::io::Result<PathBuf> {
     Ok(scratch_dir()?.join(format!("stop-{id}")))
 }
 
-fn now_ms() -> u64 {
+/// Microseconds since the epoch, as `$EPOCHREALTIME` tells them.
+fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 pub(super) async fn run_batch(
@@ -114,7 +115,7 @@ async fn run_each(
             break;
         }
         let mut capture = Capture::default();
-        let start_ms = now_ms();
+        let start_ms = now_us() / 1000;
         let started = Instant::now();
         let end = shell
             .run_script(&task_script(template, &item), Some(timeout), &mut capture)
@@ -155,16 +156,19 @@ async fn run_sourced(
     let stop = quote(&stop_file(id)?);
     // One loop in the shell runs the batch, its stdin /dev/null once for
     // all tasks. Each task's marker is printed from two variables so
-    // `set -x` never shows it; once the stop file appears, one marker with
-    // status `x` ends the batch. With job control on, a SIGINT reaches only
-    // the task's process group, but bash breaks a loop whose foreground
-    // job died of SIGINT: the task turns it into exit status 130.
+    // `set -x` never shows it, with the task's status and the time it
+    // ended (bash 5's `$EPOCHREALTIME`; the engine reads output in rounds,
+    // so its own clock would tell when a round was read); once the stop
+    // file appears, one marker with status `x` ends the batch. With job
+    // control on, a SIGINT reaches only the task's process group, but
+    // bash breaks a loop whose foreground job died of SIGINT: the task
+    // turns it into exit status 130.
     let quiet = quiet_job("( trap 'exit 130' INT; builtin eval \"$__pcl_c\" )");
     let mut script = format!(
         "__pcl_m={a}; __pcl_n={b}\n\
          __pcl_r() {{ for __pcl_c in \"${{__pcl_l[@]}}\"; do [[ -e {stop} ]] && break; \
          {quiet}; \
-         builtin printf '%s%s%s\\n' \"$__pcl_m\" \"$__pcl_n\" \"$?\"; \
+         builtin printf '%s%s%s %s\\n' \"$__pcl_m\" \"$__pcl_n\" \"$?\" \"${{EPOCHREALTIME-}}\"; \
          builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; done; \
          [[ -e {stop} ]] && {{ builtin printf '%s%s%s\\n' \"$__pcl_m\" \"$__pcl_n\" x; \
          builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; }}; unset __pcl_l __pcl_c; }}\n\
@@ -191,8 +195,7 @@ async fn run_sourced(
         stdout: Cut::default(),
         stderr: Cut::default(),
         done_out: Vec::new(),
-        started: Instant::now(),
-        start_ms: now_ms(),
+        start_us: now_us(),
         send,
         failed: None,
         cancelled: false,
@@ -212,8 +215,8 @@ async fn run_sourced(
         if let Some(&seq) = splitter.items.get(splitter.next) {
             let task = TaskEnd {
                 seq,
-                start_ms: splitter.start_ms,
-                runtime_ms: splitter.started.elapsed().as_millis() as u64,
+                start_ms: splitter.start_us / 1000,
+                runtime_ms: now_us().saturating_sub(splitter.start_us) / 1000,
                 end,
                 stdout: std::mem::take(&mut splitter.stdout.buf),
                 stderr: std::mem::take(&mut splitter.stderr.buf),
@@ -275,6 +278,25 @@ impl Cut {
     }
 }
 
+/// A task's stdout, complete, with what its marker said: the status (none
+/// if the batch was cancelled) and, from a bash that tells, the time it
+/// ended.
+struct Ended {
+    stdout: Vec<u8>,
+    status: Option<i32>,
+    at_us: Option<u64>,
+}
+
+/// `$EPOCHREALTIME` (seconds, the locale's decimal point, microseconds)
+/// in microseconds.
+fn epoch_us(text: &str) -> Option<u64> {
+    let (secs, micros) = text.split_once(['.', ','])?;
+    if micros.len() != 6 {
+        return None;
+    }
+    Some(secs.parse::<u64>().ok()? * 1_000_000 + micros.parse::<u64>().ok()?)
+}
+
 struct Splitter<'a> {
     token: Vec<u8>,
     /// How bash names the batch script in its error messages
@@ -285,11 +307,10 @@ struct Splitter<'a> {
     next: usize,
     stdout: Cut,
     stderr: Cut,
-    /// Finished stdouts (with status; none if cancelled) waiting for their
-    /// stderr's marker.
-    done_out: Vec<(Vec<u8>, Option<i32>)>,
-    started: Instant,
-    start_ms: u64,
+    /// Finished stdouts waiting for their stderr's marker.
+    done_out: Vec<Ended>,
+    /// When the task running now started, in microseconds since the epoch.
+    start_us: u64,
     send: &'a mut SendStream,
     failed: Option<EngineError>,
     /// A task was skipped by a cancel: report nothing more.
@@ -307,7 +328,11 @@ impl Splitter<'_> {
                 break;
             };
             let stderr = as_bash_says(stderr, &self.source_name);
-            let (stdout, status) = self.done_out.remove(0);
+            let Ended {
+                stdout,
+                status,
+                at_us,
+            } = self.done_out.remove(0);
             let Some(&seq) = self.items.get(self.next) else {
                 break;
             };
@@ -316,10 +341,11 @@ impl Splitter<'_> {
                 break;
             };
             self.next += 1;
+            let end_us = at_us.unwrap_or_else(now_us);
             let task = TaskEnd {
                 seq,
-                start_ms: self.start_ms,
-                runtime_ms: self.started.elapsed().as_millis() as u64,
+                start_ms: self.start_us / 1000,
+                runtime_ms: end_us.saturating_sub(self.start_us) / 1000,
                 end: ExecEnd {
                     status,
                     outcome: ExecOutcome::Finished,
@@ -327,8 +353,7 @@ impl Splitter<'_> {
                 stdout,
                 stderr,
             };
-            self.started = Instant::now();
-            self.start_ms = now_ms();
+            self.start_us = end_us;
             match encode_frame(&EngineReply::Task(task)) {
                 Ok(frame) => frames.extend_from_slice(&frame),
                 Err(e) => {
@@ -347,11 +372,16 @@ impl Splitter<'_> {
 impl OutputSink for Splitter<'_> {
     async fn stdout(&mut self, data: Vec<u8>) {
         self.stdout.buf.extend_from_slice(&data);
-        while let Some((out, status)) = self.stdout.next(&self.token, true) {
-            let status = std::str::from_utf8(&status)
-                .ok()
-                .and_then(|s| s.parse().ok());
-            self.done_out.push((out, status));
+        while let Some((stdout, tail)) = self.stdout.next(&self.token, true) {
+            let tail = String::from_utf8_lossy(&tail);
+            let mut words = tail.split(' ');
+            let status = words.next().and_then(|s| s.parse().ok());
+            let at_us = words.next().and_then(epoch_us);
+            self.done_out.push(Ended {
+                stdout,
+                status,
+                at_us,
+            });
         }
         self.emit().await;
     }
@@ -393,7 +423,7 @@ fn as_bash_says(stderr: Vec<u8>, source_name: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Cut, as_bash_says};
+    use super::{Cut, as_bash_says, epoch_us};
 
     #[test]
     fn the_batch_script_is_never_named_in_a_task_error() {
@@ -406,6 +436,15 @@ mod tests {
             b"bash: nosuch: command not found\nown words\n/run/pcl-engine-ab/batch-0-3.sh: line x: kept\n"
         );
         assert_eq!(as_bash_says(b"plain".to_vec(), name), b"plain");
+    }
+
+    #[test]
+    fn a_task_s_end_is_read_from_bash_s_clock_in_any_locale() {
+        assert_eq!(epoch_us("1764680000.123456"), Some(1_764_680_000_123_456));
+        assert_eq!(epoch_us("1764680000,000042"), Some(1_764_680_000_000_042));
+        // bash 4 has no $EPOCHREALTIME: the engine's own clock it is.
+        assert_eq!(epoch_us(""), None);
+        assert_eq!(epoch_us("1764680000.12"), None);
     }
 
     #[test]
