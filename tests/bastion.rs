@@ -7,14 +7,9 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn status(env: &Env) -> serde_json::Value {
-    serde_json::from_slice(&env.pcl(["status", "--json"]).run().success().stdout)
-        .expect("status --json")
-}
-
 /// (host, transport) per engine, from `pcl status --json`.
 fn routes(env: &Env) -> Vec<(String, String)> {
-    status(env)["engines"]
+    env.status_json()["engines"]
         .as_array()
         .expect("engines")
         .iter()

@@ -161,6 +161,14 @@ fn the_next_engine_host_removes_what_a_killed_one_and_its_guard_left() {
         temp.exists(),
         "the kill left its temporary file, as it should here"
     );
+    // `restart` relaunches only what the daemon knows to be dead.
+    assert!(
+        wait_until(Duration::from_secs(10), || env.status_json()["engines"][0]
+            ["state"]
+            == "dead"),
+        "the daemon never saw its engine host die: {}",
+        env.status_json()
+    );
 
     // A fresh engine host of this user on this machine cleans up.
     env.pcl(["restart"]).run().success();

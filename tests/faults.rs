@@ -10,11 +10,6 @@ use common::*;
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn status(env: &Env) -> serde_json::Value {
-    serde_json::from_slice(&env.pcl(["status", "--json"]).run().success().stdout)
-        .expect("status JSON")
-}
-
 fn state(v: &serde_json::Value, id: u32) -> String {
     v["engines"]
         .as_array()
@@ -29,10 +24,10 @@ fn state(v: &serde_json::Value, id: u32) -> String {
 /// Wait until engine `id` is in `want`; panic with the status otherwise.
 #[track_caller]
 fn wait_state(env: &Env, id: u32, want: &str, within: Duration) {
-    if !wait_until(within, || state(&status(env), id) == want) {
+    if !wait_until(within, || state(&env.status_json(), id) == want) {
         panic!(
             "engine {id} not {want} within {within:?}: {}\nsession processes:\n{}\n{}",
-            status(env),
+            env.status_json(),
             format_procs(&session_processes(&env.session)),
             env.logs()
         );
@@ -143,7 +138,7 @@ fn faults_killed_engine_host_is_dead_then_restart_brings_it_back_fresh() {
     for &id in &victims {
         wait_state(&env, id, "dead", Duration::from_secs(10));
     }
-    let v = status(&env);
+    let v = env.status_json();
     for &id in &live {
         assert_eq!(state(&v, id), "idle", "{v}");
     }
@@ -267,7 +262,7 @@ fn faults_link_down_mid_px_fails_that_engine_then_reconnects_with_its_state() {
         "stderr names the lost engine\n{}",
         out.describe()
     );
-    let v = status(&env);
+    let v = env.status_json();
     assert_eq!(state(&v, victim), "dead", "{v}");
 
     // Back inside the grace: the same engine host, its state intact, and
@@ -319,7 +314,7 @@ fn faults_link_down_beyond_the_grace_gives_the_host_up_and_leaves_nothing_there(
     let guard = LinkGuard(&hosts, 1);
     // Given up: dead for good, no longer "reconnecting".
     let given_up = wait_until(Duration::from_secs(30), || {
-        let v = status(&env);
+        let v = env.status_json();
         victims.iter().all(|&id| {
             v["engines"][id as usize]["reason"]
                 .as_str()
@@ -329,7 +324,7 @@ fn faults_link_down_beyond_the_grace_gives_the_host_up_and_leaves_nothing_there(
     assert!(
         given_up,
         "host not given up 30 s into a 4 s grace: {}",
-        status(&env)
+        env.status_json()
     );
     // Meanwhile on the cut-off host, the engine host noticed it is alone
     // and took its shells and their `sleep 1000` with it, link or no link.

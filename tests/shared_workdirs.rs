@@ -11,14 +11,9 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn status(env: &Env) -> serde_json::Value {
-    serde_json::from_slice(&env.pcl(["status", "--json"]).run().success().stdout)
-        .expect("status JSON")
-}
-
 /// Each engine's `workdir_group` in `pcl status --json`, in id order.
 fn groups(env: &Env) -> Vec<String> {
-    let v = status(env);
+    let v = env.status_json();
     v["engines"]
         .as_array()
         .expect("engines")
@@ -227,7 +222,7 @@ fn hosts_sharing_a_workdir_are_found_and_their_files_kept_apart() {
     // SAFETY: killing an engine host this test's session started.
     unsafe { libc::kill(victim, libc::SIGKILL) };
     assert!(wait_until(Duration::from_secs(10), || {
-        status(&env)["engines"][0]["state"] == "dead"
+        env.status_json()["engines"][0]["state"] == "dead"
     }));
     let out = env
         .pcl(["push", "--json", "--file", &input, "while-a-is-down.txt"])

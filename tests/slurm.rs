@@ -19,11 +19,6 @@ fn pcl(env: &Env, slurm: &Slurm, args: &[&str]) -> Cmd {
     env.pcl(args).env(key, value)
 }
 
-fn status(env: &Env) -> serde_json::Value {
-    serde_json::from_slice(&env.pcl(["status", "--json"]).run().success().stdout)
-        .expect("status JSON")
-}
-
 fn engine(status: &serde_json::Value, id: u32) -> serde_json::Value {
     status["engines"]
         .as_array()
@@ -129,7 +124,7 @@ fn slurm_up_inside_salloc_runs_engines_on_its_nodes_and_down_leaves_nothing() {
     }
 
     // status names the job.
-    assert_eq!(status(&env)["slurm_job"], job.as_str());
+    assert_eq!(env.status_json()["slurm_job"], job.as_str());
     env.pcl(["status"])
         .run()
         .success()
@@ -169,9 +164,9 @@ fn slurm_scancel_or_a_failed_node_marks_those_engines_dead_with_slurms_reason_an
         .run()
         .success();
     let dead = wait_until(Duration::from_secs(20), || {
-        engine(&status(&env), 2)["state"] == "dead"
+        engine(&env.status_json(), 2)["state"] == "dead"
     });
-    let now = status(&env);
+    let now = env.status_json();
     assert!(dead, "engine 2 not dead after its node failed: {now}");
     let reason = engine(&now, 2)["reason"].as_str().unwrap_or("").to_string();
     assert!(
@@ -187,9 +182,9 @@ fn slurm_scancel_or_a_failed_node_marks_those_engines_dead_with_slurms_reason_an
         .expect("a step on h2");
     slurm.cmd("scancel").arg(&step).run().success();
     let dead = wait_until(Duration::from_secs(20), || {
-        engine(&status(&env), 1)["state"] == "dead"
+        engine(&env.status_json(), 1)["state"] == "dead"
     });
-    let now = status(&env);
+    let now = env.status_json();
     assert!(
         dead,
         "engine 1 not dead after its step was cancelled: {now}"
@@ -214,9 +209,9 @@ fn slurm_scancel_or_a_failed_node_marks_those_engines_dead_with_slurms_reason_an
     // Cancel the whole job: the last engine goes too, saying so.
     slurm.cmd("scancel").arg(&job).run().success();
     let dead = wait_until(Duration::from_secs(20), || {
-        engine(&status(&env), 0)["state"] == "dead"
+        engine(&env.status_json(), 0)["state"] == "dead"
     });
-    let now = status(&env);
+    let now = env.status_json();
     assert!(dead, "engine 0 not dead after its job was cancelled: {now}");
     let reason = engine(&now, 0)["reason"].as_str().unwrap_or("").to_string();
     assert!(reason.contains("CANCELLED"), "Slurm's words: {reason}");
@@ -265,7 +260,7 @@ fn slurm_table_waits_for_its_own_allocation_uses_it_and_releases_it_at_down() {
         "{}",
         out.describe()
     );
-    let job = status(&env)["slurm_job"]
+    let job = env.status_json()["slurm_job"]
         .as_str()
         .expect("status names the job")
         .to_string();
@@ -307,7 +302,7 @@ fn slurm_killed_daemon_takes_its_steps_and_its_allocation_with_it() {
     pcl(&env, &slurm, &["up", &cluster.to_string_lossy()])
         .run()
         .success();
-    let job = status(&env)["slurm_job"]
+    let job = env.status_json()["slurm_job"]
         .as_str()
         .expect("status names the job")
         .to_string();
@@ -428,9 +423,9 @@ fn slurm_hosts_table_takes_the_named_nodes_of_the_allocation_and_restart_starts_
         libc::kill(victims[0], libc::SIGKILL);
     }
     let dead = wait_until(Duration::from_secs(20), || {
-        engine(&status(&env), 0)["state"] == "dead"
+        engine(&env.status_json(), 0)["state"] == "dead"
     });
-    assert!(dead, "engine 0 not dead: {}", status(&env));
+    assert!(dead, "engine 0 not dead: {}", env.status_json());
     let out = env.pcl(["restart"]).run().success();
     assert_eq!(
         parse_engine_table(&out),

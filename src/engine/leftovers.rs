@@ -123,14 +123,15 @@ fn boot_id() -> io::Result<String> {
 }
 
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks
-/// since boot.
+/// since boot; none for a process that has exited, though its parent has
+/// not reaped it yet (a zombie runs nothing and holds no file).
 fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..]
-        .split(' ')
-        .nth(19)?
-        .parse()
-        .ok()
+    let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// The paths a journal (or the guard) holds as still temporary: every
@@ -242,6 +243,31 @@ mod tests {
             ..Writer::this_process().unwrap()
         };
         assert!(!other_host.is_gone(&here), "never judged from here");
+    }
+
+    #[test]
+    fn an_exited_writer_not_yet_reaped_is_gone() {
+        let here = Writer::this_process().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Not waited for: once it has exited, it stays a zombie, its
+        // start time still in /proc.
+        let stat = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields = || {
+            let stat = stat();
+            let rest = stat.rsplit_once(") ").unwrap().1.to_string();
+            rest.split(' ').map(str::to_string).collect::<Vec<_>>()
+        };
+        while fields()[0] != "Z" {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let writer = Writer {
+            pid,
+            start: fields()[19].parse().unwrap(),
+            ..Writer::this_process().unwrap()
+        };
+        assert!(writer.is_gone(&here), "a zombie's files are stale");
+        child.wait().unwrap();
     }
 
     #[test]

@@ -97,6 +97,12 @@ impl Env {
         .run()
     }
 
+    /// `pcl status --json`, parsed.
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.pcl(["status", "--json"]).run().success().stdout)
+            .expect("status --json")
+    }
+
     /// `pcl up ARGS...`, asserting success; returns the printed engine
     /// table as (id, host) pairs.
     #[track_caller]
