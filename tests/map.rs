@@ -243,20 +243,27 @@ fn retries_and_per_task_timeout() {
     assert!(out.elapsed < Duration::from_secs(10), "{:?}", out.elapsed);
 }
 
-#[test]
-fn joblog_rows_match_the_items() {
-    let env = Env::new();
-    up(&env, 3);
+/// `pcl map --joblog LOG COMMAND 1 .. items`: its output, and the log.
+fn map_with_joblog(env: &Env, command: &str, items: u32) -> (Output, String) {
     let log = env.path().join("joblog.tsv");
     let mut args = vec![
         "map".to_string(),
         "--joblog".into(),
         log.to_string_lossy().into_owned(),
-        "echo {}; exit $(( {} % 7 == 0 ))".into(),
+        command.into(),
     ];
-    args.extend((1..=50).map(|i| i.to_string()));
-    env.pcl(&args).run().assert_exit(7);
+    args.extend((1..=items).map(|i| i.to_string()));
+    let out = env.pcl(&args).run();
     let text = std::fs::read_to_string(&log).unwrap();
+    (out, text)
+}
+
+#[test]
+fn joblog_rows_match_the_items() {
+    let env = Env::new();
+    up(&env, 3);
+    let (out, text) = map_with_joblog(&env, "echo {}; exit $(( {} % 7 == 0 ))", 50);
+    out.assert_exit(7);
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
@@ -285,16 +292,8 @@ fn joblog_rows_match_the_items() {
 fn joblog_times_are_each_task_s_own() {
     let env = Env::new();
     up(&env, 1);
-    let log = env.path().join("joblog.tsv");
-    let mut args = vec![
-        "map".to_string(),
-        "--joblog".into(),
-        log.to_string_lossy().into_owned(),
-        "sleep 0.01; echo {}".into(),
-    ];
-    args.extend((1..=30).map(|i| i.to_string()));
-    env.pcl(&args).run().success();
-    let text = std::fs::read_to_string(&log).unwrap();
+    let (out, text) = map_with_joblog(&env, "sleep 0.01; echo {}", 30);
+    out.success();
     let mut rows: Vec<(u64, f64, f64)> = text
         .lines()
         .skip(1)
