@@ -258,6 +258,29 @@ fn map_with_joblog(env: &Env, command: &str, items: u32) -> (Output, String) {
     (out, text)
 }
 
+/// Two batches are in flight per engine; one engine still runs its items
+/// in input order, as `parallel -j1` would.
+#[test]
+fn one_engine_runs_the_items_in_order() {
+    let env = Env::new();
+    up(&env, 1);
+    let trail = env.path().join("trail");
+    let command = format!("echo {{}} >> {}", trail.display());
+    let items: Vec<String> = (1..=12).map(|i| i.to_string()).collect();
+    let want: String = items.iter().map(|i| format!("{i}\n")).collect();
+    for round in 0..5 {
+        let _ = std::fs::remove_file(&trail);
+        let mut args = vec!["map".to_string(), command.clone()];
+        args.extend(items.iter().cloned());
+        env.pcl(&args).run().success();
+        assert_eq!(
+            std::fs::read_to_string(&trail).unwrap(),
+            want,
+            "round {round}: the items ran out of order"
+        );
+    }
+}
+
 #[test]
 fn joblog_rows_match_the_items() {
     let env = Env::new();

@@ -297,6 +297,11 @@ impl Host {
                     eprintln!("pcl engine: request failed: {e}");
                 }
             });
+            // Let the request just accepted start before the next one:
+            // the runtime runs the task spawned last first, and an
+            // engine's two batches in flight must take its shell in the
+            // order the daemon sent them.
+            tokio::task::yield_now().await;
         }
         self.connections.send_modify(|n| *n -= 1);
         if let Some(ConnectionError::ApplicationClosed(close)) = conn.close_reason()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::After;
 use super::abort::Abort;
@@ -57,6 +57,10 @@ struct Worker {
     per_task: Option<Duration>,
     /// Since when the engine has had work without a break.
     busy_since: Option<Instant>,
+    /// Batches handed out so far, and how many of them have been sent:
+    /// each batch is sent in its turn (see `run_batch`).
+    handed_out: u64,
+    sent: Arc<watch::Sender<u64>>,
 }
 
 enum Event {
@@ -105,6 +109,8 @@ pub(crate) async fn run(
                 batch: 1,
                 per_task: None,
                 busy_since: None,
+                handed_out: 0,
+                sent: Arc::new(watch::Sender::new(0)),
             })
             .collect(),
         items: input.items,
@@ -283,11 +289,17 @@ impl Map {
                 let worker = &mut self.workers[w];
                 worker.in_flight += 1;
                 worker.busy_since.get_or_insert_with(Instant::now);
+                let turn = Turn {
+                    nth: worker.handed_out,
+                    sent: worker.sent.clone(),
+                };
+                worker.handed_out += 1;
                 tokio::spawn(run_batch(
                     self.pool.clone(),
                     worker.id,
                     self.request.clone(),
                     batch,
+                    turn,
                     tx.clone(),
                 ));
             }
@@ -417,6 +429,15 @@ impl Worker {
     }
 }
 
+/// A batch's place among its engine's: the engine takes its shell for
+/// batches in the order their requests arrive, which must be the order
+/// they were handed out (the runtime may start the task spawned last
+/// first), so that one engine runs its items in input order.
+struct Turn {
+    nth: u64,
+    sent: Arc<watch::Sender<u64>>,
+}
+
 /// One batch on one engine: forward each result as it comes, then say
 /// which items did not finish (engine lost, or the batch cancelled).
 async fn run_batch(
@@ -424,6 +445,7 @@ async fn run_batch(
     engine: u32,
     request: Arc<MapRequest>,
     items: Vec<BatchItem>,
+    turn: Turn,
     tx: mpsc::Sender<Event>,
 ) {
     // An engine runs a batch in order, so what did not finish is a tail.
@@ -436,7 +458,14 @@ async fn run_batch(
         items,
         timeout_ms: request.timeout_ms,
     };
-    let error = match pool.call(engine, &label, &engine_request).await {
+    let _ = turn
+        .sent
+        .subscribe()
+        .wait_for(|&sent| sent == turn.nth)
+        .await;
+    let call = pool.call(engine, &label, &engine_request).await;
+    turn.sent.send_replace(turn.nth + 1);
+    let error = match call {
         Err(e) => Some(e.to_string()),
         Ok(mut call) => loop {
             match call.next().await {
