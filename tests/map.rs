@@ -336,7 +336,7 @@ fn joblog_times_are_each_task_s_own() {
             "item {seq} ran {runtime} s, less than its sleep\n{text}"
         );
     }
-    // One engine runs them one after the other (its batches in any order).
+    // One engine runs them one after the other.
     rows.sort_by(|a, b| a.1.total_cmp(&b.1));
     for pair in rows.windows(2) {
         let ((_, start, runtime), (seq, next, _)) = (pair[0], pair[1]);
