@@ -7,8 +7,10 @@
 //! writes wake nothing), then another round, and one wakeup takes what a
 //! round of tasks wrote. A pause that finds nothing puts the pipe back in
 //! the reactor: a task that runs long, writing nothing, costs nothing. A
-//! round that found the pipe well filled is followed by a short pause
-//! only: the shell must not wait on a full pipe for a whole gap.
+//! round that found the pipe well filled is followed by no pause at all:
+//! output is flowing fast, each wakeup has plenty to take. And a pause
+//! that ends with the pipe full (the shell may have waited on it) makes
+//! the next ones shorter, until pauses end with little to read again.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -21,17 +23,24 @@ use tokio::io::{AsyncRead, Interest, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// A round of reading that took this much means output is flowing fast
-/// (a quarter of a default 64 KiB pipe): the pause after it is
-/// `BUSY_GAP`, not the pipe's own.
+/// (a quarter of a default 64 KiB pipe): no pause follows it.
 const BUSY_ROUND: usize = 16 << 10;
-const BUSY_GAP: Duration = Duration::from_millis(1);
+/// A first read after a pause this large found the pipe (nearly) full.
+const FULL_READ: usize = 48 << 10;
+/// The shortest pause.
+const MIN_PAUSE: Duration = Duration::from_millis(1);
 
 pub(super) struct OutputPipe {
     mode: Mode,
-    /// The pause after a round of reading, if any.
+    /// The longest pause after a round of reading, if any.
     gap: Option<Duration>,
+    /// The pause after the next round: the gap, or less while pauses end
+    /// with the pipe full.
+    pause: Duration,
     /// Bytes read in this round.
     round: usize,
+    /// No read yet since the last pause ended.
+    first_after_pause: bool,
 }
 
 enum Mode {
@@ -56,18 +65,40 @@ impl OutputPipe {
         Ok(OutputPipe {
             mode: Mode::Watched(watch(fd)?),
             gap: None,
+            pause: Duration::ZERO,
             round: 0,
+            first_after_pause: false,
         })
     }
 
     /// Pause `gap` after each round of reading from now on, or (None) read
     /// as soon as bytes arrive, ending any pause under way.
     pub(super) fn read_with_gap(&mut self, gap: Option<Duration>) -> io::Result<()> {
+        if let Some(gap) = gap {
+            self.pause = if self.gap.is_none() {
+                gap
+            } else {
+                self.pause.min(gap)
+            };
+        }
         self.gap = gap;
         if gap.is_none() && matches!(self.mode, Mode::Paused { .. }) {
             self.watch()?;
         }
         Ok(())
+    }
+
+    /// What the first read after a pause found (`None`: nothing) tells
+    /// how long the next pause may be.
+    fn learn_from_pause(&mut self, read: Option<usize>) {
+        if !std::mem::take(&mut self.first_after_pause) {
+            return;
+        }
+        let gap = self.gap.unwrap_or(MIN_PAUSE);
+        self.pause = match read {
+            Some(n) if n >= FULL_READ => (self.pause / 4).max(MIN_PAUSE),
+            _ => (self.pause * 2).min(gap),
+        };
     }
 
     /// Back into the reactor.
@@ -80,13 +111,16 @@ impl OutputPipe {
     }
 
     /// The round just ended with the pipe drained.
-    fn round_ended(&mut self) {
+    fn round_ended(&mut self) -> io::Result<()> {
         let round = std::mem::take(&mut self.round);
-        let Some(gap) = self.gap.filter(|_| round > 0) else {
-            return;
-        };
-        let gap = if round >= BUSY_ROUND { BUSY_GAP } else { gap };
-        let until = Instant::now() + gap;
+        if self.gap.is_none() || round == 0 {
+            return Ok(());
+        }
+        if round >= BUSY_ROUND {
+            return self.watch();
+        }
+        self.first_after_pause = true;
+        let until = Instant::now() + self.pause;
         match std::mem::replace(&mut self.mode, Mode::Detached) {
             Mode::Watched(watched) => {
                 self.mode = Mode::Paused {
@@ -103,6 +137,7 @@ impl OutputPipe {
             }
             Mode::Detached => {}
         }
+        Ok(())
     }
 }
 
@@ -148,7 +183,9 @@ impl AsyncRead for OutputPipe {
                 }
                 Mode::Paused { fd, until } => {
                     ready!(until.as_mut().poll(cx));
-                    read_into(fd, buf)
+                    let read = read_into(fd, buf);
+                    pipe.learn_from_pause(read.as_ref().ok().copied());
+                    read
                 }
                 Mode::Detached => {
                     return Poll::Ready(Err(io::Error::other("pipe lost while switching")));
@@ -165,7 +202,7 @@ impl AsyncRead for OutputPipe {
                     if pipe.round == 0 && matches!(pipe.mode, Mode::Paused { .. }) {
                         pipe.watch()?;
                     } else {
-                        pipe.round_ended();
+                        pipe.round_ended()?;
                     }
                 }
                 Err(e) => return Poll::Ready(Err(e)),
@@ -185,7 +222,7 @@ mod tests {
     use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
     use tokio::time::Instant;
 
-    use super::{BUSY_GAP, OutputPipe};
+    use super::OutputPipe;
 
     /// A pipe whose read end is an `OutputPipe`, and its write end.
     fn pipe() -> (OutputPipe, std::fs::File) {
@@ -226,16 +263,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_gap_spaces_rounds_of_reading_but_not_a_full_pipe() {
         let (mut pipe, mut writer) = pipe();
-        let gap = Duration::from_millis(25);
+        let gap = Duration::from_millis(40);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
         pipe.read_with_gap(Some(gap)).unwrap();
         // Each round that found bytes is followed by the gap.
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, gap);
-        // A well-filled round is followed by the short gap only.
+        // A well-filled round is followed by no gap, the next by the gap.
         assert_eq!(round(&mut pipe, &mut writer, 32 << 10).await, gap);
-        assert_eq!(round(&mut pipe, &mut writer, 10).await, BUSY_GAP);
+        assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
+        assert_eq!(round(&mut pipe, &mut writer, 10).await, gap);
+        // A pause that ends with the pipe full shortens the next ones,
+        // until pauses find little again.
+        assert_eq!(round(&mut pipe, &mut writer, 64 << 10).await, gap);
+        assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
+        assert_eq!(round(&mut pipe, &mut writer, 10).await, gap / 4);
+        assert_eq!(round(&mut pipe, &mut writer, 10).await, gap / 2);
+        assert_eq!(round(&mut pipe, &mut writer, 10).await, gap);
         // A pause that finds nothing leaves the pipe to wake on bytes.
         let mut buf = [0u8; 16];
         let idle = tokio::time::timeout(gap * 4, pipe.read(&mut buf));
