@@ -297,10 +297,9 @@ impl Host {
                     eprintln!("pcl engine: request failed: {e}");
                 }
             });
-            // Let the request just accepted start before the next one:
-            // the runtime runs the task spawned last first, and an
-            // engine's two batches in flight must take its shell in the
-            // order the daemon sent them.
+            // The request just accepted starts first (the runtime runs the
+            // task spawned last first): an engine's batches must take its
+            // shell in the order the daemon sent them.
             tokio::task::yield_now().await;
         }
         self.connections.send_modify(|n| *n -= 1);

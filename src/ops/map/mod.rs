@@ -5,6 +5,7 @@
 //! reorder window. An engine lost mid-map has its unfinished items run
 //! elsewhere.
 
+mod batch;
 mod input;
 mod joblog;
 mod reorder;
@@ -18,10 +19,11 @@ use tokio::sync::{mpsc, watch};
 
 use super::After;
 use super::abort::Abort;
-use crate::protocol::engine::{BatchItem, EngineReply, EngineRequest, ExecOutcome, TaskEnd};
+use crate::protocol::engine::{BatchItem, ExecOutcome, TaskEnd};
 use crate::protocol::session::Reply;
 use crate::protocol::verbs::{MapEnd, MapInput, MapRequest, MapTask};
 use crate::session::{EngineCondition, EnginePool, ReplySink, SessionError};
+use batch::{Turn, run_batch};
 use input::Input;
 use joblog::Joblog;
 use reorder::Reorder;
@@ -427,70 +429,6 @@ impl Worker {
         }
         self.busy_since = (self.in_flight > 0).then_some(now);
     }
-}
-
-/// A batch's place among its engine's: the engine takes its shell for
-/// batches in the order their requests arrive, which must be the order
-/// they were handed out (the runtime may start the task spawned last
-/// first), so that one engine runs its items in input order.
-struct Turn {
-    nth: u64,
-    sent: Arc<watch::Sender<u64>>,
-}
-
-/// One batch on one engine: forward each result as it comes, then say
-/// which items did not finish (engine lost, or the batch cancelled).
-async fn run_batch(
-    pool: Arc<EnginePool>,
-    engine: u32,
-    request: Arc<MapRequest>,
-    items: Vec<BatchItem>,
-    turn: Turn,
-    tx: mpsc::Sender<Event>,
-) {
-    // An engine runs a batch in order, so what did not finish is a tail.
-    let seqs: Vec<u64> = items.iter().map(|i| i.seq).collect();
-    let mut finished = 0;
-    let label = format!("map {}", request.command);
-    let engine_request = EngineRequest::Batch {
-        id: engine,
-        template: request.command.clone(),
-        items,
-        timeout_ms: request.timeout_ms,
-    };
-    let _ = turn
-        .sent
-        .subscribe()
-        .wait_for(|&sent| sent == turn.nth)
-        .await;
-    let call = pool.call(engine, &label, &engine_request).await;
-    turn.sent.send_replace(turn.nth + 1);
-    let error = match call {
-        Err(e) => Some(e.to_string()),
-        Ok(mut call) => loop {
-            match call.next().await {
-                Ok(Some(EngineReply::Task(end))) => {
-                    finished += 1;
-                    if tx.send(Event::Task(engine, end)).await.is_err() {
-                        break None;
-                    }
-                }
-                Ok(Some(EngineReply::BatchDone)) => break None,
-                Ok(Some(EngineReply::Error(e))) => break Some(e),
-                Ok(Some(other)) => break Some(format!("unexpected reply {other:?}")),
-                Ok(None) => break Some(format!("engine {engine} ended the batch early")),
-                Err(e) => break Some(e.to_string()),
-            }
-        },
-    };
-    let _ = tx
-        .send(Event::BatchEnd {
-            engine,
-            ran: finished,
-            unfinished: seqs[finished.min(seqs.len())..].to_vec(),
-            error,
-        })
-        .await;
 }
 
 #[cfg(test)]
