@@ -91,10 +91,9 @@ impl OutputPipe {
     /// What the first read after a pause found (`None`: nothing) tells
     /// how long the next pause may be.
     fn learn_from_pause(&mut self, read: Option<usize>) {
-        if !std::mem::take(&mut self.first_after_pause) {
+        let (true, Some(gap)) = (std::mem::take(&mut self.first_after_pause), self.gap) else {
             return;
-        }
-        let gap = self.gap.unwrap_or(MIN_PAUSE);
+        };
         self.pause = match read {
             Some(n) if n >= FULL_READ => (self.pause / 4).max(MIN_PAUSE),
             _ => (self.pause * 2).min(gap),
@@ -214,10 +213,9 @@ impl AsyncRead for OutputPipe {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::time::Duration;
-
     use std::pin::Pin;
     use std::task::Poll;
+    use std::time::Duration;
 
     use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
     use tokio::time::Instant;
