@@ -60,7 +60,7 @@ pcl_rate=$(rate "$ITEMS" "$PCL" map 'echo {}' --from "$BENCH_TMP/items")
 read -r d1 h1 s1 < <(cpu_us)
 echo "map of $ITEMS tiny tasks (echo {}), $E engines"
 printf '  %-44s %8s tasks/s\n' "pcl map ($HOSTS namespace hosts x $PER_HOST)" "$pcl_rate"
-per_task() { awk -v t="$1" -v n="$ITEMS" 'BEGIN {printf "%.0f", t / n}'; }
+per_task() { awk -v t="$1" -v n="$ITEMS" 'BEGIN {printf "%.1f", t / n}'; }
 printf '    CPU per task: shells %s us, engine hosts %s us, daemon %s us\n' \
     "$(per_task $((s1 - s0)))" "$(per_task $((h1 - h0)))" "$(per_task $((d1 - d0)))"
 
