@@ -30,7 +30,7 @@ use crate::protocol::engine::{
 };
 use crate::transport::{
     Channel, Identity, PeerPins, encode_frame, peer_fingerprint, read_frame,
-    server_channel_endpoint, server_endpoint, write_frame,
+    server_channel_endpoint, server_endpoint, take_end_if_there, write_frame,
 };
 
 /// One engine: its shell, and the shell's pid readable without waiting
@@ -314,6 +314,10 @@ impl Host {
         let Some(request) = read_frame::<_, EngineRequest>(&mut recv).await? else {
             return Ok(());
         };
+        if !matches!(request, EngineRequest::Data(_)) {
+            // Only a transfer sends more after its request.
+            take_end_if_there(&mut recv);
+        }
         match request {
             EngineRequest::Start => {
                 let report = self

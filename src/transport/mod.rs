@@ -9,6 +9,7 @@ mod error;
 mod frame;
 mod identity;
 mod pinning;
+mod stream_end;
 
 pub use channel::{Channel, ChannelClose, ChannelSocket};
 pub use endpoint::{
@@ -19,3 +20,4 @@ pub use error::TransportError;
 pub use frame::{MAX_FRAME, decode, encode_frame, read_frame, write_frame};
 pub use identity::{Identity, fingerprint};
 pub use pinning::{PeerPin, PeerPins, peer_fingerprint};
+pub use stream_end::take_end_if_there;

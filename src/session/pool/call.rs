@@ -7,7 +7,7 @@ use thiserror::Error;
 use super::{EngineCondition, EnginePool};
 use crate::protocol::engine::{EngineReply, EngineRequest};
 use crate::protocol::status;
-use crate::transport::{TransportError, read_frame, write_frame};
+use crate::transport::{TransportError, read_frame, take_end_if_there, write_frame};
 
 /// Why a call to an engine failed: every case is an engine the session
 /// cannot reach now, and exits as one (`status()`).
@@ -225,6 +225,7 @@ impl Replies<'_> {
 
 impl Drop for EngineCall<'_> {
     fn drop(&mut self) {
+        take_end_if_there(&mut self.recv);
         self.pool.idle(self.id);
     }
 }
@@ -260,6 +261,7 @@ impl HostCall<'_> {
 
 impl Drop for HostCall<'_> {
     fn drop(&mut self) {
+        take_end_if_there(&mut self.recv);
         for &id in &self.busy {
             self.pool.idle(id);
         }
