@@ -27,6 +27,9 @@ use tokio::time::{Instant, Sleep};
 const BUSY_ROUND: usize = 16 << 10;
 /// A first read after a pause this large found the pipe (nearly) full.
 const FULL_READ: usize = 48 << 10;
+/// Room made for each read of what a pipe holds: a default pipe's whole
+/// buffer.
+const PIPE_CHUNK: usize = 64 << 10;
 /// The shortest pause.
 const MIN_PAUSE: Duration = Duration::from_millis(1);
 
@@ -69,6 +72,29 @@ impl OutputPipe {
             round: 0,
             first_after_pause: false,
         })
+    }
+
+    /// Append to `buf` everything the pipe holds now, without waiting
+    /// (an end of file reads as nothing more).
+    pub(super) fn read_held(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let fd = match &self.mode {
+            Mode::Watched(watched) => watched.get_ref(),
+            Mode::Paused { fd, .. } => fd,
+            Mode::Detached => return Err(io::Error::other("pipe lost while switching")),
+        };
+        loop {
+            buf.reserve(PIPE_CHUNK);
+            let len = buf.len();
+            let mut spare = ReadBuf::uninit(buf.spare_capacity_mut());
+            match read_into(fd, &mut spare) {
+                Ok(0) => return Ok(()),
+                // SAFETY: read(2) initialized the first `n` spare bytes.
+                Ok(n) => unsafe { buf.set_len(len + n) },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Pause `gap` after each round of reading from now on, or (None) read
@@ -256,6 +282,33 @@ mod tests {
         });
         assert!(drained.await, "more bytes than were written");
         waited
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_a_pipe_holds_is_read_at_once_in_reactor_or_paused() {
+        let (mut pipe, mut writer) = pipe();
+        let mut held = Vec::new();
+        pipe.read_held(&mut held).unwrap();
+        assert!(held.is_empty(), "an empty pipe reads as nothing, at once");
+        // More than one read's worth, while watched by the reactor.
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let writing = std::thread::spawn(move || {
+            writer.write_all(&bytes).unwrap();
+            (writer, bytes)
+        });
+        let mut got = Vec::new();
+        while got.len() < 100_000 {
+            pipe.read_held(&mut got).unwrap();
+        }
+        let (mut writer, bytes) = writing.join().unwrap();
+        assert_eq!(got, bytes);
+        // And while out of the reactor, in a pause.
+        pipe.read_with_gap(Some(Duration::from_millis(40))).unwrap();
+        round(&mut pipe, &mut writer, 10).await;
+        writer.write_all(b"tail").unwrap();
+        let mut tail = Vec::new();
+        pipe.read_held(&mut tail).unwrap();
+        assert_eq!(tail, b"tail");
     }
 
     #[tokio::test(start_paused = true)]

@@ -48,15 +48,16 @@ pub(super) const USER_REDIRECTS: &str = "</dev/null 250>&- 251>&-";
 /// status of the command before the call. Job control (`set -m`)
 /// gives each command its own process group; it is turned on for the next
 /// command after each, so that the command's own lines come first. The
-/// markers go to the engine's own copies of the pipes, and stdout and
-/// stderr are put back on them for the next command: a command that
-/// redirected or closed its shell's stdout or stderr (`exec >/dev/null`)
-/// silences itself, never the engine's channel. (Plain `exec`: under
-/// `builtin`, its redirections would not stay.) Read-only, so that no
-/// command can redefine or unset it.
+/// marker goes to the engine's own copy of stdout, and stdout and stderr
+/// are put back on the engine's copies for the next command: a command
+/// that redirected or closed its shell's stdout or stderr
+/// (`exec >/dev/null`) silences itself, never the engine's channel.
+/// (Plain `exec`: under `builtin`, its redirections would not stay.)
+/// stderr needs no marker of its own: by the time the shell prints this
+/// one, all the command wrote to stderr is in that pipe. Read-only, so
+/// that no command can redefine or unset it.
 const DEFINE_END: &str = "__pcl_e() { builtin local __pcl_s=$?; exec 1>&250 2>&251; \
-     builtin printf '%s%s' \"$1\" \"$2\" >&2; builtin printf '%s%s%d\\n' \"$1\" \"$2\" \"$__pcl_s\"; \
-     set -m; }; builtin readonly -f __pcl_e";
+     builtin printf '%s%s%d\\n' \"$1\" \"$2\" \"$__pcl_s\"; set -m; }; builtin readonly -f __pcl_e";
 
 #[derive(Clone)]
 pub(crate) struct ShellSpec {
@@ -255,10 +256,10 @@ impl Shell {
         // traces never show it whole (see `DEFINE_END`).
         let wrapper = format!("{lines}__pcl_e {a} {b}\n");
         if self.stdin.write_all(wrapper.as_bytes()).await.is_err() {
-            let scanners = Scanners::new(&token);
-            return self.restart_after_death(sink, scanners).await;
+            let scan = CommandEnd::new(&token);
+            return self.restart_after_death(sink, scan).await;
         }
-        let mut scan = Scanners::new(&token);
+        let mut scan = CommandEnd::new(&token);
         // Read into without zeroing first: most commands print a few bytes,
         // and clearing both buffers per command showed in profiles.
         let mut out_buf = Vec::with_capacity(PIPE_READ);
@@ -274,6 +275,13 @@ impl Shell {
         let mut interrupt_check: Option<Instant> = None;
         loop {
             if let Some(status) = scan.status() {
+                // The command has ended, so all it wrote to stderr is in
+                // the pipe.
+                self.stderr.read_held(&mut err_buf)?;
+                let data = std::mem::take(&mut err_buf);
+                if !data.is_empty() {
+                    sink.stderr(data).await;
+                }
                 let outcome = if timed_out {
                     ExecOutcome::TimedOut
                 } else {
@@ -299,14 +307,13 @@ impl Shell {
                     out_buf.clear();
                     if !data.is_empty() { sink.stdout(data).await; }
                 }
-                n = self.stderr.read_buf(&mut err_buf), if scan.err.after().is_none() => {
-                    let n = n?;
-                    if n == 0 {
+                n = self.stderr.read_buf(&mut err_buf) => {
+                    if n? == 0 {
                         return self.restart_after_death(sink, scan).await;
                     }
-                    let data = scan.err.feed(&err_buf[..n]);
+                    let data = err_buf.clone();
                     err_buf.clear();
-                    if !data.is_empty() { sink.stderr(data).await; }
+                    sink.stderr(data).await;
                 }
                 _ = sink.abandoned(), if !abandoned => {
                     abandoned = true;
@@ -372,24 +379,28 @@ impl Shell {
     async fn restart_after_death<S: OutputSink>(
         &mut self,
         sink: &mut S,
-        scan: Scanners,
+        scan: CommandEnd,
     ) -> Result<ExecEnd, EngineError> {
         let status = self.child.wait().await?;
         // What the shell left running in its session could hold the pipes
         // open for ever; what escaped the session gets a moment.
         kill_session(self.pid);
-        let Scanners { mut out, mut err } = scan;
+        let CommandEnd { mut out } = scan;
         let drain_until = Instant::now() + KILL_GRACE;
-        for (pipe, scanner, is_err) in [
-            (&mut self.stdout, &mut out, false),
-            (&mut self.stderr, &mut err, true),
+        // stdout up to the marker, if it came; stderr to its end.
+        for (pipe, mut scanner, is_err) in [
+            (&mut self.stdout, Some(&mut out), false),
+            (&mut self.stderr, None, true),
         ] {
             let mut buf = vec![0u8; PIPE_READ];
             pipe.read_with_gap(None)?;
-            while scanner.after().is_none() {
+            while scanner.as_ref().is_none_or(|s| s.after().is_none()) {
                 match tokio::time::timeout_at(drain_until, pipe.read(&mut buf)).await {
                     Ok(Ok(n)) if n > 0 => {
-                        let data = scanner.feed(&buf[..n]);
+                        let data = match scanner.as_mut() {
+                            Some(scanner) => scanner.feed(&buf[..n]),
+                            None => buf[..n].to_vec(),
+                        };
                         emit(sink, is_err, data).await;
                     }
                     _ => break,
@@ -397,7 +408,6 @@ impl Shell {
             }
         }
         emit(sink, false, out.into_rest()).await;
-        emit(sink, true, err.into_rest()).await;
         let code = status.code().unwrap_or_else(|| {
             use std::os::unix::process::ExitStatusExt;
             128 + status.signal().unwrap_or(0)
@@ -434,17 +444,15 @@ async fn emit<S: OutputSink>(sink: &mut S, is_err: bool, data: Vec<u8>) {
     }
 }
 
-/// One command's two streams, each cut at its marker.
-struct Scanners {
+/// One command's stdout, cut at its marker.
+struct CommandEnd {
     out: MarkerScanner,
-    err: MarkerScanner,
 }
 
-impl Scanners {
-    fn new(token: &str) -> Scanners {
-        Scanners {
+impl CommandEnd {
+    fn new(token: &str) -> CommandEnd {
+        CommandEnd {
             out: MarkerScanner::new(token.as_bytes()),
-            err: MarkerScanner::new(token.as_bytes()),
         }
     }
 
@@ -453,9 +461,8 @@ impl Scanners {
         !self.out.after().is_some_and(|a| a.contains(&b'\n'))
     }
 
-    /// The command's status, once both markers are in.
+    /// The command's status, once its marker line is in.
     fn status(&self) -> Option<i32> {
-        self.err.after()?;
         parse_status(self.out.after()?)
     }
 }
