@@ -11,8 +11,9 @@ use quinn::{RecvStream, SendStream};
 use thiserror::Error;
 
 use super::guard::Guard;
-use super::host::{Engine, Host, prepare_workdir};
+use super::host::{Engine, Host};
 use super::scratch::scratch_dir;
+use super::workdir::prepare_workdir;
 use super::{Capture, EngineError};
 use crate::protocol::data::{
     Bulk, CHUNK, Checksum, DataError, EngineData, check_name, check_remote, read_full,

@@ -6,7 +6,6 @@
 //! shell and child with it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -22,6 +21,7 @@ use super::guard::Guard;
 use super::procs::{become_subreaper, kill_descendants, kill_sessions, reap_adopted};
 use super::relay::{Dialer, Upstreams};
 use super::scratch::scratch_dir;
+use super::workdir::prepare_workdir;
 use super::workdir_probe::Marker;
 use super::{EngineError, OutputSink, Shell, ShellSpec};
 use crate::join_all;
@@ -463,26 +463,6 @@ impl OutputSink for ExecSink {
     async fn abandoned(&mut self) {
         let _ = self.stopped.as_mut().await;
     }
-}
-
-/// Expand a leading `~` and create the directory; no workdir means home.
-pub(super) fn prepare_workdir(workdir: Option<&str>) -> Result<PathBuf, EngineError> {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/".into());
-    let path = match workdir {
-        None => return Ok(home),
-        Some("~") => home,
-        Some(w) => match w.strip_prefix("~/") {
-            Some(rest) => home.join(rest),
-            None => PathBuf::from(w),
-        },
-    };
-    std::fs::create_dir_all(&path).map_err(|source| EngineError::Workdir {
-        path: path.display().to_string(),
-        source,
-    })?;
-    Ok(path)
 }
 
 /// Every shell holds three pipes to us: many engines on one host need more

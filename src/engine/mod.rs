@@ -14,6 +14,7 @@ mod relay;
 mod scratch;
 mod shell;
 mod stdio;
+mod workdir;
 mod workdir_probe;
 
 pub(crate) use error::EngineError;

@@ -10,7 +10,8 @@ use thiserror::Error;
 
 use super::EngineError;
 use super::guard::Guard;
-use super::host::{Host, prepare_workdir};
+use super::host::Host;
+use super::workdir::prepare_workdir;
 use crate::protocol::engine::{EngineReply, MARKER_TOKEN_LEN, WorkdirProbe, marker_name};
 
 #[derive(Debug, Error)]

@@ -188,13 +188,21 @@ pub async fn connect(
     Ok(endpoint.connect_with(config, addr, "pcl")?.await?)
 }
 
+/// Both ends of one QUIC connection over an in-memory byte stream, each
+/// side pinning the other's certificate as in a session: for tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_link {
     use super::*;
     use crate::transport::Channel;
 
-    /// Both ends of one QUIC connection over an in-memory byte stream.
-    async fn over_a_byte_stream(bytes: usize) -> Vec<u8> {
+    /// What the connections need kept alive: the byte stream's pumps and
+    /// the endpoints.
+    pub(crate) struct Kept {
+        _ends: (Channel, Channel, Endpoint, Endpoint),
+    }
+
+    /// The engine host's side, the daemon's side, and what keeps them up.
+    pub(crate) async fn link() -> (Connection, Connection, Kept) {
         let (a, b) = tokio::io::duplex(1 << 16);
         let (a_read, a_write) = tokio::io::split(a);
         let (b_read, b_write) = tokio::io::split(b);
@@ -209,15 +217,11 @@ mod tests {
         )
         .unwrap();
         let client = client_channel_endpoint(daemon_side.socket.clone()).unwrap();
-        let serve = tokio::spawn(async move {
-            let connection = server.accept().await.unwrap().await.unwrap();
-            let (mut send, mut recv) = connection.accept_bi().await.unwrap();
-            let data = recv.read_to_end(usize::MAX).await.unwrap();
-            send.write_all(&data).await.unwrap();
-            send.finish().unwrap();
-            connection.closed().await;
-        });
-        let connection = connect(
+        let accepting = {
+            let server = server.clone();
+            tokio::spawn(async move { server.accept().await.unwrap().await.unwrap() })
+        };
+        let daemon_conn = connect(
             &client,
             &daemon,
             Via::Channel,
@@ -226,12 +230,34 @@ mod tests {
         )
         .await
         .unwrap();
-        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        let engine_conn = accepting.await.unwrap();
+        let kept = Kept {
+            _ends: (engine_side, daemon_side, server, client),
+        };
+        (engine_conn, daemon_conn, kept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_link::link;
+
+    /// A payload sent over a link and echoed back.
+    async fn over_a_byte_stream(bytes: usize) -> Vec<u8> {
+        let (engine, daemon, _kept) = link().await;
+        let serve = tokio::spawn(async move {
+            let (mut send, mut recv) = engine.accept_bi().await.unwrap();
+            let data = recv.read_to_end(usize::MAX).await.unwrap();
+            send.write_all(&data).await.unwrap();
+            send.finish().unwrap();
+            engine.closed().await;
+        });
+        let (mut send, mut recv) = daemon.open_bi().await.unwrap();
         let payload: Vec<u8> = (0..bytes).map(|i| (i * 7 % 251) as u8).collect();
         send.write_all(&payload).await.unwrap();
         send.finish().unwrap();
         let echoed = recv.read_to_end(usize::MAX).await.unwrap();
-        connection.close(0u32.into(), b"done");
+        daemon.close(0u32.into(), b"done");
         serve.await.unwrap();
         assert_eq!(echoed, payload);
         echoed

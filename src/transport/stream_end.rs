@@ -23,47 +23,24 @@ pub fn take_end_if_there(recv: &mut RecvStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{Channel, Identity, PeerPins, Via, client_channel_endpoint, connect};
-    use crate::transport::{read_frame, server_channel_endpoint, write_frame};
+    use crate::transport::endpoint::test_link::link;
+    use crate::transport::{read_frame, write_frame};
     use std::time::Duration;
 
     /// STOP_SENDING frames the daemon's side sent after `exchanges`
     /// request-reply rounds on streams of their own, each reply read and
     /// its stream dropped (`take_end` first, or not).
     async fn stop_sendings(exchanges: u32, take_end: bool) -> u64 {
-        let (a, b) = tokio::io::duplex(1 << 16);
-        let (a_read, a_write) = tokio::io::split(a);
-        let (b_read, b_write) = tokio::io::split(b);
-        let engine_side = Channel::spawn(a_read, a_write);
-        let daemon_side = Channel::spawn(b_read, b_write);
-        let engine = Identity::generate().unwrap();
-        let daemon = Identity::generate().unwrap();
-        let server = server_channel_endpoint(
-            &engine,
-            PeerPins::new(&daemon.fingerprint()),
-            engine_side.socket.clone(),
-        )
-        .unwrap();
-        let client = client_channel_endpoint(daemon_side.socket.clone()).unwrap();
+        let (engine, daemon, _kept) = link().await;
         let serve = tokio::spawn(async move {
-            let connection = server.accept().await.unwrap().await.unwrap();
-            while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+            while let Ok((mut send, mut recv)) = engine.accept_bi().await {
                 let n: u32 = read_frame(&mut recv).await.unwrap().unwrap();
                 write_frame(&mut send, &(n + 1)).await.unwrap();
                 send.finish().unwrap();
             }
         });
-        let connection = connect(
-            &client,
-            &daemon,
-            Via::Channel,
-            &engine.fingerprint(),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
         for n in 0..exchanges {
-            let (mut send, mut recv) = connection.open_bi().await.unwrap();
+            let (mut send, mut recv) = daemon.open_bi().await.unwrap();
             write_frame(&mut send, &n).await.unwrap();
             send.finish().unwrap();
             let reply: u32 = read_frame(&mut recv).await.unwrap().unwrap();
@@ -77,8 +54,8 @@ mod tests {
         }
         // What a drop queued goes out well within this.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let sent = connection.stats().frame_tx.stop_sending;
-        connection.close(0u32.into(), b"done");
+        let sent = daemon.stats().frame_tx.stop_sending;
+        daemon.close(0u32.into(), b"done");
         serve.abort();
         sent
     }
