@@ -27,9 +27,8 @@ use tokio::time::{Instant, Sleep};
 const BUSY_ROUND: usize = 16 << 10;
 /// A first read after a pause this large found the pipe (nearly) full.
 const FULL_READ: usize = 48 << 10;
-/// Room made for each read of what a pipe holds: a default pipe's whole
-/// buffer.
-const PIPE_CHUNK: usize = 64 << 10;
+/// The most read from a shell's pipe at once: a pipe's whole buffer.
+pub(super) const PIPE_READ: usize = 64 << 10;
 /// The shortest pause.
 const MIN_PAUSE: Duration = Duration::from_millis(1);
 
@@ -83,7 +82,7 @@ impl OutputPipe {
             Mode::Detached => return Err(io::Error::other("pipe lost while switching")),
         };
         loop {
-            buf.reserve(PIPE_CHUNK);
+            buf.reserve(PIPE_READ);
             let len = buf.len();
             let mut spare = ReadBuf::uninit(buf.spare_capacity_mut());
             match read_into(fd, &mut spare) {

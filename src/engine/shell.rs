@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::EngineError;
 use super::guard::Guard;
 use super::marker::MarkerScanner;
-use super::pipe::OutputPipe;
+use super::pipe::{OutputPipe, PIPE_READ};
 use super::procs::{forget_spawned, kill_session, signal_jobs, spawn_recorded};
 use crate::protocol::engine::{ExecEnd, ExecOutcome};
 use crate::protocol::status;
@@ -31,9 +31,6 @@ const KILL_GRACE: Duration = Duration::from_secs(1);
 /// `{var}>` redirections (10 and up).
 const OUT_FD: i32 = 250;
 const ERR_FD: i32 = 251;
-
-/// The most read from a shell's pipe at once: a pipe's whole buffer.
-const PIPE_READ: usize = 64 << 10;
 
 /// Redirections for every piece of engine-run code that runs a user's
 /// command: stdin from /dev/null (never the shell's command pipe), and the
