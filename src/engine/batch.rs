@@ -21,7 +21,7 @@ use super::{Capture, EngineError, OutputSink, Shell};
 use crate::protocol::engine::{BatchItem, EngineReply, ExecEnd, ExecOutcome, TaskEnd};
 use crate::protocol::status;
 use crate::quoting::{ansi_c_quote, substitute};
-use crate::transport::{encode_frame, write_frame};
+use crate::transport::{encode_frame_into, write_frame};
 
 /// SIGINT the engine's running command. Reads only the pid atomic, so it
 /// works while a command holds the shell's lock.
@@ -354,11 +354,8 @@ impl Splitter<'_> {
                 stderr,
             };
             self.start_us = end_us;
-            match encode_frame(&EngineReply::Task(task)) {
-                Ok(frame) => frames.extend_from_slice(&frame),
-                Err(e) => {
-                    self.failed.get_or_insert(e.into());
-                }
+            if let Err(e) = encode_frame_into(&EngineReply::Task(task), &mut frames) {
+                self.failed.get_or_insert(e.into());
             }
         }
         if !frames.is_empty() {

@@ -14,7 +14,7 @@ use crate::config::Cluster;
 use crate::launcher::slurm::{HeldAllocation, SlurmError};
 use crate::ops::{self, After};
 use crate::protocol::session::{Reply, Request};
-use crate::transport::{encode_frame, read_frame, write_frame};
+use crate::transport::{encode_frame_into, read_frame, write_frame};
 
 /// Where a verb writes its replies: the CLI's socket, or the record of an
 /// `--async` job. A verb never needs to know which.
@@ -57,7 +57,7 @@ impl ReplySink {
     pub(crate) async fn queue(&mut self, reply: &Reply) -> Result<(), SessionError> {
         match &mut self.out {
             Out::Socket(_) => {
-                self.queued.extend_from_slice(&encode_frame(reply)?);
+                encode_frame_into(reply, &mut self.queued)?;
                 if self.queued.len() > QUEUED_MAX {
                     self.flush().await?;
                 }

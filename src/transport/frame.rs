@@ -21,14 +21,49 @@ where
 
 /// A frame as bytes, for writing the same frame to several peers.
 pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, TransportError> {
+    let mut buf = Vec::new();
+    encode_frame_into(value, &mut buf)?;
+    Ok(buf)
+}
+
+/// Append a frame to `buf`, for many small frames sent in one write;
+/// on error `buf` is as it was.
+pub fn encode_frame_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), TransportError> {
+    let start = buf.len();
     // The length goes in front of the body once it is known.
-    let mut buf = postcard::to_extend(value, vec![0u8; 4])?;
-    let len = buf.len() - 4;
+    buf.extend_from_slice(&[0; 4]);
+    if let Err(e) = postcard::serialize_with_flavor(value, Appending(buf)) {
+        buf.truncate(start);
+        return Err(e.into());
+    }
+    let len = buf.len() - start - 4;
     if len > MAX_FRAME {
+        buf.truncate(start);
         return Err(TransportError::FrameTooLarge(len));
     }
-    buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(buf)
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
+}
+
+/// postcard's output appended to a buffer the caller keeps.
+struct Appending<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Appending<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// `Ok(None)` on a clean end of stream before a frame starts.

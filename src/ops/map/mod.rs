@@ -9,8 +9,9 @@ mod batch;
 mod input;
 mod joblog;
 mod reorder;
+mod running;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ use batch::{Turn, run_batch};
 use input::Input;
 use joblog::Joblog;
 use reorder::Reorder;
+use running::BySeq;
 
 /// Results that may wait for an earlier one, at most.
 const WINDOW: u64 = 65_536;
@@ -121,7 +123,7 @@ pub(crate) async fn run(
         source_done: false,
         next_seq: 0,
         queue: VecDeque::new(),
-        running: HashMap::new(),
+        running: BySeq::default(),
         reorder: Reorder::new(WINDOW, HELD_BUDGET),
         joblog,
         end: MapEnd {
@@ -149,7 +151,7 @@ struct Map {
     /// Items ready to go: read ahead, or back from a lost engine or a retry.
     queue: VecDeque<Pending>,
     /// Items sent to an engine and not finished.
-    running: HashMap<u64, Pending>,
+    running: BySeq<Pending>,
     reorder: Reorder<MapTask>,
     joblog: Option<Joblog>,
     end: MapEnd,

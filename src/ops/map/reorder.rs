@@ -3,18 +3,27 @@
 //! it may read more input, so memory stays bounded however long the input
 //! and however large the outputs that wait behind one slow item.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 pub(super) struct Reorder<T> {
     /// The next sequence number to hand out.
     next: u64,
-    /// Early results with their sizes; `None` for an item that will
-    /// never have one.
-    early: BTreeMap<u64, Option<(T, usize)>>,
+    /// The items from `next` on, as far as one has a result: results
+    /// arrive close to their turn (each engine's batch is a run of
+    /// sequence numbers), so a ring indexed from `next` holds them with
+    /// no search and no rebalancing.
+    early: VecDeque<Slot<T>>,
     window: u64,
     /// Bytes of the early results, and how many may wait.
     held: usize,
     budget: usize,
+}
+
+enum Slot<T> {
+    Awaited,
+    /// An item that will never have a result.
+    Never,
+    Arrived(T, usize),
 }
 
 impl<T> Reorder<T> {
@@ -22,37 +31,53 @@ impl<T> Reorder<T> {
     pub(super) fn new(window: u64, budget: usize) -> Self {
         Self {
             next: 0,
-            early: BTreeMap::new(),
+            early: VecDeque::new(),
             window,
             held: 0,
             budget,
         }
     }
 
+    /// Item `seq`'s slot; none for an item whose turn has passed.
+    fn slot(&mut self, seq: u64) -> Option<&mut Slot<T>> {
+        let at = seq.checked_sub(self.next)? as usize;
+        if at >= self.early.len() {
+            self.early.resize_with(at + 1, || Slot::Awaited);
+        }
+        Some(&mut self.early[at])
+    }
+
     /// The result of item `seq`, `size` bytes of it.
     pub(super) fn insert(&mut self, seq: u64, value: T, size: usize) {
-        self.held += size;
-        self.early.insert(seq, Some((value, size)));
+        if let Some(slot) = self.slot(seq) {
+            *slot = Slot::Arrived(value, size);
+            self.held += size;
+        }
     }
 
     /// Item `seq` has no result (it was never run); stop waiting for it.
     pub(super) fn skip(&mut self, seq: u64) {
-        self.early.insert(seq, None);
+        if let Some(slot) = self.slot(seq) {
+            *slot = Slot::Never;
+        }
     }
 
     /// The next result in order, if it has arrived.
     pub(super) fn pop(&mut self) -> Option<T> {
-        while let Some(entry) = self.early.first_entry() {
-            if *entry.key() != self.next {
-                return None;
-            }
-            self.next += 1;
-            if let Some((value, size)) = entry.remove() {
-                self.held -= size;
-                return Some(value);
+        loop {
+            match self.early.pop_front()? {
+                Slot::Arrived(value, size) => {
+                    self.next += 1;
+                    self.held -= size;
+                    return Some(value);
+                }
+                Slot::Never => self.next += 1,
+                Slot::Awaited => {
+                    self.early.push_front(Slot::Awaited);
+                    return None;
+                }
             }
         }
-        None
     }
 
     /// Whether item `seq` may be started: it is within `window` of the
@@ -65,10 +90,13 @@ impl<T> Reorder<T> {
     /// Everything still held, in order, gaps and all (the map is ending).
     pub(super) fn drain(&mut self) -> Vec<T> {
         self.held = 0;
+        self.next += self.early.len() as u64;
         std::mem::take(&mut self.early)
-            .into_values()
-            .flatten()
-            .map(|(value, _)| value)
+            .into_iter()
+            .filter_map(|slot| match slot {
+                Slot::Arrived(value, _) => Some(value),
+                Slot::Awaited | Slot::Never => None,
+            })
             .collect()
     }
 }
@@ -102,6 +130,17 @@ mod tests {
         r.insert(3, 3, 1);
         assert_eq!(r.pop(), None);
         assert_eq!(r.drain(), vec![3, 5]);
+    }
+
+    #[test]
+    fn a_result_whose_turn_has_passed_is_dropped() {
+        let mut r = Reorder::new(10, 1);
+        r.insert(0, "a", 0);
+        assert_eq!(r.pop(), Some("a"));
+        r.insert(0, "again", 5);
+        r.skip(0);
+        assert_eq!(r.pop(), None);
+        assert!(r.admits(10) && !r.admits(11), "nothing is held");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use quinn::{Connection, RecvStream, SendStream};
 use thiserror::Error;
+use tokio::io::BufReader;
 
 use super::{EngineCondition, EnginePool};
 use crate::protocol::engine::{EngineReply, EngineRequest};
@@ -84,7 +85,7 @@ impl EnginePool {
             pool: self,
             id,
             send,
-            recv,
+            recv: BufReader::new(recv),
         })
     }
 
@@ -104,7 +105,7 @@ impl EnginePool {
             pool: self,
             busy: ids.to_vec(),
             _send: send,
-            recv,
+            recv: BufReader::new(recv),
         })
     }
 
@@ -181,8 +182,13 @@ pub(crate) struct EngineCall<'a> {
     pool: &'a EnginePool,
     id: u32,
     send: SendStream,
-    recv: RecvStream,
+    recv: Replied,
 }
+
+/// A reply stream, read through a buffer: the replies of a round (map's
+/// tasks, a host's engines) often come in one packet, and each read of
+/// the stream itself takes the connection's lock.
+type Replied = BufReader<RecvStream>;
 
 impl EngineCall<'_> {
     /// The request's send side, for bulk frames after the request.
@@ -211,7 +217,7 @@ impl EngineCall<'_> {
 pub(crate) struct Replies<'a> {
     pool: &'a EnginePool,
     id: u32,
-    recv: &'a mut RecvStream,
+    recv: &'a mut Replied,
 }
 
 impl Replies<'_> {
@@ -225,7 +231,7 @@ impl Replies<'_> {
 
 impl Drop for EngineCall<'_> {
     fn drop(&mut self) {
-        take_end_if_there(&mut self.recv);
+        take_end_if_there(self.recv.get_mut());
         self.pool.idle(self.id);
     }
 }
@@ -237,7 +243,7 @@ pub(crate) struct HostCall<'a> {
     busy: Vec<u32>,
     /// Kept so that the engine host's stream is not reset under it.
     _send: SendStream,
-    recv: RecvStream,
+    recv: Replied,
 }
 
 impl HostCall<'_> {
@@ -261,7 +267,7 @@ impl HostCall<'_> {
 
 impl Drop for HostCall<'_> {
     fn drop(&mut self) {
-        take_end_if_there(&mut self.recv);
+        take_end_if_there(self.recv.get_mut());
         for &id in &self.busy {
             self.pool.idle(id);
         }
