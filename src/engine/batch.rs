@@ -159,7 +159,9 @@ async fn run_sourced(
     // `set -x` never shows it, with the task's status and the time it
     // ended (bash 5's `$EPOCHREALTIME`; the engine reads output in rounds,
     // so its own clock would tell when a round was read); once the stop
-    // file appears, one marker with status `x` ends the batch. With job
+    // file appears, one marker with status `x` ends the batch. The stderr
+    // marker goes first: whatever stdout marker is read, stderr already
+    // holds its task's end (see `run_lines`). With job
     // control on, a SIGINT reaches only the task's process group, but
     // bash breaks a loop whose foreground job died of SIGINT: the task
     // turns it into exit status 130.
@@ -167,11 +169,11 @@ async fn run_sourced(
     let mut script = format!(
         "__pcl_m={a}; __pcl_n={b}\n\
          __pcl_r() {{ for __pcl_c in \"${{__pcl_l[@]}}\"; do [[ -e {stop} ]] && break; \
-         {quiet}; \
-         builtin printf '%s%s%s %s\\n' \"$__pcl_m\" \"$__pcl_n\" \"$?\" \"${{EPOCHREALTIME-}}\"; \
-         builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; done; \
-         [[ -e {stop} ]] && {{ builtin printf '%s%s%s\\n' \"$__pcl_m\" \"$__pcl_n\" x; \
-         builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; }}; unset __pcl_l __pcl_c; }}\n\
+         {quiet}; __pcl_s=$?; \
+         builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; \
+         builtin printf '%s%s%s %s\\n' \"$__pcl_m\" \"$__pcl_n\" \"$__pcl_s\" \"${{EPOCHREALTIME-}}\"; done; \
+         [[ -e {stop} ]] && {{ builtin printf '%s%s' \"$__pcl_m\" \"$__pcl_n\" >&2; \
+         builtin printf '%s%s%s\\n' \"$__pcl_m\" \"$__pcl_n\" x; }}; unset __pcl_l __pcl_c __pcl_s; }}\n\
          __pcl_l=("
     );
     for BatchItem { item, .. } in &items {

@@ -13,6 +13,8 @@ mod procs;
 mod relay;
 mod scratch;
 mod shell;
+#[cfg(test)]
+mod shell_rounds;
 mod stdio;
 mod workdir;
 mod workdir_probe;

@@ -74,7 +74,8 @@ impl OutputPipe {
     }
 
     /// Append to `buf` everything the pipe holds now, without waiting
-    /// (an end of file reads as nothing more).
+    /// (an end of file reads as nothing more). With a gap set, this is a
+    /// round of reading like any other: a pause follows it.
     pub(super) fn read_held(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
         let fd = match &self.mode {
             Mode::Watched(watched) => watched.get_ref(),
@@ -87,10 +88,13 @@ impl OutputPipe {
             let mut spare = ReadBuf::uninit(buf.spare_capacity_mut());
             match read_into(fd, &mut spare) {
                 Ok(0) => return Ok(()),
-                // SAFETY: read(2) initialized the first `n` spare bytes.
-                Ok(n) => unsafe { buf.set_len(len + n) },
+                Ok(n) => {
+                    // SAFETY: read(2) initialized the first `n` spare bytes.
+                    unsafe { buf.set_len(len + n) };
+                    self.round += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.round_ended(),
                 Err(e) => return Err(e),
             }
         }
