@@ -282,6 +282,22 @@ fn one_engine_runs_the_items_in_order() {
 }
 
 #[test]
+fn a_short_batch_after_long_ones_runs_only_its_own_items() {
+    // One engine: each batch rewrites the same script, the last ones
+    // over longer ones before them.
+    let env = Env::new();
+    up(&env, 1);
+    let long: Vec<String> = (1..=300).map(|i| format!("{i:0>60}")).collect();
+    let mut args = vec!["map".to_string(), "echo {}".to_string()];
+    args.extend(long.iter().cloned());
+    let out = env.pcl(&args).run().success();
+    assert_eq!(out.stdout_lines(), long);
+    let out = env.pcl(["map", "echo {}", "a"]).run().success();
+    assert_eq!(out.stderr, "", "{}", out.describe());
+    out.assert_stdout("a\n");
+}
+
+#[test]
 fn joblog_rows_match_the_items() {
     let env = Env::new();
     up(&env, 3);

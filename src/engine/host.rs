@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Mutex, Notify, OnceCell, mpsc, watch};
 use tokio::time::Instant;
 
-use super::batch::{interrupt, run_batch};
+use super::batch::{BatchScript, interrupt, run_batch};
 use super::guard::Guard;
 use super::procs::{become_subreaper, kill_descendants, kill_sessions, reap_adopted};
 use super::relay::{Dialer, Upstreams};
@@ -43,7 +43,7 @@ pub(super) struct Engine {
     /// Told of every interrupt, for the running command (see `ShellSpec`).
     pub(super) interrupted: Arc<Notify>,
     /// The file `map`'s batches are sourced from, once the first is run.
-    pub(super) batch_script: std::sync::Mutex<Option<std::fs::File>>,
+    pub(super) batch_script: std::sync::Mutex<Option<BatchScript>>,
 }
 
 pub(super) struct Host {
