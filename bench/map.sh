@@ -83,7 +83,7 @@ printf '  %-44s %8s tasks/s   pcl reaches %s%%\n' "bare bash, $E x ( echo N ) su
 # cost nothing.
 batch_script() { # batch_script N: the loop over `echo 1` .. `echo N`
     printf '%s\n' '__pcl_m=AAAA; __pcl_n=BBBB' \
-        "__pcl_r() { for __pcl_c in \"\${__pcl_l[@]}\"; do [[ -e $BENCH_TMP/stop ]] && break; ( trap 'exit 130' INT; builtin eval \"\$__pcl_c\" ); builtin printf '%s%s%s %s\\n' \"\$__pcl_m\" \"\$__pcl_n\" \"\$?\" \"\${EPOCHREALTIME-}\"; builtin printf '%s%s' \"\$__pcl_m\" \"\$__pcl_n\" >&2; done; }"
+        "__pcl_r() { for __pcl_c in \"\${__pcl_l[@]}\"; do [[ -e $BENCH_TMP/stop ]] && break; ( trap 'exit 130' INT; builtin eval \"\$__pcl_c\" ); __pcl_s=\$?; builtin printf '%s%s' \"\$__pcl_m\" \"\$__pcl_n\" >&2; builtin printf '%s%s%s %s\\n' \"\$__pcl_m\" \"\$__pcl_n\" \"\$__pcl_s\" \"\${EPOCHREALTIME-}\"; done; }"
     seq "$1" | awk '{printf "%s\047echo %d\047", (NR % 40 == 1 ? "__pcl_l=(" : " "), $1}
         NR % 40 == 0 {print "); __pcl_r </dev/null"}
         END {if (NR % 40) print "); __pcl_r </dev/null"}'
