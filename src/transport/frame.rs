@@ -2,7 +2,9 @@
 //! Used both on QUIC streams and on the session's Unix socket.
 
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::TransportError;
 
@@ -87,6 +89,24 @@ where
     decode(&body).map(Some)
 }
 
+/// The next frame if `reader` already holds all of it, without reading
+/// (and so without waiting): a caller can take a burst of frames that came
+/// together, and tell where it ends.
+pub fn take_buffered_frame<R, T>(reader: &mut BufReader<R>) -> Option<Result<T, TransportError>>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    let held = reader.buffer();
+    let len = u32::from_be_bytes(held.get(..4)?.try_into().ok()?) as usize;
+    if len > MAX_FRAME {
+        return Some(Err(TransportError::FrameTooLarge(len)));
+    }
+    let value = decode(held.get(4..4 + len)?);
+    Pin::new(reader).consume(4 + len);
+    Some(value)
+}
+
 /// Decode one frame's body. Whatever the bytes, this returns an error
 /// rather than panicking or allocating beyond the body's size; the fuzz
 /// target in `fuzz/` holds it to that.
@@ -113,5 +133,28 @@ mod tests {
 
         drop(a);
         assert_eq!(read_frame::<_, u32>(&mut b).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn frames_already_buffered_are_taken_without_waiting() {
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let mut burst = Vec::new();
+        for n in 1..=3u32 {
+            encode_frame_into(&n, &mut burst).unwrap();
+        }
+        let partial = encode_frame(&4u32).unwrap();
+        burst.extend_from_slice(&partial[..partial.len() - 1]);
+        a.write_all(&burst).await.unwrap();
+        let mut b = BufReader::new(b);
+        // The first read takes in the whole burst.
+        assert_eq!(read_frame::<_, u32>(&mut b).await.unwrap(), Some(1));
+        assert_eq!(take_buffered_frame::<_, u32>(&mut b).unwrap().unwrap(), 2);
+        assert_eq!(take_buffered_frame::<_, u32>(&mut b).unwrap().unwrap(), 3);
+        assert!(
+            take_buffered_frame::<_, u32>(&mut b).is_none(),
+            "a frame not all here is left for a read"
+        );
+        a.write_all(&partial[partial.len() - 1..]).await.unwrap();
+        assert_eq!(read_frame::<_, u32>(&mut b).await.unwrap(), Some(4));
     }
 }

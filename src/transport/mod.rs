@@ -17,7 +17,10 @@ pub use endpoint::{
     server_endpoint,
 };
 pub use error::TransportError;
-pub use frame::{MAX_FRAME, decode, encode_frame, encode_frame_into, read_frame, write_frame};
+pub use frame::{
+    MAX_FRAME, decode, encode_frame, encode_frame_into, read_frame, take_buffered_frame,
+    write_frame,
+};
 pub use identity::{Identity, fingerprint};
 pub use pinning::{PeerPin, PeerPins, peer_fingerprint};
 pub use stream_end::take_end_if_there;

@@ -45,15 +45,30 @@ pub(super) async fn run_batch(
         .await;
     let call = pool.call(engine, &label, &engine_request).await;
     turn.sent.send_replace(turn.nth + 1);
+    // The tasks of one round of the engine's come in one packet: they go
+    // on as one event.
+    let mut round = Vec::new();
     let error = match call {
         Err(e) => Some(e.to_string()),
         Ok(mut call) => loop {
-            match call.next().await {
-                Ok(Some(EngineReply::Task(end))) => {
-                    finished += 1;
-                    if tx.send(Event::Task(engine, end)).await.is_err() {
+            let reply = match call.next_if_here() {
+                Some(reply) => reply.map(Some),
+                None => {
+                    if !round.is_empty()
+                        && tx
+                            .send(Event::Tasks(engine, std::mem::take(&mut round)))
+                            .await
+                            .is_err()
+                    {
                         break None;
                     }
+                    call.next().await
+                }
+            };
+            match reply {
+                Ok(Some(EngineReply::Task(end))) => {
+                    finished += 1;
+                    round.push(end);
                 }
                 Ok(Some(EngineReply::BatchDone)) => break None,
                 Ok(Some(EngineReply::Error(e))) => break Some(e),
@@ -63,6 +78,9 @@ pub(super) async fn run_batch(
             }
         },
     };
+    if !round.is_empty() {
+        let _ = tx.send(Event::Tasks(engine, round)).await;
+    }
     let _ = tx
         .send(Event::BatchEnd {
             engine,

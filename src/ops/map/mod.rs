@@ -68,7 +68,8 @@ struct Worker {
 }
 
 enum Event {
-    Task(u32, TaskEnd),
+    /// Tasks that ended on an engine, in its order.
+    Tasks(u32, Vec<TaskEnd>),
     BatchEnd {
         engine: u32,
         ran: usize,
@@ -312,56 +313,9 @@ impl Map {
 
     async fn handle(&mut self, event: Event, out: &mut ReplySink) -> Result<(), SessionError> {
         match event {
-            Event::Task(engine, end) => {
-                let Some(mut pending) = self.running.remove(&end.seq) else {
-                    return Ok(());
-                };
-                pending.runs += 1;
-                let host = self.pool.host_of(engine);
-                let status = end.end.status;
-                if status != 0 && pending.runs < self.request.retries && !self.end.aborted {
-                    self.queue.push_front(pending);
-                    return Ok(());
-                }
-                // One row per item, its last run's, as parallel writes.
-                if let Some(joblog) = &mut self.joblog {
-                    let label = if self.pool.is_local(engine) {
-                        joblog::LOCAL_HOST
-                    } else {
-                        &host
-                    };
-                    joblog.row(label, &self.request.command, &pending.item, &end)?;
-                }
-                self.end.done += 1;
-                if status != 0 {
-                    self.end.failed += 1;
-                }
-                let note = match end.end.outcome {
-                    ExecOutcome::Finished => None,
-                    ExecOutcome::TimedOut => Some(format!(
-                        "timed out after {} s and was killed",
-                        self.request.timeout_ms.unwrap_or(0) as f64 / 1000.0
-                    )),
-                    ExecOutcome::ShellRestarted(why) => Some(why),
-                };
-                let task = MapTask {
-                    seq: end.seq,
-                    item: ByteBuf::from(pending.item),
-                    engine,
-                    host,
-                    status,
-                    note,
-                    stdout: ByteBuf::from(end.stdout),
-                    stderr: ByteBuf::from(end.stderr),
-                };
-                if self.request.unordered {
-                    out.queue(&Reply::Task(task)).await?;
-                } else {
-                    let size = task.stdout.len() + task.stderr.len() + task.item.len();
-                    self.reorder.insert(end.seq, task, size);
-                    while let Some(task) = self.reorder.pop() {
-                        out.queue(&Reply::Task(task)).await?;
-                    }
+            Event::Tasks(engine, ends) => {
+                for end in ends {
+                    self.task_ended(engine, end, out).await?;
                 }
             }
             Event::BatchEnd {
@@ -392,6 +346,67 @@ impl Map {
                         self.queue.push_front(pending);
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// One task's end: retried, or counted, logged and passed on in its
+    /// turn.
+    async fn task_ended(
+        &mut self,
+        engine: u32,
+        end: TaskEnd,
+        out: &mut ReplySink,
+    ) -> Result<(), SessionError> {
+        let Some(mut pending) = self.running.remove(&end.seq) else {
+            return Ok(());
+        };
+        pending.runs += 1;
+        let host = self.pool.host_of(engine);
+        let status = end.end.status;
+        if status != 0 && pending.runs < self.request.retries && !self.end.aborted {
+            self.queue.push_front(pending);
+            return Ok(());
+        }
+        // One row per item, its last run's, as parallel writes.
+        if let Some(joblog) = &mut self.joblog {
+            let label = if self.pool.is_local(engine) {
+                joblog::LOCAL_HOST
+            } else {
+                &host
+            };
+            joblog.row(label, &self.request.command, &pending.item, &end)?;
+        }
+        self.end.done += 1;
+        if status != 0 {
+            self.end.failed += 1;
+        }
+        let note = match end.end.outcome {
+            ExecOutcome::Finished => None,
+            ExecOutcome::TimedOut => Some(format!(
+                "timed out after {} s and was killed",
+                self.request.timeout_ms.unwrap_or(0) as f64 / 1000.0
+            )),
+            ExecOutcome::ShellRestarted(why) => Some(why),
+        };
+        let task = MapTask {
+            seq: end.seq,
+            item: ByteBuf::from(pending.item),
+            engine,
+            host,
+            status,
+            note,
+            stdout: ByteBuf::from(end.stdout),
+            stderr: ByteBuf::from(end.stderr),
+        };
+        if self.request.unordered {
+            out.queue(&Reply::Task(task)).await?;
+        } else {
+            let size = task.stdout.len() + task.stderr.len() + task.item.len();
+            self.reorder.insert(end.seq, task, size);
+            while let Some(task) = self.reorder.pop() {
+                out.queue(&Reply::Task(task)).await?;
             }
         }
         Ok(())

@@ -8,7 +8,9 @@ use tokio::io::BufReader;
 use super::{EngineCondition, EnginePool};
 use crate::protocol::engine::{EngineReply, EngineRequest};
 use crate::protocol::status;
-use crate::transport::{TransportError, read_frame, take_end_if_there, write_frame};
+use crate::transport::{
+    TransportError, read_frame, take_buffered_frame, take_end_if_there, write_frame,
+};
 
 /// Why a call to an engine failed: every case is an engine the session
 /// cannot reach now, and exits as one (`status()`).
@@ -199,6 +201,13 @@ impl EngineCall<'_> {
     /// The next reply; `Err` when the engine went away mid-request.
     pub(crate) async fn next(&mut self) -> Result<Option<EngineReply>, PoolError> {
         self.halves().1.next().await
+    }
+
+    /// The next reply if it has arrived whole already (with the one
+    /// before it, say), without waiting.
+    pub(crate) fn next_if_here(&mut self) -> Option<Result<EngineReply, PoolError>> {
+        let reply = take_buffered_frame(&mut self.recv)?;
+        Some(reply.map_err(|e| self.pool.cut_off(self.id, &e)))
     }
 
     /// The send side and the replies apart, for a caller that writes while
