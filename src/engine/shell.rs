@@ -303,10 +303,8 @@ impl Shell {
                     let data = scan.out.feed(&out_buf[..n]);
                     out_buf.clear();
                     if gap.is_some() {
-                        // A batch prints each task's stderr marker before
-                        // its stdout marker: what stderr holds now ends
-                        // every task this read ends, and a round of tasks
-                        // goes out at once, in one packet.
+                        // A batch prints a task's stderr marker first: a
+                        // round's tasks are then all complete, one packet.
                         self.stderr.read_held(&mut err_buf)?;
                         if !err_buf.is_empty() {
                             sink.stderr(err_buf.clone()).await;

@@ -1,9 +1,9 @@
 //! Frames: a 4-byte big-endian length, then a postcard-encoded value.
 //! Used both on QUIC streams and on the session's Unix socket.
 
-use serde::{Serialize, de::DeserializeOwned};
 use std::pin::Pin;
 
+use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::TransportError;
