@@ -54,15 +54,26 @@ cpu_us() {
     }
     echo "$(run_us $daemon) $(run_us $hosts) $(ticks_us $shells)"
 }
+# UDP datagrams in and out of every namespace host: QUIC packets, each
+# a wakeup and an acknowledgement's worth of work at both ends.
+datagrams() {
+    for ns in "${BENCH_NS[@]}"; do
+        ip netns exec "$ns" awk '/^Udp:/ {getline; print $2 + $5}' /proc/net/snmp
+    done | awk '{s += $1} END {print s}'
+}
 "$PCL" map 'echo {}' 1 2 3 4 >/dev/null # warm
 read -r d0 h0 s0 < <(cpu_us)
+u0=$(datagrams)
 pcl_rate=$(rate "$ITEMS" "$PCL" map 'echo {}' --from "$BENCH_TMP/items")
+u1=$(datagrams)
 read -r d1 h1 s1 < <(cpu_us)
 echo "map of $ITEMS tiny tasks (echo {}), $E engines"
 printf '  %-44s %8s tasks/s\n' "pcl map ($HOSTS namespace hosts x $PER_HOST)" "$pcl_rate"
 per_task() { awk -v t="$1" -v n="$ITEMS" 'BEGIN {printf "%.1f", t / n}'; }
 printf '    CPU per task: shells %s us, engine hosts %s us, daemon %s us\n' \
     "$(per_task $((s1 - s0)))" "$(per_task $((h1 - h0)))" "$(per_task $((d1 - d0)))"
+printf '    UDP datagrams per task, all hosts in and out: %s\n' \
+    "$(awk -v u=$((u1 - u0)) -v n="$ITEMS" 'BEGIN {printf "%.3f", u / n}')"
 
 # The ceiling for a subshell per task: as many bare bash processes as
 # engines forking `( echo N )` lines, the same count in all.

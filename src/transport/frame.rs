@@ -80,10 +80,7 @@ where
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(TransportError::FrameTooLarge(len));
-    }
+    let len = body_len(len)?;
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).await?;
     decode(&body).map(Some)
@@ -98,13 +95,22 @@ where
     T: DeserializeOwned,
 {
     let held = reader.buffer();
-    let len = u32::from_be_bytes(held.get(..4)?.try_into().ok()?) as usize;
-    if len > MAX_FRAME {
-        return Some(Err(TransportError::FrameTooLarge(len)));
-    }
+    let len = match body_len(held.get(..4)?.try_into().ok()?) {
+        Ok(len) => len,
+        Err(e) => return Some(Err(e)),
+    };
     let value = decode(held.get(4..4 + len)?);
     Pin::new(reader).consume(4 + len);
     Some(value)
+}
+
+/// The body's length a frame's header says, if it is one we take.
+fn body_len(header: [u8; 4]) -> Result<usize, TransportError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(TransportError::FrameTooLarge(len));
+    }
+    Ok(len)
 }
 
 /// Decode one frame's body. Whatever the bytes, this returns an error
