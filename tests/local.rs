@@ -402,6 +402,25 @@ fn px_timeout_kills_the_command_but_keeps_the_shell() {
     );
 }
 
+/// A timeout finds the command's process group; a user who turned job
+/// control off (`set +m`) would leave it in the shell's own, where only
+/// replacing the shell (and losing its state) could stop it.
+#[test]
+fn px_timeout_after_set_plus_m_still_keeps_the_shell() {
+    let env = Env::new();
+    up_local(&env, 1);
+    env.px(["kept=1; set +m"]).success();
+    let out = env.px(["--timeout", "1", "sleep 300"]).assert_exit(124);
+    assert!(
+        !out.stderr.contains("replaced"),
+        "the shell was replaced\n{}",
+        out.describe()
+    );
+    env.px(["echo $kept; [[ $- == *m* ]] && echo job control"])
+        .success()
+        .assert_stdout("[stdout:0] 1\n[stdout:0] job control\n");
+}
+
 #[test]
 fn px_shell_exit_is_reported_and_a_fresh_shell_follows() {
     let env = Env::new();

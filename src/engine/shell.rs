@@ -33,28 +33,33 @@ const OUT_FD: i32 = 250;
 const ERR_FD: i32 = 251;
 
 /// Redirections for every piece of engine-run code that runs a user's
-/// command: stdin from /dev/null (never the shell's command pipe), and the
-/// engine's own descriptors closed, so that nothing a user runs can write
-/// to them, close them for good, or keep them open once the shell is gone.
-pub(super) const USER_REDIRECTS: &str = "</dev/null 250>&- 251>&-";
+/// command: stdin from /dev/null (never the shell's command pipe), stdout
+/// and stderr from the engine's own copies, which are closed (moved) for
+/// the command. So nothing a user runs can write to the engine's copies,
+/// close them for good, or keep them open once the shell is gone; and a
+/// command that redirected or closed its shell's stdout or stderr
+/// (`exec >/dev/null`) silences only itself: bash puts all five back
+/// when the command ends.
+pub(super) const USER_REDIRECTS: &str = "</dev/null >&250- 2>&251-";
 
-/// The end of every command, defined once per shell: bash reads a pipe
-/// one byte at a time, so each byte sent per command costs the shell a
-/// system call, and the line that ends a command is kept short by calling
-/// this. Called as `__pcl_e HALF HALF`; `$?` on entry is still the
-/// status of the command before the call. Job control (`set -m`)
-/// gives each command its own process group; it is turned on for the next
-/// command after each, so that the command's own lines come first. The
-/// marker goes to the engine's own copy of stdout, and stdout and stderr
-/// are put back on the engine's copies for the next command: a command
-/// that redirected or closed its shell's stdout or stderr
-/// (`exec >/dev/null`) silences itself, never the engine's channel.
-/// (Plain `exec`: under `builtin`, its redirections would not stay.)
+/// The line that ends every command, after its lines: the marker, the
+/// command's status and the shell's flags (`$-`). bash reads a pipe one
+/// byte at a time, and the line is what a shell costs per command beyond
+/// the command itself, so it does no more than print (a function that
+/// also put the descriptors back and turned job control on again cost the
+/// shells a fifth more per `px true`, `bench/scale.sh`). The marker's
+/// halves go as separate words, so that even `set -x` traces never show
+/// it whole.
 /// stderr needs no marker of its own: by the time the shell prints this
-/// one, all the command wrote to stderr is in that pipe. Read-only, so
-/// that no command can redefine or unset it.
-const DEFINE_END: &str = "__pcl_e() { builtin local __pcl_s=$?; exec 1>&250 2>&251; \
-     builtin printf '%s%s%d\\n' \"$1\" \"$2\" \"$__pcl_s\"; set -m; }; builtin readonly -f __pcl_e";
+/// one, all the command wrote to stderr is in that pipe.
+fn end_line(a: &str, b: &str) -> String {
+    format!("builtin printf '%s%s%d %s\\n' {a} {b} $? \"$-\"\n")
+}
+
+/// Job control (`set -m`) gives each command its own process group, which
+/// is how a timeout or an interrupt finds what to signal. A command that
+/// turns it off has it turned back on before the next one.
+const JOB_CONTROL_ON: &str = "builtin set -m\n";
 
 #[derive(Clone)]
 pub(crate) struct ShellSpec {
@@ -111,6 +116,8 @@ pub(crate) struct Shell {
     stdin: ChildStdin,
     stdout: OutputPipe,
     stderr: OutputPipe,
+    /// The last command's end showed job control off.
+    job_control_off: bool,
 }
 
 impl Shell {
@@ -123,11 +130,7 @@ impl Shell {
         // trap (not an ignore, which children would inherit) keeps the
         // shell alive through `pcl interrupt`.
         shell
-            .run_script(
-                &format!("{DEFINE_END}; trap : INT"),
-                None,
-                &mut Capture::default(),
-            )
+            .run_script("builtin set -m; trap : INT", None, &mut Capture::default())
             .await?;
         if let Some(setup) = shell.spec.setup.clone() {
             let mut capture = Capture::default();
@@ -193,6 +196,7 @@ impl Shell {
             stdin,
             stdout: OutputPipe::new(stdout.into_owned_fd()?)?,
             stderr: OutputPipe::new(stderr.into_owned_fd()?)?,
+            job_control_off: false,
         })
     }
 
@@ -249,9 +253,12 @@ impl Shell {
     ) -> Result<ExecEnd, EngineError> {
         let token = marker_token();
         let (a, b) = token.split_at(token.len() / 2);
-        // The marker's halves go as separate words, so that even `set -x`
-        // traces never show it whole (see `DEFINE_END`).
-        let wrapper = format!("{lines}__pcl_e {a} {b}\n");
+        let job_control = if self.job_control_off {
+            JOB_CONTROL_ON
+        } else {
+            ""
+        };
+        let wrapper = format!("{job_control}{lines}{}", end_line(a, b));
         if self.stdin.write_all(wrapper.as_bytes()).await.is_err() {
             let scan = CommandEnd::new(&token);
             return self.restart_after_death(sink, scan).await;
@@ -271,7 +278,8 @@ impl Shell {
         let mut interrupted = std::pin::pin!(interrupts.notified());
         let mut interrupt_check: Option<Instant> = None;
         loop {
-            if let Some(status) = scan.status() {
+            if let Some((status, job_control)) = scan.end() {
+                self.job_control_off = !job_control;
                 // The command has ended, so all it wrote to stderr is in
                 // the pipe.
                 self.stderr.read_held(&mut err_buf)?;
@@ -467,15 +475,18 @@ impl CommandEnd {
         !self.out.after().is_some_and(|a| a.contains(&b'\n'))
     }
 
-    /// The command's status, once its marker line is in.
-    fn status(&self) -> Option<i32> {
-        parse_status(self.out.after()?)
+    /// The command's status and whether job control is still on, once
+    /// its marker line is in.
+    fn end(&self) -> Option<(i32, bool)> {
+        parse_end(self.out.after()?)
     }
 }
 
-fn parse_status(after: &[u8]) -> Option<i32> {
+/// What follows the marker: `STATUS FLAGS\n`.
+fn parse_end(after: &[u8]) -> Option<(i32, bool)> {
     let line = &after[..after.iter().position(|&b| b == b'\n')?];
-    std::str::from_utf8(line).ok()?.parse().ok()
+    let (status, flags) = std::str::from_utf8(line).ok()?.split_once(' ')?;
+    Some((status.parse().ok()?, flags.contains('m')))
 }
 
 pub(super) fn random_hex() -> String {
