@@ -1,6 +1,7 @@
 //! Finding the end of one command's output in a shell's stream. After each
-//! command the shell prints a random per-command marker; everything before
-//! it is the command's output, byte for byte.
+//! command the shell prints a random per-command marker, then the status
+//! and the shell's flags; everything before it is the command's output,
+//! byte for byte.
 
 use memchr::memmem;
 
@@ -54,9 +55,40 @@ impl MarkerScanner {
     }
 }
 
+/// One command's stdout, cut at its marker.
+pub(super) struct CommandEnd {
+    pub(super) out: MarkerScanner,
+}
+
+impl CommandEnd {
+    pub(super) fn new(token: &str) -> CommandEnd {
+        CommandEnd {
+            out: MarkerScanner::new(token.as_bytes()),
+        }
+    }
+
+    /// Stdout's marker line (with the status) is not complete yet.
+    pub(super) fn wants_stdout(&self) -> bool {
+        !self.out.after().is_some_and(|a| a.contains(&b'\n'))
+    }
+
+    /// The command's status and whether job control is still on, once
+    /// its marker line is in.
+    pub(super) fn end(&self) -> Option<(i32, bool)> {
+        parse_end(self.out.after()?)
+    }
+}
+
+/// What follows the marker: `STATUS FLAGS\n`.
+fn parse_end(after: &[u8]) -> Option<(i32, bool)> {
+    let line = &after[..after.iter().position(|&b| b == b'\n')?];
+    let (status, flags) = std::str::from_utf8(line).ok()?.split_once(' ')?;
+    Some((status.parse().ok()?, flags.contains('m')))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::MarkerScanner;
+    use super::{MarkerScanner, parse_end};
 
     #[test]
     fn marker_split_across_reads() {
@@ -86,5 +118,13 @@ mod tests {
         out.extend(s.feed(b"Zyy"));
         out.extend(s.into_rest());
         assert_eq!(out, b"xxMAZyy");
+    }
+
+    #[test]
+    fn the_end_line_gives_the_status_and_whether_job_control_is_on() {
+        assert_eq!(parse_end(b"0 hmBs\n"), Some((0, true)));
+        assert_eq!(parse_end(b"130 hBs\n"), Some((130, false)));
+        assert_eq!(parse_end(b"0 hmB"), None, "the line is not complete");
+        assert_eq!(parse_end(b"x hmB\n"), None);
     }
 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::EngineError;
 use super::guard::Guard;
-use super::marker::MarkerScanner;
+use super::marker::CommandEnd;
 use super::pipe::{OutputPipe, PIPE_READ};
 use super::procs::{forget_spawned, kill_session, signal_jobs, spawn_recorded};
 use crate::protocol::engine::{ExecEnd, ExecOutcome};
@@ -456,37 +456,6 @@ async fn emit<S: OutputSink>(sink: &mut S, is_err: bool, data: Vec<u8>) {
         (false, false) => sink.stdout(data).await,
         (false, true) => sink.stderr(data).await,
     }
-}
-
-/// One command's stdout, cut at its marker.
-struct CommandEnd {
-    out: MarkerScanner,
-}
-
-impl CommandEnd {
-    fn new(token: &str) -> CommandEnd {
-        CommandEnd {
-            out: MarkerScanner::new(token.as_bytes()),
-        }
-    }
-
-    /// Stdout's marker line (with the status) is not complete yet.
-    fn wants_stdout(&self) -> bool {
-        !self.out.after().is_some_and(|a| a.contains(&b'\n'))
-    }
-
-    /// The command's status and whether job control is still on, once
-    /// its marker line is in.
-    fn end(&self) -> Option<(i32, bool)> {
-        parse_end(self.out.after()?)
-    }
-}
-
-/// What follows the marker: `STATUS FLAGS\n`.
-fn parse_end(after: &[u8]) -> Option<(i32, bool)> {
-    let line = &after[..after.iter().position(|&b| b == b'\n')?];
-    let (status, flags) = std::str::from_utf8(line).ok()?.split_once(' ')?;
-    Some((status.parse().ok()?, flags.contains('m')))
 }
 
 pub(super) fn random_hex() -> String {
