@@ -42,8 +42,13 @@ const IN_FLIGHT: usize = 2;
 /// a request, a stream and a sourced script, and its results come in
 /// rounds of reading (see the engine's batch), so longer batches cost the
 /// daemon less per task. Near the end of a known input batches shrink
-/// (`Map::share`), so the engines still finish together.
-const BATCH_TARGET: Duration = Duration::from_millis(200);
+/// (`Map::share`), so the engines still finish together. Where many
+/// engines share few cores a task takes long in wall time, so batches sized
+/// by it are short: at 256 engines on two cores, 200 ms gave batches of one
+/// or two tasks, and 500 ms cut every part's CPU per task by about 40%
+/// (`HOSTS=64 PER_HOST=4 bench/map.sh`). A slow engine holds at most two
+/// batches (`IN_FLIGHT`) that the others cannot take.
+const BATCH_TARGET: Duration = Duration::from_millis(500);
 const MAX_BATCH: usize = 1024;
 
 struct Pending {
