@@ -228,7 +228,10 @@ fn a_command_that_redirects_its_shell_does_not_jam_the_engine() {
     ] {
         let out = env.pcl(["px", jam]).timeout_secs(20).run().success();
         assert_eq!(out.stdout_str(), "", "{jam}");
-        let out = env.px(["echo still here; echo and here >&2"]).success();
+        // `cat` ends at once: stdin is /dev/null again, whatever the jam.
+        let out = env
+            .px(["cat; echo still here; echo and here >&2"])
+            .success();
         assert_px_output(
             &out,
             "[stdout:0] still here\n[stderr:0] and here\n[stdout:1] still here\n[stderr:1] and here\n",
@@ -242,6 +245,25 @@ fn a_command_that_redirects_its_shell_does_not_jam_the_engine() {
         .assert_stdout("[stdout:0] 1\n[stdout:1] 1\n");
     let v = status_json(&env);
     assert!(v.contains("\"idle\"") && !v.contains("\"busy\""), "{v}");
+}
+
+#[test]
+fn a_command_cannot_replace_how_its_shell_ends_commands() {
+    let env = Env::new();
+    env.up([env.cluster_local(2)]);
+    // The function that prints each command's end is read-only: defining
+    // one of that name, or unsetting it, fails like any readonly change,
+    // instead of leaving every later command without an end.
+    for attempt in ["__pcl_e() { echo fake; }", "unset -f __pcl_e"] {
+        env.pcl(["px", attempt])
+            .timeout_secs(20)
+            .run()
+            .assert_exit(1)
+            .assert_stderr_contains("readonly function");
+    }
+    env.px(["echo still here"])
+        .success()
+        .assert_stdout("[stdout:0] still here\n[stdout:1] still here\n");
 }
 
 fn status_json(env: &Env) -> String {

@@ -15,9 +15,10 @@ use memchr::memmem;
 use quinn::SendStream;
 
 use super::host::Engine;
+use super::marker::marker_token;
 use super::procs::signal_jobs;
 use super::scratch::{create_exclusive, scratch_dir};
-use super::shell::{USER_REDIRECTS, marker_token};
+use super::shell::USER_REDIRECTS;
 use super::{Capture, EngineError, OutputSink, Shell};
 use crate::protocol::engine::{BatchItem, EngineReply, ExecEnd, ExecOutcome, TaskEnd};
 use crate::protocol::status;

@@ -5,6 +5,8 @@
 
 use memchr::memmem;
 
+use super::shell::random_bytes;
+
 pub(super) struct MarkerScanner {
     marker: Vec<u8>,
     pending: Vec<u8>,
@@ -55,6 +57,21 @@ impl MarkerScanner {
     }
 }
 
+/// A command's end marker: 64 random bits, which no output can guess or
+/// hit by chance, as 11 letters and digits (bash reads each byte of it
+/// with a system call of its own; hex would take 16).
+pub(super) fn marker_token() -> String {
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut bits = u64::from_le_bytes(random_bytes::<8>());
+    (0..11)
+        .map(|_| {
+            let digit = DIGITS[(bits % 62) as usize] as char;
+            bits /= 62;
+            digit
+        })
+        .collect()
+}
+
 /// One command's stdout, cut at its marker.
 pub(super) struct CommandEnd {
     pub(super) out: MarkerScanner,
@@ -88,7 +105,7 @@ fn parse_end(after: &[u8]) -> Option<(i32, bool)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{MarkerScanner, parse_end};
+    use super::{MarkerScanner, marker_token, parse_end};
 
     #[test]
     fn marker_split_across_reads() {
@@ -126,5 +143,13 @@ mod tests {
         assert_eq!(parse_end(b"130 hBs\n"), Some((130, false)));
         assert_eq!(parse_end(b"0 hmB"), None, "the line is not complete");
         assert_eq!(parse_end(b"x hmB\n"), None);
+    }
+
+    #[test]
+    fn a_marker_token_is_11_letters_and_digits_and_new_each_time() {
+        let a = marker_token();
+        assert_eq!(a.len(), 11);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()), "{a}");
+        assert_ne!(a, marker_token());
     }
 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::EngineError;
 use super::guard::Guard;
-use super::marker::CommandEnd;
+use super::marker::{CommandEnd, marker_token};
 use super::pipe::{OutputPipe, PIPE_READ};
 use super::procs::{forget_spawned, kill_session, signal_jobs, spawn_recorded};
 use crate::protocol::engine::{ExecEnd, ExecOutcome};
@@ -27,33 +27,37 @@ use crate::quoting::ansi_c_quote;
 const KILL_GRACE: Duration = Duration::from_secs(1);
 
 /// The engine's own copies of the shell's stdout and stderr pipes, where
-/// the end-of-command markers go. Far above what bash hands out for
-/// `{var}>` redirections (10 and up).
+/// the end-of-command markers go, and a /dev/null for commands' stdin.
+/// Far above what bash hands out for `{var}>` redirections (10 and up).
 const OUT_FD: i32 = 250;
 const ERR_FD: i32 = 251;
+const NULL_FD: i32 = 252;
 
 /// Redirections for every piece of engine-run code that runs a user's
-/// command: stdin from /dev/null (never the shell's command pipe), stdout
-/// and stderr from the engine's own copies, which are closed (moved) for
-/// the command. So nothing a user runs can write to the engine's copies,
-/// close them for good, or keep them open once the shell is gone; and a
-/// command that redirected or closed its shell's stdout or stderr
-/// (`exec >/dev/null`) silences only itself: bash puts all five back
-/// when the command ends.
-pub(super) const USER_REDIRECTS: &str = "</dev/null >&250- 2>&251-";
+/// command: stdin from the shell's own /dev/null (never its command pipe;
+/// opening /dev/null for each command cost bash a path lookup), stdout
+/// and stderr from the engine's own copies. All three are moved, so closed
+/// for the command: nothing a user runs can write to the engine's copies,
+/// close any of them for good, or keep them open once the shell is gone;
+/// and a command that redirected or closed its shell's stdin, stdout or
+/// stderr (`exec >/dev/null`) changes them for itself only: bash puts all
+/// six back when the command ends.
+pub(super) const USER_REDIRECTS: &str = "<&252- >&250- 2>&251-";
 
-/// The line that ends every command, after its lines: the marker, the
-/// command's status and the shell's flags (`$-`). bash reads a pipe one
-/// byte at a time, and the line is what a shell costs per command beyond
-/// the command itself, so it does no more than print (a function that
-/// also put the descriptors back and turned job control on again cost the
-/// shells a fifth more per `px true`, `bench/scale.sh`). The marker's
-/// halves go as separate words, so that even `set -x` traces never show
-/// it whole.
-/// stderr needs no marker of its own: by the time the shell prints this
-/// one, all the command wrote to stderr is in that pipe.
+/// What a shell is told first: the function that ends every command. It
+/// prints the marker (its two halves, passed as separate words so that
+/// even `set -x` traces never show it whole), the status of the command
+/// before it (a function starts with that `$?`) and the shell's flags
+/// (`$-`). bash reads a pipe one byte at a time, and this line is much of
+/// what a shell pays per command beyond the command itself, so the
+/// function is what keeps it short; read-only, so no user's function of
+/// the same name replaces it. stderr needs no marker of its own: by the
+/// time the shell prints this one, all the command wrote to stderr is in
+/// that pipe.
+const DEFINE_END: &str = "__pcl_e() { builtin printf '%s%s%d %s\\n' \"$1\" \"$2\" $? \"$-\"; }; builtin readonly -f __pcl_e\n";
+
 fn end_line(a: &str, b: &str) -> String {
-    format!("builtin printf '%s%s%d %s\\n' {a} {b} $? \"$-\"\n")
+    format!("__pcl_e {a} {b}\n")
 }
 
 /// Job control (`set -m`) gives each command its own process group, which
@@ -125,6 +129,7 @@ impl Shell {
     /// failure fails the start.
     pub(crate) async fn start(spec: ShellSpec) -> Result<Shell, EngineError> {
         let mut shell = Self::spawn(spec)?;
+        shell.stdin.write_all(DEFINE_END.as_bytes()).await?;
         // A non-interactive bash that sees its foreground job die of SIGINT
         // exits as if it got SIGINT itself, unless SIGINT is trapped; a
         // trap (not an ignore, which children would inherit) keeps the
@@ -159,7 +164,7 @@ impl Shell {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        // SAFETY: setsid and dup2 are async-signal-safe. A session of its
+        // SAFETY: setsid, open, dup2 and close are async-signal-safe. A session of its
         // own lets us find and kill everything the shell starts, and keeps
         // terminal signals aimed at the engine host away from it. The
         // duplicates of stdout and stderr are the engine's own channel.
@@ -169,6 +174,11 @@ impl Shell {
                 if libc::dup2(1, OUT_FD) < 0 || libc::dup2(2, ERR_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+                if null < 0 || libc::dup2(null, NULL_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(null);
                 Ok(())
             });
         }
@@ -462,14 +472,7 @@ pub(super) fn random_hex() -> String {
     hex::encode(random_bytes::<16>())
 }
 
-/// A command's end marker: 64 random bits, which no output can guess or
-/// hit by chance, and each byte of it one read less for the shell than
-/// `random_hex`'s 128 bits.
-pub(super) fn marker_token() -> String {
-    hex::encode(random_bytes::<8>())
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(super) fn random_bytes<const N: usize>() -> [u8; N] {
     use ring::rand::{SecureRandom, SystemRandom};
     let mut bytes = [0u8; N];
     SystemRandom::new()
