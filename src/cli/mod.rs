@@ -141,15 +141,13 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// One worker: the engine host mostly waits on its shells and one QUIC
-/// connection, and a second worker only woke up to steal from the first
-/// (a context switch each time, the largest entry in the host's profile
-/// of a `px true`).
-/// Blocking file work still moves off it (`block_in_place`), so QUIC keeps
-/// its thread during a transfer.
+/// One thread: the engine host mostly waits on its shells and one QUIC
+/// connection. tokio's one-thread runtime costs it less per `px` than one
+/// worker of the multi-thread runtime (`ENGINES=4 bench/shells.sh`), and
+/// file work that may block goes to threads of its own
+/// (`engine::blocking`), so QUIC keeps its thread during a transfer.
 fn engine_host_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
 }

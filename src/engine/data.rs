@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use quinn::{RecvStream, SendStream};
 use thiserror::Error;
 
+use super::blocking::off_the_runtime;
 use super::guard::Guard;
 use super::host::{Engine, Host};
 use super::scratch::scratch_dir;
@@ -65,12 +66,16 @@ pub(super) async fn serve(
         EngineData::WriteFile { id, path } => write_file(host, id, &path, recv).await,
         EngineData::RelayFile(relay) => super::relay::relay_file(host, relay, send, recv).await,
         EngineData::GetVar { id, name, array } => match get_var(host, id, &name, array).await {
-            Ok(value) => return send_bytes(send, &mut &value[..]).await.map(drop),
+            Ok(value) => {
+                return send_bytes(send, std::io::Cursor::new(value))
+                    .await
+                    .map(drop);
+            }
             Err(e) => Err(e),
         },
         EngineData::ReadFile { id, path } => match open_remote(host, id, &path).await {
-            Ok(mut file) => {
-                return match send_bytes(send, &mut file).await? {
+            Ok(file) => {
+                return match send_bytes(send, file).await? {
                     Ok(()) => Ok(()),
                     Err(source) => {
                         let e = Refused::Read { path, source };
@@ -339,17 +344,27 @@ async fn receive(
         }
         match postcard::from_bytes::<Bulk>(&frame) {
             Ok(Bulk::Chunk(data)) => {
-                tokio::task::block_in_place(|| {
-                    digest.update(data);
-                    file.write_all(data)
+                digest.update(data);
+                let start = data.as_ptr() as usize - frame.as_ptr() as usize;
+                let chunk = start..start + data.len();
+                let mut out = file.try_clone().map_err(write_err)?;
+                let buf = std::mem::take(&mut frame);
+                let (buf, written) = off_the_runtime(move || {
+                    let written = out.write_all(&buf[chunk]);
+                    (buf, written)
                 })
-                .map_err(write_err)?;
+                .await;
+                frame = buf;
+                written.map_err(write_err)?;
             }
             Ok(Bulk::End(expected)) => {
                 if digest.digest() != expected {
                     return Err(Refused::Checksum(what.to_string()));
                 }
-                return tokio::task::block_in_place(|| file.sync_all()).map_err(write_err);
+                let out = file.try_clone().map_err(write_err)?;
+                return off_the_runtime(move || out.sync_all())
+                    .await
+                    .map_err(write_err);
             }
             Err(_) => return Err(Refused::CutOff),
         }
@@ -361,12 +376,18 @@ async fn receive(
 /// to the daemon's side by the caller).
 async fn send_bytes(
     send: &mut SendStream,
-    source: &mut impl Read,
+    mut source: impl Read + Send + 'static,
 ) -> Result<Result<(), std::io::Error>, EngineError> {
     let mut digest = Checksum::new();
     loop {
-        let mut buf = vec![0u8; CHUNK];
-        let n = match tokio::task::block_in_place(|| read_full(source, &mut buf)) {
+        let (back, mut buf, n) = off_the_runtime(move || {
+            let mut buf = vec![0u8; CHUNK];
+            let n = read_full(&mut source, &mut buf);
+            (source, buf, n)
+        })
+        .await;
+        source = back;
+        let n = match n {
             Ok(n) => n,
             Err(e) => return Ok(Err(e)),
         };

@@ -17,6 +17,7 @@ use tokio::sync::{Mutex, Notify, OnceCell, mpsc, watch};
 use tokio::time::Instant;
 
 use super::batch::{BatchScript, interrupt, run_batch};
+use super::blocking::off_the_runtime;
 use super::guard::Guard;
 use super::procs::{become_subreaper, kill_descendants, kill_sessions, reap_adopted};
 use super::relay::{Dialer, Upstreams};
@@ -297,9 +298,9 @@ impl Host {
                     eprintln!("pcl engine: request failed: {e}");
                 }
             });
-            // The request just accepted starts first (the runtime runs the
-            // task spawned last first): an engine's batches must take its
-            // shell in the order the daemon sent them.
+            // The request just accepted starts first (yielding puts this
+            // loop behind it): an engine's batches must take its shell in
+            // the order the daemon sent them.
             tokio::task::yield_now().await;
         }
         self.connections.send_modify(|n| *n -= 1);
@@ -310,7 +311,11 @@ impl Host {
         }
     }
 
-    async fn handle(&self, mut send: SendStream, mut recv: RecvStream) -> Result<(), EngineError> {
+    async fn handle(
+        self: Arc<Self>,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) -> Result<(), EngineError> {
         let Some(request) = read_frame::<_, EngineRequest>(&mut recv).await? else {
             return Ok(());
         };
@@ -353,9 +358,11 @@ impl Host {
                 }
                 Err(e) => write_frame(&mut send, &EngineReply::Error(e)).await?,
             },
-            EngineRequest::Data(op) => super::data::serve(self, op, &mut send, &mut recv).await?,
+            EngineRequest::Data(op) => super::data::serve(&self, op, &mut send, &mut recv).await?,
             EngineRequest::Workdir(step) => {
-                let reply = super::workdir_probe::serve(self, step);
+                // The workdir may be on NFS: these calls can block a while.
+                let host = self.clone();
+                let reply = off_the_runtime(move || super::workdir_probe::serve(&host, step)).await;
                 write_frame(&mut send, &reply).await?;
             }
         }

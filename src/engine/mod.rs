@@ -2,6 +2,7 @@
 //! each a persistent shell.
 
 mod batch;
+mod blocking;
 mod data;
 mod error;
 mod guard;

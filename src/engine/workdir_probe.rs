@@ -40,16 +40,17 @@ impl Drop for Marker {
     }
 }
 
+/// One step of the probe. It may block (the workdir may be on NFS), so
+/// the engine host runs it off its runtime thread.
 pub(super) fn serve(host: &Host, step: WorkdirProbe) -> EngineReply {
-    // The workdir may be on NFS: these calls can block for a while.
-    let reply = tokio::task::block_in_place(|| match step {
+    let reply = match step {
         WorkdirProbe::Mark => mark(host),
         WorkdirProbe::Look(tokens) => look(host, &tokens),
         WorkdirProbe::Unmark => {
             host.marker.lock().expect("marker lock").take();
             Ok(EngineReply::Unmarked)
         }
-    });
+    };
     reply.unwrap_or_else(|e| EngineReply::Error(e.to_string()))
 }
 

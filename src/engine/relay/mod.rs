@@ -22,6 +22,7 @@ use downstream::Downstream;
 use frames::{Frames, TooLarge};
 pub(super) use peers::Upstreams;
 
+use super::blocking::off_the_runtime;
 use super::data::{Refused, Target};
 use super::host::Host;
 use crate::protocol::data::{Bulk, Checksum};
@@ -80,12 +81,9 @@ pub(super) async fn relay_file(
     tell(send, &EngineReply::RelayReady).await?;
     let mut copy = Copy {
         downstream,
-        frames: Frames::new(MAX_FRAME),
-        digest: Checksum::new(),
+        local: LocalCopy::new(),
         at: 0,
         skip: 0,
-        written: 0,
-        whole: false,
     };
     let daemon = read_daemon(recv, input);
     tokio::pin!(daemon);
@@ -108,8 +106,8 @@ pub(super) async fn relay_file(
                 continue;
             }
             _ = tick.tick() => {
-                if copy.written != reported {
-                    reported = copy.written;
+                if copy.local.written != reported {
+                    reported = copy.local.written;
                     tell(send, &EngineReply::Relayed(reported)).await?;
                 }
                 continue;
@@ -133,7 +131,7 @@ pub(super) async fn relay_file(
             Input::Attached => {}
             Input::Piece(origin, piece) if source == Some(origin) => {
                 copy.take(piece, &mut target.file, &relay.path).await?;
-                if copy.whole {
+                if copy.local.whole {
                     break;
                 }
             }
@@ -156,7 +154,7 @@ pub(super) async fn relay_file(
     }
     drop(upstream);
     copy.downstream.finish().await;
-    tell(send, &EngineReply::Relayed(copy.written)).await?;
+    tell(send, &EngineReply::Relayed(copy.local.written)).await?;
     target.commit()
 }
 
@@ -205,16 +203,11 @@ async fn read_daemon(recv: &mut RecvStream, input: mpsc::Sender<Input>) {
 /// their frames written to the local copy.
 struct Copy {
     downstream: Downstream,
-    frames: Frames,
-    digest: Checksum,
+    local: LocalCopy,
     /// Bytes of the stream taken so far.
     at: u64,
     /// Bytes of a new source to drop: it started before `at`.
     skip: u64,
-    /// Bytes of the file written.
-    written: u64,
-    /// The end frame came and its digest matched.
-    whole: bool,
 }
 
 impl Copy {
@@ -232,19 +225,57 @@ impl Copy {
         }
         self.at += piece.len() as u64;
         self.downstream.forward(&piece).await;
+        // Only a piece that completes a frame writes to the file, off the
+        // runtime thread: the others are only copied, and need no thread
+        // of their own (each hand-over costs a thread switch).
+        if !self.local.frames.completes(piece.len()) {
+            return self.local.write(&piece, file, what);
+        }
+        let mut local = std::mem::replace(&mut self.local, LocalCopy::new());
+        let mut out = file.try_clone().map_err(|source| Refused::Write {
+            path: what.to_string(),
+            source,
+        })?;
+        let what = what.to_string();
+        let (local, written) = off_the_runtime(move || {
+            let written = local.write(&piece, &mut out, &what);
+            (local, written)
+        })
+        .await;
+        self.local = local;
+        written
+    }
+}
+
+/// The local copy of the stream: its frames put back together, hashed
+/// and written.
+struct LocalCopy {
+    frames: Frames,
+    digest: Checksum,
+    /// Bytes of the file written.
+    written: u64,
+    /// The end frame came and its digest matched.
+    whole: bool,
+}
+
+impl LocalCopy {
+    fn new() -> LocalCopy {
+        LocalCopy {
+            frames: Frames::new(MAX_FRAME),
+            digest: Checksum::new(),
+            written: 0,
+            whole: false,
+        }
+    }
+
+    fn write(&mut self, piece: &[u8], file: &mut std::fs::File, what: &str) -> Result<(), Refused> {
         let write_err = |source| Refused::Write {
             path: what.to_string(),
             source,
         };
         let (digest, written, whole) = (&mut self.digest, &mut self.written, &mut self.whole);
-        let frames = &mut self.frames;
-        // Only a piece that completes a frame writes to the file: the
-        // others are only copied, and need no hand-over of the worker
-        // (each one costs a thread switch, and more threads hold more
-        // memory).
-        let may_write = frames.completes(piece.len());
-        let mut take = || {
-            frames.push(&piece, |body| match postcard::from_bytes::<Bulk>(body) {
+        self.frames
+            .push(piece, |body| match postcard::from_bytes::<Bulk>(body) {
                 Ok(Bulk::Chunk(data)) if !*whole => {
                     digest.update(data);
                     *written += data.len() as u64;
@@ -260,11 +291,5 @@ impl Copy {
                 }
                 _ => Err(Refused::Protocol("a malformed bulk frame".into())),
             })
-        };
-        if may_write {
-            tokio::task::block_in_place(take)
-        } else {
-            take()
-        }
     }
 }
