@@ -360,7 +360,6 @@ impl Host {
             },
             EngineRequest::Data(op) => super::data::serve(&self, op, &mut send, &mut recv).await?,
             EngineRequest::Workdir(step) => {
-                // The workdir may be on NFS: these calls can block a while.
                 let host = self.clone();
                 let reply = off_the_runtime(move || super::workdir_probe::serve(&host, step)).await;
                 write_frame(&mut send, &reply).await?;

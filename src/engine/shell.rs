@@ -174,11 +174,18 @@ impl Shell {
                 if libc::dup2(1, OUT_FD) < 0 || libc::dup2(2, ERR_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // The engine host's own descriptors are still open here, so
+                // with many engines the lowest free one can be NULL_FD itself.
                 let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-                if null < 0 || libc::dup2(null, NULL_FD) < 0 {
+                if null < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                libc::close(null);
+                if null != NULL_FD {
+                    if libc::dup2(null, NULL_FD) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(null);
+                }
                 Ok(())
             });
         }
