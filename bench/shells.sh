@@ -5,7 +5,9 @@
 # engines on the local launcher, so no namespaces, ssh or root needed.
 #  - CPU per engine per px of the shells and of the engine host (from
 #    /proc/PID/task/*/schedstat), and px's wall time;
-#  - CPU per command of the bare shells (getrusage of the reaped children).
+#  - CPU per command of the bare shells, read the same way;
+#  - with strace installed, the system calls of one shell per command and
+#    of the engine host per px, over 20 more px (traced, so not timed).
 # Usage: bench/shells.sh   (ENGINES=32 RUNS=200 to change the shape;
 #        PCL=path/to/pcl to measure another build)
 source "$(dirname "$0")/lib.sh"
@@ -37,32 +39,49 @@ read -r s1 h1 <<<"$(cpu_us $shells) $(cpu_us "$host")"
 per() { awk -v us="$1" -v n="$2" 'BEGIN {printf "%.0f", us / n}'; }
 
 # The floor: as many bare shells, all told `true; echo` at once each
-# round, as a px tells its engines, then reaped for their CPU time (less
-# what as many shells cost to start and end).
+# round, as a px tells its engines, their CPU read the same way.
 floor_us=$(python3 - "$ENGINES" "$RUNS" <<'PY'
-import os, resource, select, subprocess, sys
+import os, select, subprocess, sys
 n, runs = int(sys.argv[1]), int(sys.argv[2])
-def shells_answering(rounds):
-    shells = [subprocess.Popen(["bash", "--noprofile", "--norc"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, bufsize=0) for _ in range(n)]
-    for _ in range(rounds):
-        for s in shells:
-            os.write(s.stdin.fileno(), b"true; echo\n")
-        for s in shells:
-            select.select([s.stdout], [], [])
-            os.read(s.stdout.fileno(), 64)
+shells = [subprocess.Popen(["bash", "--noprofile", "--norc"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, bufsize=0) for _ in range(n)]
+def one_round():
     for s in shells:
-        s.stdin.close()
-        s.wait()
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-started = shells_answering(0)  # what starting and ending them costs
-print("%.0f" % ((shells_answering(runs) - 2 * started) * 1e6 / n / runs))
+        os.write(s.stdin.fileno(), b"true; echo\n")
+    for s in shells:
+        select.select([s.stdout], [], [])
+        os.read(s.stdout.fileno(), 64)
+def cpu_ns():
+    return sum(int(open(f"/proc/{s.pid}/schedstat").read().split()[0]) for s in shells)
+one_round()  # first call: nothing cold left
+before = cpu_ns()
+for _ in range(runs):
+    one_round()
+print("%.0f" % ((cpu_ns() - before) / 1000 / n / runs))
+for s in shells:
+    s.stdin.close()
+    s.wait()
 PY
 )
+syscalls=""
+if command -v strace >/dev/null; then
+    traced=20
+    strace -c -o "$BENCH_TMP/shell.strace" -p "$(echo "$shells" | head -1)" 2>/dev/null &
+    shell_trace=$!
+    strace -c -f -o "$BENCH_TMP/host.strace" -p "$host" 2>/dev/null &
+    host_trace=$!
+    sleep 1 # both attached
+    for _ in $(seq "$traced"); do "$PCL" px true >/dev/null; done
+    kill -INT "$shell_trace" "$host_trace"
+    wait "$shell_trace" "$host_trace" || true
+    calls() { awk -v name="$2" '$NF == name {print $4}' "$1"; }
+    syscalls="  one shell's system calls per command  $(per "$(calls "$BENCH_TMP/shell.strace" total)" "$traced") ($(per "$(calls "$BENCH_TMP/shell.strace" read)" "$traced") reads)
+  engine host's system calls per px     $(per "$(calls "$BENCH_TMP/host.strace" total)" "$traced")"
+fi
 shells_us=$(per $((s1 - s0)) $((RUNS * ENGINES)))
 echo "$ENGINES local engines, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $RUNS one-shot px true"
 echo "  px true, wall time               $(awk -v a="$t0" -v b="$t1" -v r="$RUNS" 'BEGIN {printf "%.2f", (b - a) * 1000 / r}') ms"
 echo "  shells' CPU per engine per px    $shells_us us"
 echo "  engine host's CPU per engine     $(per $((h1 - h0)) $((RUNS * ENGINES))) us"
 echo "  bare bash CPU per command        $floor_us us   pcl's shells use $(ratio "$shells_us" "$floor_us")x that"
+[ -z "$syscalls" ] || echo "$syscalls"
