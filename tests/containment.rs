@@ -303,6 +303,25 @@ fn a_shell_that_does_not_answer_an_interrupt_is_replaced() {
 }
 
 #[test]
+fn a_shell_that_exits_is_replaced_without_waiting_for_its_background_jobs() {
+    let env = Env::new();
+    env.up([env.cluster_local(2)]);
+    // The job holds the shell's stdout and stderr open: the engine must
+    // see the shell's own exit, not wait for the pipes to close, and the
+    // job goes with the shell it belonged to.
+    let out = env
+        .pcl(["px", "sleep 120 & echo bye; exit 3"])
+        .timeout_secs(30)
+        .run()
+        .assert_exit(3)
+        .assert_stderr_contains("the shell exited with status 3");
+    assert_px_output(&out, "[stdout:0] bye\n[stdout:1] bye\n");
+    env.px(["pgrep -f 'sleep 12[0]' || echo no job left"])
+        .success()
+        .assert_stdout("[stdout:0] no job left\n[stdout:1] no job left\n");
+}
+
+#[test]
 fn everything_a_command_wrote_before_its_shell_exited_arrives() {
     let env = Env::new();
     env.up([env.cluster_local(4)]);

@@ -346,6 +346,11 @@ impl Shell {
                     err_buf.clear();
                     sink.stderr(data).await;
                 }
+                // The shell's own exit, seen even while a job it left
+                // running (`sleep 600 & exit`) holds its pipes open.
+                _ = self.child.wait() => {
+                    return self.restart_after_death(sink, scan).await;
+                }
                 _ = sink.abandoned(), if !abandoned => {
                     abandoned = true;
                     if !timed_out {
