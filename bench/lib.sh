@@ -11,6 +11,14 @@ PCL=${PCL:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/pcl}
 export XDG_RUNTIME_DIR=$BENCH_TMP/run
 mkdir -p "$XDG_RUNTIME_DIR"
 
+# UDP datagrams in and out of every namespace host: QUIC packets, each a
+# wakeup and an acknowledgement's worth of work at both ends.
+datagrams() {
+    for ns in "${BENCH_NS[@]}"; do
+        ip netns exec "$ns" awk '/^Udp:/ {getline; print $2 + $5}' /proc/net/snmp
+    done | awk '{s += $1} END {print s}'
+}
+
 bench_cleanup() {
     set +e
     PCL_SESSION=bench "$PCL" down >/dev/null 2>&1

@@ -54,13 +54,6 @@ cpu_us() {
     }
     echo "$(run_us $daemon) $(run_us $hosts) $(ticks_us $shells)"
 }
-# UDP datagrams in and out of every namespace host: QUIC packets, each
-# a wakeup and an acknowledgement's worth of work at both ends.
-datagrams() {
-    for ns in "${BENCH_NS[@]}"; do
-        ip netns exec "$ns" awk '/^Udp:/ {getline; print $2 + $5}' /proc/net/snmp
-    done | awk '{s += $1} END {print s}'
-}
 "$PCL" map 'echo {}' 1 2 3 4 >/dev/null # warm
 read -r d0 h0 s0 < <(cpu_us)
 u0=$(datagrams)

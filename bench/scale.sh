@@ -56,6 +56,7 @@ cpu_us() { # CPU time of these processes' live threads, in microseconds
     for pid in "$@"; do cat "/proc/$pid/task/"*/schedstat; done 2>/dev/null |
         awk '{s += $1} END {printf "%d", s / 1000}'
 }
+u0=$(datagrams)
 read -r d0 h0 s0 <<<"$(cpu_us $daemon) $(cpu_us $hosts) $(cpu_us $shells)"
 cli_us=0
 TIMEFORMAT='%3U %3S'
@@ -64,6 +65,7 @@ for _ in $(seq "$RUNS"); do
     cli_us=$(awk -v c="$cli_us" -v t="$t" 'BEGIN {split(t, f, " "); printf "%d", c + (f[1] + f[2]) * 1e6}')
 done
 read -r d1 h1 s1 <<<"$(cpu_us $daemon) $(cpu_us $hosts) $(cpu_us $shells)"
+u1=$(datagrams)
 per_engine() { awk -v us="$1" -v r="$RUNS" -v n="$N" 'BEGIN {printf "%.0f", us / r / n}'; }
 
 # The floor: N bare shells, each told `true; echo` on its stdin pipe and
@@ -134,6 +136,8 @@ printf '  %-44s %8s ms   px is %sx the floor\n' "floor: $N bare bash answering o
 printf '    px CPU per engine: daemon %s us, engine hosts %s us, shells %s us, CLI %s us\n' \
     "$(per_engine $((d1 - d0)))" "$(per_engine $((h1 - h0)))" "$(per_engine $((s1 - s0)))" \
     "$(per_engine "$cli_us")"
+printf '    UDP datagrams per host per px, in and out: %s\n' \
+    "$(awk -v u=$((u1 - u0)) -v r="$RUNS" -v h="$HOSTS" 'BEGIN {printf "%.2f", u / r / h}')"
 printf '  %-44s %8s ms   (%s us per engine)\n' "pcl down" "$pcl_down_ms" "$(per_ms "$pcl_down_ms")"
 printf '  %-44s %8s MiB  (target < 64 MiB)\n' "daemon peak RSS (VmHWM)" "$(mib "$daemon_kib")"
 printf '  %-44s %8s MiB  (mean %s MiB over %s)\n' "engine host peak RSS, max" "$(mib "$engine_max")" \

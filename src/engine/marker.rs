@@ -3,6 +3,8 @@
 //! and the shell's flags; everything before it is the command's output,
 //! byte for byte.
 
+use std::cell::RefCell;
+
 use memchr::memmem;
 
 use super::shell::random_bytes;
@@ -62,7 +64,7 @@ impl MarkerScanner {
 /// with a system call of its own; hex would take 16).
 pub(super) fn marker_token() -> String {
     const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut bits = u64::from_le_bytes(random_bytes::<8>());
+    let mut bits = random_word();
     (0..11)
         .map(|_| {
             let digit = DIGITS[(bits % 62) as usize] as char;
@@ -70,6 +72,28 @@ pub(super) fn marker_token() -> String {
             digit
         })
         .collect()
+}
+
+/// Random words drawn from the system this many at a time: a `getrandom`
+/// for every command was one of the few system calls each engine's part
+/// of a px costs the engine host.
+const POOL_WORDS: usize = 64;
+
+fn random_word() -> u64 {
+    thread_local! {
+        static POOL: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    }
+    POOL.with_borrow_mut(|pool| {
+        if pool.is_empty() {
+            let bytes = random_bytes::<{ POOL_WORDS * 8 }>();
+            pool.extend(
+                bytes
+                    .chunks_exact(8)
+                    .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes"))),
+            );
+        }
+        pool.pop().expect("the pool was just filled")
+    })
 }
 
 /// One command's stdout, cut at its marker.
@@ -151,5 +175,12 @@ mod tests {
         assert_eq!(a.len(), 11);
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()), "{a}");
         assert_ne!(a, marker_token());
+    }
+
+    #[test]
+    fn marker_tokens_stay_distinct_across_refills_of_the_pool() {
+        let tokens: std::collections::HashSet<String> =
+            (0..super::POOL_WORDS * 3).map(|_| marker_token()).collect();
+        assert_eq!(tokens.len(), super::POOL_WORDS * 3);
     }
 }

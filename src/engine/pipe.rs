@@ -105,6 +105,9 @@ impl OutputPipe {
     pub(super) fn read_with_gap(&mut self, gap: Option<Duration>) -> io::Result<()> {
         if let Some(gap) = gap {
             self.pause = if self.gap.is_none() {
+                // Rounds are counted from here: without a gap, a short
+                // read does not end one.
+                self.round = 0;
                 gap
             } else {
                 self.pause.min(gap)
@@ -204,7 +207,17 @@ impl AsyncRead for OutputPipe {
             let read = match &mut pipe.mode {
                 Mode::Watched(watched) => {
                     let mut ready = ready!(watched.poll_read_ready(cx))?;
+                    let wanted = buf.remaining();
                     match ready.try_io(|fd| read_into(fd.get_ref(), buf)) {
+                        // A pipe reads short only when that emptied it, and
+                        // bytes written later bring a new event: the read
+                        // that would only find it empty is saved, one per
+                        // command. With a gap, that read is what ends a
+                        // round, so it stays.
+                        Ok(Ok(n)) if n > 0 && n < wanted && pipe.gap.is_none() => {
+                            ready.clear_ready();
+                            Ok(n)
+                        }
                         Ok(read) => read,
                         Err(_would_block) => Err(io::ErrorKind::WouldBlock.into()),
                     }
@@ -312,6 +325,28 @@ mod tests {
         let mut tail = Vec::new();
         pipe.read_held(&mut tail).unwrap();
         assert_eq!(tail, b"tail");
+    }
+
+    #[tokio::test]
+    async fn after_a_short_read_the_next_bytes_still_wake_the_reader() {
+        let (mut pipe, mut writer) = pipe();
+        let mut buf = vec![0u8; 1 << 10];
+        for line in [&b"one\n"[..], b"two\n", b"three\n"] {
+            let late = line.to_vec();
+            let writing = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                writer.write_all(&late).unwrap();
+                writer
+            });
+            let n = tokio::time::timeout(Duration::from_secs(5), pipe.read(&mut buf))
+                .await
+                .expect("bytes written after a short read woke the reader")
+                .unwrap();
+            assert_eq!(&buf[..n], line);
+            writer = writing.join().unwrap();
+        }
+        drop(writer);
+        assert_eq!(pipe.read(&mut buf).await.unwrap(), 0, "the end still reads");
     }
 
     #[tokio::test(start_paused = true)]
