@@ -233,8 +233,14 @@ impl Shell {
         if command.contains('\0') {
             return Err(EngineError::NulInCommand);
         }
-        self.run_script(
-            &format!("eval {}", ansi_c_quote(command.as_bytes())),
+        // eval's own redirections are undone when it returns, as a
+        // group's are, and without the group bash reads 4 bytes fewer
+        // (one system call each) and runs one command fewer.
+        self.run_lines(
+            &format!(
+                "eval {} {USER_REDIRECTS}\n",
+                ansi_c_quote(command.as_bytes())
+            ),
             timeout,
             sink,
         )

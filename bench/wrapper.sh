@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Where a shell's CPU per command goes, piece by piece of pcl's wrapper:
+# bare bash processes told, over a pipe, first `true; echo` (the floor
+# that bench/scale.sh and bench/shells.sh measure), then the same with
+# each piece of what an engine sends added in turn, up to the whole
+# wrapper of a one-shot `px true`. Each step is the cost of one part of
+# the contract (the end marker, eval's quoting, a command's redirections
+# staying its own); the last is what an engine's shell pays, before any
+# work of pcl's own processes. No pcl needed.
+# Usage: bench/wrapper.sh   (SHELLS=4 RUNS=3000 ROUNDS=3 to change)
+set -euo pipefail
+SHELLS=${SHELLS:-4}
+RUNS=${RUNS:-3000}
+ROUNDS=${ROUNDS:-3}
+python3 - "$SHELLS" "$RUNS" "$ROUNDS" <<'PY'
+import os, select, statistics, subprocess, sys
+n, runs, rounds = (int(a) for a in sys.argv[1:])
+# As an engine's shell is set up: the end function, job control, and the
+# engine's own copies of stdout and stderr and a /dev/null at 250-252.
+END = (b"__pcl_e() { builtin printf '%s%s%d %s\\n' \"$1\" \"$2\" $? \"$-\"; }; "
+       b"builtin readonly -f __pcl_e\nbuiltin set -m; trap : INT\n")
+MARK = b"__pcl_e Ab3De Fg6Hi9\n"
+REDIRS = b"<&252- >&250- 2>&251-"
+steps = [
+    ("true; echo (the floor)", b"true; echo\n"),
+    ("true; echo of a marker-long line", b"true; echo Ab3DeFg6Hi90 hmBs\n"),
+    ("true, then the end function", b"true\n" + MARK),
+    ("eval $'true', then the end function", b"eval $'true'\n" + MARK),
+    ("the same in a { } group", b"{ eval $'true'\n}\n" + MARK),
+    ("the group's redirections (pcl's px)", b"{ eval $'true'\n} " + REDIRS + b"\n" + MARK),
+    ("eval's own redirections, no group", b"eval $'true' " + REDIRS + b"\n" + MARK),
+]
+def setup():
+    os.setsid()
+    os.dup2(1, 250)
+    os.dup2(2, 251)
+    null = os.open("/dev/null", os.O_RDONLY)
+    if null != 252:
+        os.dup2(null, 252)
+        os.close(null)
+def cpu_us_per_command(line):
+    shells = [subprocess.Popen(["bash", "--noprofile", "--norc"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, bufsize=0, preexec_fn=setup,
+                               close_fds=False) for _ in range(n)]
+    for s in shells:
+        os.write(s.stdin.fileno(), END)
+    def one_round():
+        for s in shells:
+            os.write(s.stdin.fileno(), line)
+        for s in shells:
+            select.select([s.stdout], [], [])
+            os.read(s.stdout.fileno(), 256)
+    def cpu_ns():
+        return sum(int(open(f"/proc/{s.pid}/schedstat").read().split()[0]) for s in shells)
+    for _ in range(50):
+        one_round()
+    before = cpu_ns()
+    for _ in range(runs):
+        one_round()
+    us = (cpu_ns() - before) / 1000 / n / runs
+    for s in shells:
+        s.stdin.close()
+        s.wait()
+    return us
+samples = {name: [] for name, _ in steps}
+for _ in range(rounds):  # interleaved, so a slow spell hits every step
+    for name, line in steps:
+        samples[name].append(cpu_us_per_command(line))
+print(f"{n} bare bash, {os.cpu_count()} cores, {runs} commands each, median of {rounds} rounds")
+floor = statistics.median(samples[steps[0][0]])
+for name, line in steps:
+    us = statistics.median(samples[name])
+    print(f"  {name:<40} {len(line):3d} bytes  {us:6.1f} us  {us / floor:4.1f}x the floor")
+PY
