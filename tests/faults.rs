@@ -10,21 +10,10 @@ use common::*;
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn state(v: &serde_json::Value, id: u32) -> String {
-    v["engines"]
-        .as_array()
-        .expect("engines")
-        .iter()
-        .find(|e| e["id"] == id)
-        .and_then(|e| e["state"].as_str())
-        .unwrap_or("missing")
-        .to_string()
-}
-
 /// Wait until engine `id` is in `want`; panic with the status otherwise.
 #[track_caller]
 fn wait_state(env: &Env, id: u32, want: &str, within: Duration) {
-    if !wait_until(within, || state(&env.status_json(), id) == want) {
+    if !wait_until(within, || engine_state(&env.status_json(), id) == want) {
         panic!(
             "engine {id} not {want} within {within:?}: {}\nsession processes:\n{}\n{}",
             env.status_json(),
@@ -140,7 +129,7 @@ fn faults_killed_engine_host_is_dead_then_restart_brings_it_back_fresh() {
     }
     let v = env.status_json();
     for &id in &live {
-        assert_eq!(state(&v, id), "idle", "{v}");
+        assert_eq!(engine_state(&v, id), "idle", "{v}");
     }
     // The shells and their children (the guard's work: the engine host
     // could not clean up) went with their engine host.
@@ -263,7 +252,7 @@ fn faults_link_down_mid_px_fails_that_engine_then_reconnects_with_its_state() {
         out.describe()
     );
     let v = env.status_json();
-    assert_eq!(state(&v, victim), "dead", "{v}");
+    assert_eq!(engine_state(&v, victim), "dead", "{v}");
 
     // Back inside the grace: the same engine host, its state intact, and
     // the command nobody was waiting for any more is gone.

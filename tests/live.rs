@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use std::io::{BufRead, BufReader};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Run `pcl ARGS` and note when each stdout line arrived, relative to the
 /// process's end: (seconds before the end, line).
@@ -72,6 +72,28 @@ fn in_a_pipe_the_first_engine_prints_before_the_slowest_ends() {
         lines[0].0 > 1.5,
         "engine 0 waited for the others: {lines:?}"
     );
+}
+
+#[test]
+fn an_engine_that_ended_is_free_while_its_hosts_slowest_still_runs() {
+    let env = Env::new();
+    env.up([env.cluster_local(2)]);
+    // Both engines answer on one stream from their engine host, where an
+    // engine's end may wait a moment for the other's to share a packet:
+    // only a moment.
+    let child = env.spawn(&["px", "if [ $PCL_ENGINE_ID = 1 ]; then sleep 60; fi"]);
+    let free = wait_until(Duration::from_secs(15), || {
+        let v = env.status_json();
+        engine_state(&v, 0) == "idle" && engine_state(&v, 1) == "busy"
+    });
+    assert!(
+        free,
+        "engine 0 not idle beside a busy engine 1: {}",
+        env.status_json()
+    );
+    env.pcl(["interrupt"]).run().success();
+    let (code, _, stderr, _) = finish(child, Duration::from_secs(15));
+    assert_eq!(code, 130, "{stderr}");
 }
 
 #[test]

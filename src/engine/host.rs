@@ -6,14 +6,13 @@
 //! shell and child with it.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream, StoppedError, VarInt};
+use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{Mutex, Notify, OnceCell, mpsc, watch};
+use tokio::sync::{Mutex, Notify, OnceCell, watch};
 use tokio::time::Instant;
 
 use super::batch::{BatchScript, interrupt, run_batch};
@@ -24,14 +23,14 @@ use super::relay::{Dialer, Upstreams};
 use super::scratch::scratch_dir;
 use super::workdir::prepare_workdir;
 use super::workdir_probe::Marker;
-use super::{EngineError, OutputSink, Shell, ShellSpec};
+use super::{EngineError, Shell, ShellSpec};
 use crate::join_all;
 use crate::protocol::engine::{
-    EngineHostConfig, EngineReply, EngineRequest, ExecEvent, HANDSHAKE_PREFIX, SESSION_DOWN,
+    EngineHostConfig, EngineReply, EngineRequest, HANDSHAKE_PREFIX, SESSION_DOWN,
 };
 use crate::transport::{
-    Channel, Identity, PeerPins, encode_frame, peer_fingerprint, read_frame,
-    server_channel_endpoint, server_endpoint, take_end_if_there, write_frame,
+    Channel, Identity, PeerPins, peer_fingerprint, read_frame, server_channel_endpoint,
+    server_endpoint, take_end_if_there, write_frame,
 };
 
 /// One engine: its shell, and the shell's pid readable without waiting
@@ -375,99 +374,6 @@ impl Host {
             .filter(|&i| i < self.config.engines)
             .ok_or_else(|| format!("engine {id} is not on this host"))?;
         self.engines().await[index as usize].clone()
-    }
-}
-
-impl Host {
-    /// Run `command` in each engine of `ids` at once, their answers
-    /// interleaved on the one stream as they come.
-    async fn exec(
-        &self,
-        ids: Vec<u32>,
-        command: String,
-        timeout: Option<Duration>,
-        send: &mut SendStream,
-    ) -> Result<(), EngineError> {
-        let (tx, mut replies) = mpsc::channel(EXEC_QUEUE);
-        let command: Arc<str> = command.into();
-        for id in ids {
-            let sink = ExecSink {
-                id,
-                replies: tx.clone(),
-                stopped: Box::pin(send.stopped()),
-            };
-            let engine = self.engine(id).await;
-            let command = command.clone();
-            tokio::spawn(async move { exec_one(engine, &command, timeout, sink).await });
-        }
-        drop(tx);
-        while let Some(reply) = replies.recv().await {
-            // The other engines woken by the same round of events put
-            // their replies in first: one write and one packet for all.
-            tokio::task::yield_now().await;
-            let mut frames = encode_frame(&reply)?;
-            while let Ok(reply) = replies.try_recv() {
-                frames.extend(encode_frame(&reply)?);
-            }
-            // A daemon that stopped listening loses the output, not the
-            // engine: the runs go on to their ends.
-            let _ = send.write_all(&frames).await;
-        }
-        Ok(())
-    }
-}
-
-/// Replies of one `Exec` waiting for its stream: enough to keep every
-/// shell's pipe drained while the stream is busy, and a bound on what a
-/// command that prints faster than the link carries holds in memory.
-const EXEC_QUEUE: usize = 64;
-
-async fn exec_one(
-    engine: Result<Arc<Engine>, String>,
-    command: &str,
-    timeout: Option<Duration>,
-    mut sink: ExecSink,
-) {
-    let event = match engine {
-        Ok(engine) => {
-            let mut shell = engine.shell.lock().await;
-            let end = shell.run_user(command, timeout, &mut sink).await;
-            engine.pid.store(shell.pid(), Ordering::SeqCst);
-            match end {
-                Ok(end) => ExecEvent::Done(end),
-                Err(e) => ExecEvent::Error(e.to_string()),
-            }
-        }
-        Err(e) => ExecEvent::Error(e),
-    };
-    sink.send(event).await;
-}
-
-/// One engine's part of an `Exec`.
-struct ExecSink {
-    id: u32,
-    replies: mpsc::Sender<EngineReply>,
-    stopped: Pin<Box<dyn Future<Output = Result<Option<VarInt>, StoppedError>> + Send>>,
-}
-
-impl ExecSink {
-    async fn send(&mut self, event: ExecEvent) {
-        let reply = EngineReply::Exec { id: self.id, event };
-        let _ = self.replies.send(reply).await;
-    }
-}
-
-impl OutputSink for ExecSink {
-    async fn stdout(&mut self, data: Vec<u8>) {
-        self.send(ExecEvent::Stdout(data)).await;
-    }
-    async fn stderr(&mut self, data: Vec<u8>) {
-        self.send(ExecEvent::Stderr(data)).await;
-    }
-    /// The daemon stopped reading the stream, or the connection is lost:
-    /// the output has nowhere to go.
-    async fn abandoned(&mut self) {
-        let _ = self.stopped.as_mut().await;
     }
 }
 

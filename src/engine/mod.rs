@@ -5,6 +5,7 @@ mod batch;
 mod blocking;
 mod data;
 mod error;
+mod exec;
 mod guard;
 mod host;
 mod leftovers;

@@ -258,6 +258,18 @@ impl Drop for Env {
     }
 }
 
+/// Engine `id`'s state in a `pcl status --json` ("idle", "busy", ...).
+pub fn engine_state(v: &serde_json::Value, id: u32) -> String {
+    v["engines"]
+        .as_array()
+        .expect("engines")
+        .iter()
+        .find(|e| e["id"] == id)
+        .and_then(|e| e["state"].as_str())
+        .unwrap_or("missing")
+        .to_string()
+}
+
 /// The ids in `up`'s table of the engines on `host`.
 pub fn engines_on(table: &[(u32, String)], host: &str) -> Vec<u32> {
     table
