@@ -3,7 +3,8 @@
 # bare bash processes told, over a pipe, first `true; echo` (the floor
 # that bench/scale.sh and bench/shells.sh measure), then the same with
 # each piece of what an engine sends added in turn, up to the whole
-# wrapper of a one-shot `px true`. Each step is the cost of one part of
+# wrapper of a one-shot `px true` (the last line, beside the { } group
+# it used before). Each step is the cost of one part of
 # the contract (the end marker, eval's quoting, a command's redirections
 # staying its own); the last is what an engine's shell pays, before any
 # work of pcl's own processes. No pcl needed.
@@ -27,8 +28,8 @@ steps = [
     ("true, then the end function", b"true\n" + MARK),
     ("eval $'true', then the end function", b"eval $'true'\n" + MARK),
     ("the same in a { } group", b"{ eval $'true'\n}\n" + MARK),
-    ("the group's redirections (pcl's px)", b"{ eval $'true'\n} " + REDIRS + b"\n" + MARK),
-    ("eval's own redirections, no group", b"eval $'true' " + REDIRS + b"\n" + MARK),
+    ("the group's redirections (pcl's px before)", b"{ eval $'true'\n} " + REDIRS + b"\n" + MARK),
+    ("eval's own redirections, no group (px now)", b"eval $'true' " + REDIRS + b"\n" + MARK),
 ]
 def setup():
     os.setsid()
