@@ -151,12 +151,12 @@ pub(crate) async fn run(
             // engine's answer.
             biased;
             Some(Piece { id, stream, data }) = pieces.recv() => {
-                out.send(&Reply::Output { id, stream, data }).await?;
+                out.queue(&Reply::Output { id, stream, data }).await?;
             }
             index = done.recv() => {
                 let Some(index) = index else { break };
                 finished[index] = true;
-                out.send(&Reply::Finished(ids[index])).await?;
+                out.queue(&Reply::Finished(ids[index])).await?;
                 if request.stream {
                     answer(pool, &slots[index], ids[index], out).await?;
                     answered += 1;
@@ -170,6 +170,11 @@ pub(crate) async fn run(
             if turn < ids.len() {
                 go_live(&slots[turn], &live, ids[turn], out).await?;
             }
+        }
+        // What came in one burst (a thousand engines' ends) goes in one
+        // write; anything alone goes at once.
+        if pieces.is_empty() && done.is_empty() {
+            out.flush().await?;
         }
     }
     out.send(&Reply::Done).await?;
@@ -214,7 +219,7 @@ async fn answer(
             None => lost,
         });
     }
-    out.send(&Reply::EngineDone(EngineDone {
+    out.queue(&Reply::EngineDone(EngineDone {
         id,
         host: pool.host_of(id),
         status,
@@ -242,7 +247,7 @@ async fn send_held(
                     break;
                 }
             };
-            out.send(&Reply::Output { id, stream, data }).await?;
+            out.queue(&Reply::Output { id, stream, data }).await?;
         }
     }
     Ok(())

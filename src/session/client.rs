@@ -1,3 +1,4 @@
+use tokio::io::BufReader;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -5,9 +6,14 @@ use super::{SessionError, SessionPaths};
 use crate::protocol::session::{Reply, Request};
 use crate::transport::{read_frame, write_frame};
 
+/// Read from the socket at once: room for a few thousand small replies.
+const REPLY_BUFFER: usize = 64 << 10;
+
 /// The CLI's end of the session socket: one request, then its replies.
 pub(crate) struct Client {
-    read: OwnedReadHalf,
+    /// Buffered: a px on a thousand engines answers with thousands of
+    /// small frames, two reads each without it.
+    read: BufReader<OwnedReadHalf>,
     write: Option<OwnedWriteHalf>,
     paths: SessionPaths,
     job: Option<u64>,
@@ -19,7 +25,7 @@ impl Client {
             Ok(stream) => {
                 let (read, write) = stream.into_split();
                 Ok(Self {
-                    read,
+                    read: BufReader::with_capacity(REPLY_BUFFER, read),
                     write: Some(write),
                     paths: paths.clone(),
                     job: None,
