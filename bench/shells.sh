@@ -7,7 +7,9 @@
 #    /proc/PID/task/*/schedstat), and px's wall time;
 #  - CPU per command of the bare shells, read the same way;
 #  - with strace installed, the system calls of one shell per command and
-#    of the engine host per px, over 20 more px (traced, so not timed).
+#    of the engine host per px, and the daemon's writes to the CLI's
+#    socket per px, over 20 more px (traced, so not timed); and the CLI's
+#    reads of that socket in one more.
 # Usage: bench/shells.sh   (ENGINES=32 RUNS=200 to change the shape;
 #        PCL=path/to/pcl to measure another build)
 source "$(dirname "$0")/lib.sh"
@@ -70,13 +72,20 @@ if command -v strace >/dev/null; then
     shell_trace=$!
     strace -c -f -o "$BENCH_TMP/host.strace" -p "$host" 2>/dev/null &
     host_trace=$!
-    sleep 1 # both attached
+    daemon=$(pgrep -f "^$PCL session serve --session bench$" | head -1)
+    strace -c -f -o "$BENCH_TMP/daemon.strace" -p "$daemon" 2>/dev/null &
+    daemon_trace=$!
+    sleep 1 # all attached
     for _ in $(seq "$traced"); do "$PCL" px true >/dev/null; done
-    kill -INT "$shell_trace" "$host_trace"
-    wait "$shell_trace" "$host_trace" || true
+    kill -INT "$shell_trace" "$host_trace" "$daemon_trace"
+    wait "$shell_trace" "$host_trace" "$daemon_trace" || true
+    # The CLI's own, on one more px: its reads of the session socket.
+    strace -c -f -o "$BENCH_TMP/cli.strace" "$PCL" px true >/dev/null
     calls() { awk -v name="$2" '$NF == name {print $4}' "$1"; }
     syscalls="  one shell's system calls per command  $(per "$(calls "$BENCH_TMP/shell.strace" total)" "$traced") ($(per "$(calls "$BENCH_TMP/shell.strace" read)" "$traced") reads)
-  engine host's system calls per px     $(per "$(calls "$BENCH_TMP/host.strace" total)" "$traced")"
+  engine host's system calls per px     $(per "$(calls "$BENCH_TMP/host.strace" total)" "$traced")
+  daemon's writes to the CLI per px     $(per "$(calls "$BENCH_TMP/daemon.strace" sendto)" "$traced")
+  CLI's reads of its socket per px      $(per "$(calls "$BENCH_TMP/cli.strace" recvfrom)" 1)"
 fi
 shells_us=$(per $((s1 - s0)) $((RUNS * ENGINES)))
 echo "$ENGINES local engines, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $RUNS one-shot px true"
