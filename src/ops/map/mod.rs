@@ -13,7 +13,7 @@ mod running;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, watch};
@@ -47,7 +47,8 @@ const IN_FLIGHT: usize = 2;
 /// by it are short: at 256 engines on two cores, 200 ms gave batches of one
 /// or two tasks, and 500 ms cut every part's CPU per task by about 40%
 /// (`HOSTS=64 PER_HOST=4 bench/map.sh`). A slow engine holds at most two
-/// batches (`IN_FLIGHT`) that the others cannot take.
+/// batches (`IN_FLIGHT`) that the others cannot take. The time counted is
+/// the tasks' own (see `Worker::learn`).
 const BATCH_TARGET: Duration = Duration::from_millis(500);
 const MAX_BATCH: usize = 1024;
 
@@ -64,8 +65,6 @@ struct Worker {
     batch: usize,
     /// Smoothed time per task, measured per batch.
     per_task: Option<Duration>,
-    /// Since when the engine has had work without a break.
-    busy_since: Option<Instant>,
     /// Batches handed out so far, and how many of them have been sent:
     /// each batch is sent in its turn (see `run_batch`).
     handed_out: u64,
@@ -78,6 +77,9 @@ enum Event {
     BatchEnd {
         engine: u32,
         ran: usize,
+        /// From its first task's start to its last one's end, by the
+        /// engine's clock, when any task ended.
+        worked: Option<Duration>,
         unfinished: Vec<u64>,
         error: Option<String>,
     },
@@ -118,7 +120,6 @@ pub(crate) async fn run(
                 in_flight: 0,
                 batch: 1,
                 per_task: None,
-                busy_since: None,
                 handed_out: 0,
                 sent: Arc::new(watch::Sender::new(0)),
             })
@@ -298,7 +299,6 @@ impl Map {
                 }
                 let worker = &mut self.workers[w];
                 worker.in_flight += 1;
-                worker.busy_since.get_or_insert_with(Instant::now);
                 let turn = Turn {
                     nth: worker.handed_out,
                     sent: worker.sent.clone(),
@@ -326,12 +326,15 @@ impl Map {
             Event::BatchEnd {
                 engine,
                 ran,
+                worked,
                 unfinished,
                 error,
             } => {
                 let worker = self.worker(engine);
                 worker.in_flight -= 1;
-                worker.learn(ran);
+                if let Some(worked) = worked {
+                    worker.learn(ran, worked);
+                }
                 if let Some(reason) = error {
                     // Lost (or refusing) engine: no more work for it here.
                     if worker.alive {
@@ -434,28 +437,82 @@ fn share(left: u64, live: usize) -> usize {
 }
 
 impl Worker {
-    /// Batches queue back to back on an engine, so the time since it got
-    /// busy (or since its previous batch ended) over the tasks this batch
-    /// ran is its time per task; size its next batches from that.
-    fn learn(&mut self, ran: usize) {
-        let now = Instant::now();
-        if let (Some(since), true) = (self.busy_since, ran > 0) {
-            let sample = (now - since) / ran as u32;
-            let smooth = match self.per_task {
-                Some(old) => (old + sample) / 2,
-                None => sample,
-            };
-            self.per_task = Some(smooth);
-            let fit = (BATCH_TARGET.as_secs_f64() / smooth.as_secs_f64().max(1e-6)) as usize;
-            self.batch = fit.clamp(1, (self.batch * 2).min(MAX_BATCH));
+    /// A batch's tasks took `worked` on the engine, from the first one's
+    /// start to the last one's end: its time per task sizes the next
+    /// batches. The time between batches is left out: where many engines
+    /// share few cores it was most of the wall time (at 256 engines on two
+    /// cores, tasks of 20 ms ended about 350 ms apart), so batches sized
+    /// by it stayed at one task, and each task paid for a whole batch.
+    fn learn(&mut self, ran: usize, worked: Duration) {
+        if ran == 0 {
+            return;
         }
-        self.busy_since = (self.in_flight > 0).then_some(now);
+        let sample = worked / ran as u32;
+        let smooth = match self.per_task {
+            Some(old) => (old + sample) / 2,
+            None => sample,
+        };
+        self.per_task = Some(smooth);
+        let fit = (BATCH_TARGET.as_secs_f64() / smooth.as_secs_f64().max(1e-6)) as usize;
+        self.batch = fit.clamp(1, (self.batch * 2).min(MAX_BATCH));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_BATCH, share};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::watch;
+
+    use super::{BATCH_TARGET, MAX_BATCH, Worker, share};
+
+    fn worker() -> Worker {
+        Worker {
+            id: 0,
+            alive: true,
+            in_flight: 0,
+            batch: 1,
+            per_task: None,
+            handed_out: 0,
+            sent: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    #[test]
+    fn batches_of_short_tasks_grow_to_the_target_however_far_apart_batches_run() {
+        // Tasks of 20 ms each, whatever the wall time between batches (on
+        // an oversubscribed machine, ten times the tasks' own): batches
+        // double up to about 500 ms of tasks.
+        let mut w = worker();
+        let mut sizes = Vec::new();
+        for _ in 0..8 {
+            let ran = w.batch;
+            w.learn(ran, Duration::from_millis(20) * ran as u32);
+            sizes.push(w.batch);
+        }
+        assert_eq!(sizes[..4], [2, 4, 8, 16], "doubling: {sizes:?}");
+        let fit = (BATCH_TARGET.as_millis() / 20) as usize;
+        assert_eq!(w.batch, fit, "{sizes:?}");
+    }
+
+    #[test]
+    fn long_tasks_go_one_at_a_time_and_tiny_ones_stop_at_the_cap() {
+        let mut slow = worker();
+        slow.learn(1, Duration::from_secs(30));
+        slow.learn(1, Duration::from_secs(30));
+        assert_eq!(slow.batch, 1);
+        // A batch whose tasks ended within the engine clock's millisecond.
+        let mut fast = worker();
+        for _ in 0..20 {
+            let ran = fast.batch;
+            fast.learn(ran, Duration::ZERO);
+        }
+        assert_eq!(fast.batch, MAX_BATCH);
+        // A batch in which no task ended teaches nothing.
+        fast.learn(0, Duration::from_secs(60));
+        assert_eq!(fast.batch, MAX_BATCH);
+    }
 
     #[test]
     fn the_end_of_a_known_input_goes_to_every_engine_in_small_batches() {
