@@ -112,18 +112,7 @@ pub(crate) async fn run(
     let mut map = Map {
         pool: pool.clone(),
         request: Arc::new(request),
-        workers: ids
-            .iter()
-            .map(|&id| Worker {
-                id,
-                alive: true,
-                in_flight: 0,
-                batch: 1,
-                per_task: None,
-                handed_out: 0,
-                sent: Arc::new(watch::Sender::new(0)),
-            })
-            .collect(),
+        workers: ids.iter().map(|&id| Worker::new(id)).collect(),
         items: input.items,
         total: input.total,
         live: ids.len(),
@@ -437,6 +426,19 @@ fn share(left: u64, live: usize) -> usize {
 }
 
 impl Worker {
+    /// An engine that has run nothing yet: its first batch is one task.
+    fn new(id: u32) -> Worker {
+        Worker {
+            id,
+            alive: true,
+            in_flight: 0,
+            batch: 1,
+            per_task: None,
+            handed_out: 0,
+            sent: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
     /// A batch's tasks took `worked` on the engine, from the first one's
     /// start to the last one's end: its time per task sizes the next
     /// batches. The time between batches is left out: where many engines
@@ -460,31 +462,16 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use tokio::sync::watch;
-
     use super::{BATCH_TARGET, MAX_BATCH, Worker, share};
-
-    fn worker() -> Worker {
-        Worker {
-            id: 0,
-            alive: true,
-            in_flight: 0,
-            batch: 1,
-            per_task: None,
-            handed_out: 0,
-            sent: Arc::new(watch::Sender::new(0)),
-        }
-    }
 
     #[test]
     fn batches_of_short_tasks_grow_to_the_target_however_far_apart_batches_run() {
         // Tasks of 20 ms each, whatever the wall time between batches (on
         // an oversubscribed machine, ten times the tasks' own): batches
         // double up to about 500 ms of tasks.
-        let mut w = worker();
+        let mut w = Worker::new(0);
         let mut sizes = Vec::new();
         for _ in 0..8 {
             let ran = w.batch;
@@ -498,12 +485,12 @@ mod tests {
 
     #[test]
     fn long_tasks_go_one_at_a_time_and_tiny_ones_stop_at_the_cap() {
-        let mut slow = worker();
+        let mut slow = Worker::new(0);
         slow.learn(1, Duration::from_secs(30));
         slow.learn(1, Duration::from_secs(30));
         assert_eq!(slow.batch, 1);
         // A batch whose tasks ended within the engine clock's millisecond.
-        let mut fast = worker();
+        let mut fast = Worker::new(0);
         for _ in 0..20 {
             let ran = fast.batch;
             fast.learn(ran, Duration::ZERO);
