@@ -32,8 +32,7 @@ pub(super) async fn run_batch(
     // An engine runs a batch in order, so what did not finish is a tail.
     let seqs: Vec<u64> = items.iter().map(|i| i.seq).collect();
     let mut finished = 0;
-    // The engine's clock, in ms: the first task's start, the last's end.
-    let mut span: Option<(u64, u64)> = None;
+    let mut worked = Duration::ZERO;
     let label = format!("map {}", request.command);
     let engine_request = EngineRequest::Batch {
         id: engine,
@@ -71,8 +70,7 @@ pub(super) async fn run_batch(
             match reply {
                 Ok(Some(EngineReply::Task(end))) => {
                     finished += 1;
-                    let ended = end.start_ms + end.runtime_ms;
-                    span = Some(span.map_or((end.start_ms, ended), |(first, _)| (first, ended)));
+                    worked += Duration::from_millis(end.runtime_ms);
                     round.push(end);
                 }
                 Ok(Some(EngineReply::BatchDone)) => break None,
@@ -90,7 +88,7 @@ pub(super) async fn run_batch(
         .send(Event::BatchEnd {
             engine,
             ran: finished,
-            worked: span.map(|(first, last)| Duration::from_millis(last.saturating_sub(first))),
+            worked,
             unfinished: seqs[finished.min(seqs.len())..].to_vec(),
             error,
         })

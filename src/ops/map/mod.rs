@@ -53,9 +53,9 @@ enum Event {
     BatchEnd {
         engine: u32,
         ran: usize,
-        /// From its first task's start to its last one's end, by the
-        /// engine's clock, when any task ended.
-        worked: Option<Duration>,
+        /// The run times of the tasks that ended, by the engine's clock,
+        /// added up.
+        worked: Duration,
         unfinished: Vec<u64>,
         error: Option<String>,
     },
@@ -297,9 +297,7 @@ impl Map {
             } => {
                 let worker = self.worker(engine);
                 worker.in_flight -= 1;
-                if let Some(worked) = worked {
-                    worker.learn(ran, worked);
-                }
+                worker.learn(ran, worked);
                 if let Some(reason) = error {
                     // Lost (or refusing) engine: no more work for it here.
                     if worker.alive {

@@ -47,9 +47,8 @@ impl Worker {
         }
     }
 
-    /// A batch's tasks took `worked` on the engine, from the first one's
-    /// start to the last one's end: its time per task sizes the next
-    /// batches. The time between batches is left out: where many engines
+    /// A batch's `ran` tasks took `worked` on the engine, their run times
+    /// added up: its time per task sizes the next batches. The time between batches is left out: where many engines
     /// share few cores it was most of the wall time (at 256 engines on two
     /// cores, tasks of 20 ms ended about 350 ms apart), so batches sized
     /// by it stayed at one task, and each task paid for a whole batch.
