@@ -11,10 +11,15 @@
 //! output is flowing fast, each wakeup has plenty to take. And a pause
 //! that ends with the pipe full (the shell may have waited on it) makes
 //! the next ones shorter, until pauses end with little to read again.
+//! Pauses end on one grid shared by every pipe of the engine host, and a
+//! pipe woken from the reactor while a gap is set waits for the grid too:
+//! the engine host's shells are read in the same wakeup, and their tasks'
+//! results leave in one packet.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -43,6 +48,10 @@ pub(super) struct OutputPipe {
     round: usize,
     /// No read yet since the last pause ended.
     first_after_pause: bool,
+    /// Bytes that wake the pipe in the reactor are read at the next grid
+    /// point, not at once (while a gap is set, until a round finds the
+    /// pipe well filled).
+    waits_for_grid: bool,
 }
 
 enum Mode {
@@ -70,6 +79,7 @@ impl OutputPipe {
             pause: Duration::ZERO,
             round: 0,
             first_after_pause: false,
+            waits_for_grid: false,
         })
     }
 
@@ -108,6 +118,7 @@ impl OutputPipe {
                 // Rounds are counted from here: without a gap, a short
                 // read does not end one.
                 self.round = 0;
+                self.waits_for_grid = true;
                 gap
             } else {
                 self.pause.min(gap)
@@ -148,10 +159,17 @@ impl OutputPipe {
             return Ok(());
         }
         if round >= BUSY_ROUND {
+            self.waits_for_grid = false;
             return self.watch();
         }
+        self.pause_until_grid();
+        Ok(())
+    }
+
+    /// Out of the reactor until the next point of the pause's grid.
+    fn pause_until_grid(&mut self) {
         self.first_after_pause = true;
-        let until = Instant::now() + self.pause;
+        let until = next_on_grid(Instant::now(), self.pause);
         match std::mem::replace(&mut self.mode, Mode::Detached) {
             Mode::Watched(watched) => {
                 self.mode = Mode::Paused {
@@ -168,7 +186,31 @@ impl OutputPipe {
             }
             Mode::Detached => {}
         }
-        Ok(())
+    }
+}
+
+/// The first point after `now` of a grid of `step`, counted from one
+/// instant for the whole process, so that pipes paused at different
+/// moments end their pauses together.
+fn next_on_grid(now: Instant, step: Duration) -> Instant {
+    grid_after(now, grid_origin(), step)
+}
+
+fn grid_origin() -> Instant {
+    static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
+    Instant::from_std(*ORIGIN.get_or_init(std::time::Instant::now))
+}
+
+/// The first point after `now` of the points `origin + k * step`, for
+/// any whole k (a runtime's clock may be behind the origin: tests pause
+/// it).
+fn grid_after(now: Instant, origin: Instant, step: Duration) -> Instant {
+    let step_ns = step.as_nanos().max(1);
+    let span = |steps: u128| Duration::from_nanos((steps * step_ns) as u64);
+    if now >= origin {
+        origin + span((now - origin).as_nanos() / step_ns + 1)
+    } else {
+        origin - span((origin - now).as_nanos().div_ceil(step_ns) - 1)
     }
 }
 
@@ -204,33 +246,44 @@ impl AsyncRead for OutputPipe {
     ) -> Poll<io::Result<()>> {
         let pipe = self.get_mut();
         loop {
+            let to_grid = pipe.gap.is_some() && pipe.waits_for_grid;
             let read = match &mut pipe.mode {
                 Mode::Watched(watched) => {
                     let mut ready = ready!(watched.poll_read_ready(cx))?;
-                    let wanted = buf.remaining();
-                    match ready.try_io(|fd| read_into(fd.get_ref(), buf)) {
-                        // A pipe reads short only when that emptied it, and
-                        // bytes written later bring a new event: the read
-                        // that would only find it empty is saved, one per
-                        // command. With a gap, that read is what ends a
-                        // round, so it stays.
-                        Ok(Ok(n)) if n > 0 && n < wanted && pipe.gap.is_none() => {
-                            ready.clear_ready();
-                            Ok(n)
+                    if to_grid {
+                        // Read with the engine host's other pipes, at the
+                        // grid's next point.
+                        None
+                    } else {
+                        let wanted = buf.remaining();
+                        match ready.try_io(|fd| read_into(fd.get_ref(), buf)) {
+                            // A pipe reads short only when that emptied it, and
+                            // bytes written later bring a new event: the read
+                            // that would only find it empty is saved, one per
+                            // command. With a gap, that read is what ends a
+                            // round, so it stays.
+                            Ok(Ok(n)) if n > 0 && n < wanted && pipe.gap.is_none() => {
+                                ready.clear_ready();
+                                Some(Ok(n))
+                            }
+                            Ok(read) => Some(read),
+                            Err(_would_block) => Some(Err(io::ErrorKind::WouldBlock.into())),
                         }
-                        Ok(read) => read,
-                        Err(_would_block) => Err(io::ErrorKind::WouldBlock.into()),
                     }
                 }
                 Mode::Paused { fd, until } => {
                     ready!(until.as_mut().poll(cx));
                     let read = read_into(fd, buf);
                     pipe.learn_from_pause(read.as_ref().ok().copied());
-                    read
+                    Some(read)
                 }
                 Mode::Detached => {
                     return Poll::Ready(Err(io::Error::other("pipe lost while switching")));
                 }
+            };
+            let Some(read) = read else {
+                pipe.pause_until_grid();
+                continue;
             };
             match read {
                 Ok(n) => {
@@ -241,6 +294,7 @@ impl AsyncRead for OutputPipe {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // A pause that found nothing: wait for bytes instead.
                     if pipe.round == 0 && matches!(pipe.mode, Mode::Paused { .. }) {
+                        pipe.waits_for_grid = true;
                         pipe.watch()?;
                     } else {
                         pipe.round_ended()?;
@@ -262,7 +316,7 @@ mod tests {
     use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
     use tokio::time::Instant;
 
-    use super::OutputPipe;
+    use super::{OutputPipe, grid_after, grid_origin, next_on_grid};
 
     /// A pipe whose read end is an `OutputPipe`, and its write end.
     fn pipe() -> (OutputPipe, std::fs::File) {
@@ -278,6 +332,18 @@ mod tests {
             )
         };
         (OutputPipe::new(read).unwrap(), write)
+    }
+
+    /// The clock is at a point of the grid of `step` (or the timer's next
+    /// millisecond tick after it).
+    fn assert_on_grid(step: Duration) {
+        let now = Instant::now();
+        let point = grid_after(now - step, grid_origin(), step);
+        assert!(
+            now - point < Duration::from_millis(1),
+            "{:?} past the grid",
+            now - point
+        );
     }
 
     /// One round as a batch's shell loop reads it: write `bytes`, read
@@ -356,8 +422,11 @@ mod tests {
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
         pipe.read_with_gap(Some(gap)).unwrap();
-        // Each round that found bytes is followed by the gap.
-        assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
+        // Bytes that wake the pipe wait for the grid; each round that
+        // found bytes is followed by the gap.
+        let first = round(&mut pipe, &mut writer, 10).await;
+        assert!(first > Duration::ZERO && first <= gap, "waited {first:?}");
+        assert_on_grid(gap);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, gap);
         // A well-filled round is followed by no gap, the next by the gap.
         assert_eq!(round(&mut pipe, &mut writer, 32 << 10).await, gap);
@@ -367,18 +436,71 @@ mod tests {
         // until pauses find little again.
         assert_eq!(round(&mut pipe, &mut writer, 64 << 10).await, gap);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
-        assert_eq!(round(&mut pipe, &mut writer, 10).await, gap / 4);
-        assert_eq!(round(&mut pipe, &mut writer, 10).await, gap / 2);
-        assert_eq!(round(&mut pipe, &mut writer, 10).await, gap);
-        // A pause that finds nothing leaves the pipe to wake on bytes.
+        for step in [gap / 4, gap / 2, gap] {
+            let waited = round(&mut pipe, &mut writer, 10).await;
+            assert!(
+                waited > Duration::ZERO && waited <= step,
+                "waited {waited:?}"
+            );
+            assert_on_grid(step);
+        }
+        // A pause that finds nothing leaves the pipe to wake on bytes,
+        // which then wait for the grid.
         let mut buf = [0u8; 16];
-        let idle = tokio::time::timeout(gap * 4, pipe.read(&mut buf));
+        let idle = tokio::time::timeout(gap * 4 + gap / 3, pipe.read(&mut buf));
         assert!(idle.await.is_err(), "read bytes nobody wrote");
-        assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
+        let woken = round(&mut pipe, &mut writer, 10).await;
+        assert!(woken > Duration::ZERO && woken < gap, "waited {woken:?}");
+        assert_on_grid(gap);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, gap);
         // Reading at once again ends the gap under way.
         pipe.read_with_gap(None).unwrap();
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_grid_point_is_the_first_after_the_instant_on_either_side_of_the_origin() {
+        let origin = Instant::now() + Duration::from_secs(10);
+        let step = Duration::from_millis(25);
+        let ms = Duration::from_millis;
+        for (now, next) in [
+            (origin, origin + step),
+            (origin + ms(1), origin + step),
+            (origin + ms(24), origin + step),
+            (origin + step, origin + step * 2),
+            (origin + ms(1000), origin + ms(1025)),
+            (origin - ms(1), origin),
+            (origin - step, origin),
+            (origin - ms(26), origin - step),
+            (origin - ms(1000) - ms(1), origin - ms(1000)),
+        ] {
+            assert_eq!(grid_after(now, origin, step), next, "{now:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pipes_woken_apart_under_a_gap_are_read_together() {
+        let gap = Duration::from_millis(25);
+        let (mut early, mut early_writer) = pipe();
+        let (mut late, mut late_writer) = pipe();
+        for _ in 0..3 {
+            tokio::time::sleep_until(next_on_grid(Instant::now(), gap) + Duration::from_millis(2))
+                .await;
+            early.read_with_gap(Some(gap)).unwrap();
+            late.read_with_gap(Some(gap)).unwrap();
+            let reading_early = round(&mut early, &mut early_writer, 10);
+            let reading_late = async {
+                tokio::time::sleep(Duration::from_millis(7)).await;
+                round(&mut late, &mut late_writer, 10).await
+            };
+            let (early_waited, late_waited) = tokio::join!(reading_early, reading_late);
+            // Both were read at one point of the grid, within a gap.
+            assert_eq!(early_waited, Duration::from_millis(7) + late_waited);
+            assert_on_grid(gap);
+            assert!(late_waited < gap, "late pipe waited {late_waited:?}");
+            early.read_with_gap(None).unwrap();
+            late.read_with_gap(None).unwrap();
+        }
     }
 }
