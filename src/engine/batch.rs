@@ -41,11 +41,13 @@ pub(super) fn interrupt(engine: &Engine, id: u32, cancel: bool) {
 
 /// The pause after each read of a batch's output (see
 /// `OutputSink::read_gap`): a tiny task takes about a millisecond, so a
-/// round gathers a score of them, and each round costs the engine host
-/// and the daemon a wakeup, a packet and its acknowledgement. A task's
-/// result is at most that much later to be seen; the batch's last one is
-/// read at once.
-const READ_GAP: Duration = Duration::from_millis(25);
+/// round gathers about a hundred of them, and each round costs the engine
+/// host and the daemon a wakeup, a packet and its acknowledgement (at
+/// 25 ms those were still half the daemon's CPU per task). A task's
+/// result is at most that much later to be seen, which a person watching
+/// does not notice; the batch's last one is read at once, so the next
+/// batch never waits for it.
+const READ_GAP: Duration = Duration::from_millis(100);
 
 /// Its presence stops engine `id`'s running batch before its next task.
 fn stop_file(id: u32) -> std::io::Result<PathBuf> {
