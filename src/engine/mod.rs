@@ -12,6 +12,7 @@ mod leftovers;
 mod marker;
 mod pipe;
 mod procs;
+mod read_grid;
 mod relay;
 mod scratch;
 mod shell;

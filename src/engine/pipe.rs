@@ -19,13 +19,14 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, Interest, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use super::read_grid::next_on_grid;
 
 /// A round of reading that took this much means output is flowing fast
 /// (a quarter of a default 64 KiB pipe): no pause follows it.
@@ -189,31 +190,6 @@ impl OutputPipe {
     }
 }
 
-/// The first point after `now` of a grid of `step`, counted from one
-/// instant for the whole process, so that pipes paused at different
-/// moments end their pauses together.
-fn next_on_grid(now: Instant, step: Duration) -> Instant {
-    grid_after(now, grid_origin(), step)
-}
-
-fn grid_origin() -> Instant {
-    static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
-    Instant::from_std(*ORIGIN.get_or_init(std::time::Instant::now))
-}
-
-/// The first point after `now` of the points `origin + k * step`, for
-/// any whole k (a runtime's clock may be behind the origin: tests pause
-/// it).
-fn grid_after(now: Instant, origin: Instant, step: Duration) -> Instant {
-    let step_ns = step.as_nanos().max(1);
-    let span = |steps: u128| Duration::from_nanos((steps * step_ns) as u64);
-    if now >= origin {
-        origin + span((now - origin).as_nanos() / step_ns + 1)
-    } else {
-        origin - span((origin - now).as_nanos().div_ceil(step_ns) - 1)
-    }
-}
-
 fn watch(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: an `OwnedFd` names the same open descriptor for as long as
     // it lives, and the `AsyncFd` owns it.
@@ -316,7 +292,8 @@ mod tests {
     use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
     use tokio::time::Instant;
 
-    use super::{OutputPipe, grid_after, grid_origin, next_on_grid};
+    use super::OutputPipe;
+    use crate::engine::read_grid::{grid_after, grid_origin, next_on_grid};
 
     /// A pipe whose read end is an `OutputPipe`, and its write end.
     fn pipe() -> (OutputPipe, std::fs::File) {
@@ -457,26 +434,6 @@ mod tests {
         pipe.read_with_gap(None).unwrap();
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
         assert_eq!(round(&mut pipe, &mut writer, 10).await, Duration::ZERO);
-    }
-
-    #[test]
-    fn a_grid_point_is_the_first_after_the_instant_on_either_side_of_the_origin() {
-        let origin = Instant::now() + Duration::from_secs(10);
-        let step = Duration::from_millis(25);
-        let ms = Duration::from_millis;
-        for (now, next) in [
-            (origin, origin + step),
-            (origin + ms(1), origin + step),
-            (origin + ms(24), origin + step),
-            (origin + step, origin + step * 2),
-            (origin + ms(1000), origin + ms(1025)),
-            (origin - ms(1), origin),
-            (origin - step, origin),
-            (origin - ms(26), origin - step),
-            (origin - ms(1000) - ms(1), origin - ms(1000)),
-        ] {
-            assert_eq!(grid_after(now, origin, step), next, "{now:?}");
-        }
     }
 
     #[tokio::test(start_paused = true)]
