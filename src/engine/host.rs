@@ -165,6 +165,7 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
                 tokio::spawn(async move {
                     match incoming.await {
                         Ok(conn) => host.serve(conn).await,
+                        Err(e) if given_up_by_peer(&e) => {}
                         Err(e) => eprintln!("pcl engine: refused a peer: {e}"),
                     }
                 });
@@ -189,6 +190,21 @@ pub(crate) async fn run(bind: Option<SocketAddr>) -> Result<(), EngineError> {
         let _ = std::fs::remove_dir_all(dir);
     }
     Ok(())
+}
+
+/// The peer gave the connection up itself before it was made: a daemon
+/// that dialled over UDP and over the channel at once keeps the first to
+/// connect and drops the other. Nothing was refused.
+fn given_up_by_peer(error: &ConnectionError) -> bool {
+    match error {
+        ConnectionError::ApplicationClosed(_) => true,
+        // Closed before the handshake ended, an application's close is
+        // sent as this transport error.
+        ConnectionError::ConnectionClosed(close) => {
+            close.error_code == quinn::TransportErrorCode::APPLICATION_ERROR
+        }
+        _ => false,
+    }
 }
 
 /// The next peer knocking over UDP or over the channel.
@@ -392,5 +408,34 @@ fn raise_open_files_limit() {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quinn::{ApplicationClose, ConnectionClose, ConnectionError, TransportErrorCode, VarInt};
+
+    use super::given_up_by_peer;
+
+    #[test]
+    fn a_peer_dropping_its_own_attempt_is_not_a_refusal() {
+        let dropped = ConnectionError::ApplicationClosed(ApplicationClose {
+            error_code: VarInt::from_u32(0),
+            reason: Default::default(),
+        });
+        let dropped_in_handshake = ConnectionError::ConnectionClosed(ConnectionClose {
+            error_code: TransportErrorCode::APPLICATION_ERROR,
+            frame_type: None,
+            reason: Default::default(),
+        });
+        let refused = ConnectionError::ConnectionClosed(ConnectionClose {
+            error_code: TransportErrorCode::crypto(42),
+            frame_type: None,
+            reason: Default::default(),
+        });
+        assert!(given_up_by_peer(&dropped));
+        assert!(given_up_by_peer(&dropped_in_handshake));
+        assert!(!given_up_by_peer(&refused));
+        assert!(!given_up_by_peer(&ConnectionError::TimedOut));
     }
 }

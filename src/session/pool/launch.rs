@@ -12,6 +12,7 @@ use tokio::process::Child;
 use tokio::sync::{oneshot, watch};
 
 use super::reconnect::Reach;
+use super::udp_race::{self, Raced, UdpMiss};
 use super::{EngineCondition, EnginePool, Tether};
 use crate::config::{LauncherKind, Transport};
 use crate::join_all;
@@ -23,7 +24,7 @@ use crate::transport::{ChannelClose, ChannelSocket, TransportError, read_frame, 
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long `transport = "auto"` waits for an answer over UDP before it
-/// takes the ssh channel: a LAN answers within milliseconds, a closed
+/// dials the ssh channel too: a LAN answers within milliseconds, a closed
 /// route never.
 const UDP_PROBE: Duration = Duration::from_secs(3);
 const UDP_HINT: &str = " (is UDP blocked? transport = \"ssh\" carries the session over ssh)";
@@ -129,8 +130,9 @@ impl EnginePool {
 
     /// The host's first connection: over UDP, or over the ssh channel its
     /// engine host was started on, as its `transport` says; with `auto`,
-    /// UDP if the host answers there in time. Also says why `auto` did
-    /// not take UDP.
+    /// UDP if it connects within the probe, or later but before the
+    /// channel dialled beside it does (see `udp_race`). Also says why
+    /// `auto` did not take UDP.
     async fn first_connection(
         &self,
         index: usize,
@@ -147,17 +149,34 @@ impl EnginePool {
             Ok(_) if spec.transport == Transport::Ssh => "transport = \"ssh\"".to_string(),
             Ok(addr) if probe => {
                 let reach = Reach::udp(&self.endpoint, addr);
-                match self
-                    .dial_within(index, &reach, fingerprint, UDP_PROBE)
-                    .await
-                {
-                    Ok(connection) => return Ok((reach, connection, None)),
-                    Err(Some(e)) => format!("QUIC over UDP to {addr} failed ({e})"),
-                    Err(None) => format!(
+                let raced = udp_race::race(
+                    self.dial_within(index, &reach, fingerprint, CONNECT_TIMEOUT),
+                    || self.dial_channel(index, channel.clone(), fingerprint),
+                    UDP_PROBE,
+                )
+                .await;
+                let (dialled, miss) = match raced {
+                    Raced::Udp(connection) => return Ok((reach, connection, None)),
+                    Raced::UdpFailed(e) => (
+                        self.dial_channel(index, channel, fingerprint).await,
+                        UdpMiss::Failed(e),
+                    ),
+                    Raced::Channel(dialled, miss) => (dialled, miss),
+                };
+                let why = match miss {
+                    UdpMiss::Slow => format!(
                         "no QUIC answer over UDP from {addr} within {} s",
                         UDP_PROBE.as_secs()
                     ),
-                }
+                    UdpMiss::Failed(Some(e)) => format!("QUIC over UDP to {addr} failed ({e})"),
+                    UdpMiss::Failed(None) => format!(
+                        "no QUIC answer over UDP from {addr} within {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                };
+                let (reach, connection) = dialled?;
+                let note = format!("{why}; the session goes over the ssh channel");
+                return Ok((reach, connection, Some(note)));
             }
             Ok(addr) => {
                 // Only an ssh host has a channel to fall back on.
@@ -182,24 +201,30 @@ impl EnginePool {
             }
             Err(why) => why,
         };
+        let (reach, connection) = self.dial_channel(index, channel, fingerprint).await?;
+        let note = probe.then(|| format!("{why_not_udp}; the session goes over the ssh channel"));
+        Ok((reach, connection, note))
+    }
+
+    /// Connect over the ssh channel the engine host was started on.
+    async fn dial_channel(
+        &self,
+        index: usize,
+        channel: Arc<ChannelSocket>,
+        fingerprint: &str,
+    ) -> Result<(Reach, Connection), String> {
         let reach = Reach::channel(channel).map_err(|e| e.to_string())?;
-        let connection = match self
+        match self
             .dial_within(index, &reach, fingerprint, CONNECT_TIMEOUT)
             .await
         {
-            Ok(connection) => connection,
-            Err(Some(e)) => {
-                return Err(format!("QUIC connection over the ssh channel failed: {e}"));
-            }
-            Err(None) => {
-                return Err(format!(
-                    "no QUIC answer over the ssh channel within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                ));
-            }
-        };
-        let note = probe.then(|| format!("{why_not_udp}; the session goes over the ssh channel"));
-        Ok((reach, connection, note))
+            Ok(connection) => Ok((reach, connection)),
+            Err(Some(e)) => Err(format!("QUIC connection over the ssh channel failed: {e}")),
+            Err(None) => Err(format!(
+                "no QUIC answer over the ssh channel within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )),
+        }
     }
 
     /// `dial`, given up after `limit`: `Err(None)` when nothing answered.

@@ -11,6 +11,7 @@ mod launch;
 mod link;
 mod reconnect;
 mod roster;
+mod udp_race;
 mod workdirs;
 
 use std::path::{Path, PathBuf};
