@@ -8,6 +8,8 @@
 #  - where a px's CPU goes, per engine: the daemon, the engine hosts,
 #    their shells and the CLI (from /proc/PID/task/*/schedstat and bash's
 #    `time`), the profile that shows whether any part grows with the size;
+#  - how often the engine hosts were put to sleep and woken per px, and
+#    the UDP datagrams per host per px;
 #  - the floor: as many bare bash processes, each answering one command
 #    over a pipe (the shells' own work, no pcl), and px as a ratio to it;
 #  - the floor for `up`: the same cold ssh logins, 32 at a time, each
@@ -56,7 +58,15 @@ cpu_us() { # CPU time of these processes' live threads, in microseconds
     for pid in "$@"; do cat "/proc/$pid/task/"*/schedstat; done 2>/dev/null |
         awk '{s += $1} END {printf "%d", s / 1000}'
 }
+# Times the engine hosts went to sleep (waiting in epoll) and were woken:
+# on a machine this loaded, each wakeup costs far more than its system
+# calls, so this counts what a px's packets and pipes cost them.
+sleeps() {
+    for pid in "$@"; do cat "/proc/$pid/status"; done 2>/dev/null |
+        awk '/^voluntary_ctxt_switches:/ {s += $2} END {printf "%d", s}'
+}
 u0=$(datagrams)
+w0=$(sleeps $hosts)
 read -r d0 h0 s0 <<<"$(cpu_us $daemon) $(cpu_us $hosts) $(cpu_us $shells)"
 cli_us=0
 TIMEFORMAT='%3U %3S'
@@ -65,6 +75,7 @@ for _ in $(seq "$RUNS"); do
     cli_us=$(awk -v c="$cli_us" -v t="$t" 'BEGIN {split(t, f, " "); printf "%d", c + (f[1] + f[2]) * 1e6}')
 done
 read -r d1 h1 s1 <<<"$(cpu_us $daemon) $(cpu_us $hosts) $(cpu_us $shells)"
+w1=$(sleeps $hosts)
 u1=$(datagrams)
 per_engine() { awk -v us="$1" -v r="$RUNS" -v n="$N" 'BEGIN {printf "%.0f", us / r / n}'; }
 
@@ -138,6 +149,8 @@ printf '    px CPU per engine: daemon %s us, engine hosts %s us, shells %s us, C
     "$(per_engine "$cli_us")"
 printf '    UDP datagrams per host per px, in and out: %s\n' \
     "$(awk -v u=$((u1 - u0)) -v r="$RUNS" -v h="$HOSTS" 'BEGIN {printf "%.2f", u / r / h}')"
+printf '    engine host wakeups per host per px: %s\n' \
+    "$(awk -v w=$((w1 - w0)) -v r="$RUNS" -v h="$HOSTS" 'BEGIN {printf "%.2f", w / r / h}')"
 printf '  %-44s %8s ms   (%s us per engine)\n' "pcl down" "$pcl_down_ms" "$(per_ms "$pcl_down_ms")"
 printf '  %-44s %8s MiB  (target < 64 MiB)\n' "daemon peak RSS (VmHWM)" "$(mib "$daemon_kib")"
 printf '  %-44s %8s MiB  (mean %s MiB over %s)\n' "engine host peak RSS, max" "$(mib "$engine_max")" \
