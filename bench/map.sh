@@ -54,10 +54,18 @@ cpu_us() {
     }
     echo "$(run_us $daemon) $(run_us $hosts) $(ticks_us $shells)"
 }
+# Times the daemon went to sleep and was woken: none means a packet was
+# always waiting, so its cost is work per packet, not wakeups.
+daemon_sleeps() {
+    awk '/^voluntary_ctxt_switches:/ {print $2}' \
+        "/proc/$(pgrep -f "session serve --session $PCL_SESSION" | head -1)/status"
+}
 "$PCL" map 'echo {}' 1 2 3 4 >/dev/null # warm
 read -r d0 h0 s0 < <(cpu_us)
 u0=$(datagrams)
+w0=$(daemon_sleeps)
 pcl_rate=$(rate "$ITEMS" "$PCL" map 'echo {}' --from "$BENCH_TMP/items")
+w1=$(daemon_sleeps)
 u1=$(datagrams)
 read -r d1 h1 s1 < <(cpu_us)
 echo "map of $ITEMS tiny tasks (echo {}), $E engines"
@@ -67,6 +75,8 @@ printf '    CPU per task: shells %s us, engine hosts %s us, daemon %s us\n' \
     "$(per_task $((s1 - s0)))" "$(per_task $((h1 - h0)))" "$(per_task $((d1 - d0)))"
 printf '    UDP datagrams per task, all hosts in and out: %s\n' \
     "$(awk -v u=$((u1 - u0)) -v n="$ITEMS" 'BEGIN {printf "%.3f", u / n}')"
+printf '    daemon sleeps per task: %s\n' \
+    "$(awk -v w=$((w1 - w0)) -v n="$ITEMS" 'BEGIN {printf "%.3f", w / n}')"
 
 # The ceiling for a subshell per task: as many bare bash processes as
 # engines forking `( echo N )` lines, the same count in all.

@@ -9,7 +9,7 @@
 #    their shells and the CLI (from /proc/PID/task/*/schedstat and bash's
 #    `time`), the profile that shows whether any part grows with the size;
 #  - how often the engine hosts were put to sleep and woken per px, and
-#    the UDP datagrams per host per px;
+#    the UDP datagrams per host per px; and what the session costs idle;
 #  - the floor: as many bare bash processes, each answering one command
 #    over a pipe (the shells' own work, no pcl), and px as a ratio to it;
 #  - the floor for `up`: the same cold ssh logins, 32 at a time, each
@@ -112,6 +112,14 @@ for s in shells:
 PY
 ulimit -n "$(ulimit -Hn)"
 floor_ms=$(python3 "$BENCH_TMP/floor.py" "$N" "$RUNS")
+# What the session costs doing nothing: keep-alives and their
+# acknowledgements, and the engine hosts' timers.
+sleep 2
+u2=$(datagrams)
+read -r d2 h2 <<<"$(cpu_us $daemon) $(cpu_us $hosts)"
+sleep 10
+u3=$(datagrams)
+read -r d3 h3 <<<"$(cpu_us $daemon) $(cpu_us $hosts)"
 daemon_kib=$(vm_hwm_kib "$daemon")
 engine_kib=()
 for pid in $(pgrep -f "^$PCL engine --session bench$"); do
@@ -151,6 +159,8 @@ printf '    UDP datagrams per host per px, in and out: %s\n' \
     "$(awk -v u=$((u1 - u0)) -v r="$RUNS" -v h="$HOSTS" 'BEGIN {printf "%.2f", u / r / h}')"
 printf '    engine host wakeups per host per px: %s\n' \
     "$(awk -v w=$((w1 - w0)) -v r="$RUNS" -v h="$HOSTS" 'BEGIN {printf "%.2f", w / r / h}')"
+printf '    idle, over 10 s: %s datagrams/s; CPU: daemon %s ms/s, engine hosts %s ms/s\n' \
+    "$(( (u3 - u2) / 10 ))" "$(( (d3 - d2) / 10000 ))" "$(( (h3 - h2) / 10000 ))"
 printf '  %-44s %8s ms   (%s us per engine)\n' "pcl down" "$pcl_down_ms" "$(per_ms "$pcl_down_ms")"
 printf '  %-44s %8s MiB  (target < 64 MiB)\n' "daemon peak RSS (VmHWM)" "$(mib "$daemon_kib")"
 printf '  %-44s %8s MiB  (mean %s MiB over %s)\n' "engine host peak RSS, max" "$(mib "$engine_max")" \
