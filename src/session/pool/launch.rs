@@ -157,10 +157,6 @@ impl EnginePool {
                 .await;
                 let (dialled, miss) = match raced {
                     Raced::Udp(connection) => return Ok((reach, connection, None)),
-                    Raced::UdpFailed(e) => (
-                        self.dial_channel(index, channel, fingerprint).await,
-                        UdpMiss::Failed(e),
-                    ),
                     Raced::Channel(dialled, miss) => (dialled, miss),
                 };
                 let why = match miss {

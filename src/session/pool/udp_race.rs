@@ -14,8 +14,6 @@ use std::time::Duration;
 pub(super) enum Raced<T, E, C, CE> {
     /// UDP connected first.
     Udp(T),
-    /// UDP failed within the probe; the channel was not dialled.
-    UdpFailed(E),
     /// The channel's outcome (an error only when UDP failed too), and
     /// why UDP does not carry the session.
     Channel(Result<C, CE>, UdpMiss<E>),
@@ -26,12 +24,13 @@ pub(super) enum Raced<T, E, C, CE> {
 pub(super) enum UdpMiss<E> {
     /// Nothing had connected when the channel did.
     Slow,
-    /// The UDP attempt failed after the probe.
+    /// The UDP attempt failed.
     Failed(E),
 }
 
 /// Race `udp` against the channel that `channel` dials, giving UDP a
-/// head start of `probe`.
+/// head start of `probe`; UDP failing within it has the channel dialled
+/// at once.
 pub(super) async fn race<T, E, C, CE, Channel>(
     udp: impl Future<Output = Result<T, E>>,
     channel: impl FnOnce() -> Channel,
@@ -44,7 +43,7 @@ where
     tokio::select! {
         dialled = &mut udp => return match dialled {
             Ok(connection) => Raced::Udp(connection),
-            Err(e) => Raced::UdpFailed(e),
+            Err(e) => Raced::Channel(channel().await, UdpMiss::Failed(e)),
         },
         _ = tokio::time::sleep(probe) => {}
     }
@@ -112,10 +111,14 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn udp_that_fails_within_the_probe_is_reported_without_a_channel() {
-        let (outcome, dialled) = run((1.0, Err("refused")), (0.1, Ok("channel"))).await;
-        assert_eq!(outcome, Raced::UdpFailed("refused"));
-        assert!(!dialled);
+    async fn udp_that_fails_within_the_probe_has_the_channel_dialled_at_once() {
+        let started = tokio::time::Instant::now();
+        let (outcome, _) = run((1.0, Err("refused")), (0.1, Ok("channel"))).await;
+        assert_eq!(
+            outcome,
+            Raced::Channel(Ok("channel"), UdpMiss::Failed("refused"))
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs_f64(1.1));
     }
 
     #[tokio::test(start_paused = true)]
